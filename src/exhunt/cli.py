@@ -1,0 +1,240 @@
+"""Command line: parse arguments, call the library, print. No detection logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from exhunt import __version__
+from exhunt.errors import ExhuntError
+
+app = typer.Typer(
+    name="exhunt",
+    help=(
+        "Find out whether a Microsoft Exchange server was broken into (ProxyLogon, ProxyShell, "
+        "ProxyNotShell, OWASSRF), how, and what was taken.\n\n"
+        "Start with:  exhunt scan COLLECTION   (a folder or .zip of IIS/Exchange logs, event logs and files)\n\n"
+        "Evidence is only read: nothing is modified, extracted into the evidence folder or executed."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+rules_app = typer.Typer(help="List and inspect detection rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+err = Console(stderr=True)
+DEBUG = {"on": False}
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]exhunt: error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"exhunt {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for internal errors.")] = False,
+) -> None:
+    DEBUG["on"] = debug
+
+
+@app.command()
+def scan(
+    path: Annotated[Path, typer.Argument(help="Collection: a folder, a .zip (read in place) or one log file.")],
+    json_out: Annotated[
+        str | None, typer.Option("--json", metavar="FILE", help="Write the full result as JSON to FILE ('-' for stdout).")
+    ] = None,
+    case: Annotated[
+        Path | None, typer.Option("--case", metavar="FILE.duckdb", help="Keep every record, artifact and finding in a DuckDB case file.")
+    ] = None,
+    all_evidence: Annotated[bool, typer.Option("--all-evidence", help="Keep every matching record, not a few samples per finding.")] = False,
+    samples: Annotated[int, typer.Option(min=1, max=1000, help="Evidence samples kept per finding.")] = 5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no terminal summary.")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Reader threads.")] = 2,
+) -> None:
+    """Hunt one Exchange server's collection and print a verdict with evidence.
+
+    Reads IIS W3C logs, Exchange HttpProxy/ECP/OAB/EWS/RPS logs, EVTX and JSON-lines event exports
+    and the file tree; runs the built-in rules; groups hits into findings (rule, CVE, ATT&CK,
+    first/last time, evidence file and line).
+
+    [bold]Exit status[/]: 0 NO EVIDENCE FOUND · 1 COMPROMISED or SUSPICIOUS · 2 bad usage or unreadable
+    input · 3 INCOMPLETE (the logs the checks need were not in the collection).
+
+    [bold]Examples[/]:  exhunt scan triage.zip --json result.json ·
+    exhunt scan ./EXCH01 --case case.duckdb && exhunt query case.duckdb "SELECT * FROM findings"
+    """
+    from exhunt.output.terminal import render
+    from exhunt.scan import ScanOptions
+    from exhunt.scan import scan as run_scan
+
+    show_progress = not quiet and err.is_terminal
+    progress = Progress(
+        TextColumn("[bold]reading[/]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}"), console=err, transient=True, disable=not show_progress,
+    )  # fmt: skip
+    task = progress.add_task("", total=None)
+
+    def on_progress(done: int, total: int, what: str) -> None:
+        progress.update(task, completed=done, total=total, description=what)
+
+    options = ScanOptions(case=case, all_evidence=all_evidence, samples=samples, workers=workers, progress=on_progress)
+    with progress:
+        result = _guard(lambda: run_scan(path, options))
+    if json_out:
+        text = json.dumps(result.to_dict(), indent=2, default=str, ensure_ascii=False)
+        if json_out == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            _guard(lambda: Path(json_out).write_text(text + "\n", encoding="utf-8"))
+    if not quiet:
+        render(result, err if json_out == "-" else Console())
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def query(
+    case: Annotated[Path, typer.Argument(help="A case file written by 'exhunt scan --case'.")],
+    sql: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT rule, count FROM findings\".")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines instead of a table.")] = False,
+    limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
+) -> None:
+    """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
+    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...)."""
+    import duckdb
+    from rich.table import Table
+
+    from exhunt.output.safe import terminal_text
+
+    if not case.is_file():
+        raise _fail(f"no such case file: {case}")
+    try:
+        con = duckdb.connect(str(case), read_only=True)
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description] if cur.description else []
+        rows = cur.fetchall()
+    except duckdb.Error as exc:
+        raise _fail(f"query failed: {str(exc).splitlines()[0]}") from None
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False) + "\n")
+        return
+    table = Table(show_edge=False)
+    for n in names:
+        table.add_column(terminal_text(n))
+    for row in rows[:limit]:
+        table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
+    Console().print(table)
+    if len(rows) > limit:
+        err.print(f"… {len(rows) - limit} more rows (use --json or --limit)")
+
+
+@app.command()
+def synth(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write the synthetic collection into (created).")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same bytes.")] = 1,
+    users: Annotated[int, typer.Option(min=1, help="Mailbox users generating benign traffic.")] = 50,
+    days: Annotated[int, typer.Option(min=1, help="Days of logs, starting 2021-02-24.")] = 14,
+    benign_only: Annotated[bool, typer.Option("--benign-only", help="Write benign traffic and look-alikes only.")] = False,
+    plant: Annotated[
+        str, typer.Option(help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, or all.")
+    ] = "proxylogon",
+    target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
+) -> None:
+    """Write a realistic synthetic Exchange 2016 server collection, with attack traces at known
+    positions listed in OUTDIR/answer_key.json."""
+    from exhunt.synth import FAMILIES, generate
+
+    names = {p.strip() for p in plant.split(",") if p.strip()}
+    if "all" in names:
+        names = set(FAMILIES)
+    unknown = names - set(FAMILIES)
+    if unknown:
+        raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
+    key = _guard(
+        lambda: generate(
+            outdir, seed=seed, users=users, days=days, benign_only=benign_only, plant=frozenset(names), target_mb=target_mb
+        )
+    )
+    traces = len(key.get("traces", []))
+    err.print(f"wrote {outdir} ({traces} planted traces; answer key: {outdir / 'answer_key.json'})")
+
+
+@rules_app.command("list")
+def rules_list(as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False) -> None:
+    """List the built-in rules."""
+    from rich.table import Table
+
+    from exhunt.rules.model import load_rules
+
+    rules = _guard(load_rules)
+    if as_json:
+        for r in rules:
+            sys.stdout.write(json.dumps(r.to_dict()) + "\n")
+        return
+    table = Table(show_edge=False)
+    for col in ("id", "severity", "kind", "source", "CVEs", "ATT&CK", "title"):
+        table.add_column(col)
+    for r in sorted(rules, key=lambda r: r.id):
+        table.add_row(r.id, r.severity, r.kind, r.source, ", ".join(r.cves), ", ".join(r.attack), r.title)
+    Console().print(table)
+
+
+@rules_app.command("show")
+def rules_show(rule_id: Annotated[str, typer.Argument(help="Rule id, as printed by 'exhunt rules list'.")]) -> None:
+    """Print one rule in full (YAML)."""
+    import yaml
+
+    from exhunt.rules.model import load_rules
+
+    rules = {r.id: r for r in _guard(load_rules)}
+    if rule_id not in rules:
+        raise _fail(f"no rule {rule_id!r}; see 'exhunt rules list'")
+    sys.stdout.write(yaml.safe_dump(rules[rule_id].to_dict(), sort_keys=False, allow_unicode=True))
+
+
+def _guard(fn: Any) -> Any:
+    """Run `fn`; turn exhunt errors into a one-line message and exit 2."""
+    try:
+        return fn()
+    except ExhuntError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+    except Exception as exc:
+        if DEBUG["on"]:
+            raise
+        raise _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
+
+
+def _register_optional() -> None:
+    try:
+        from exhunt.exposure.command import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_optional()

@@ -1,0 +1,207 @@
+"""The Exchange build table (builds.toml) as typed, validated data."""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+Nums = tuple[int, int, int, int]
+
+
+def nums(text: str) -> Nums:
+    """'15.01.2176.009' -> (15, 1, 2176, 9). Only for the table's own, trusted strings."""
+    parts = tuple(int(p) for p in text.strip().split("."))
+    if len(parts) != 4:
+        raise ValueError(f"build {text!r} in the build table does not have four parts")
+    return parts  # type: ignore[return-value]
+
+
+def short(n: tuple[int, ...]) -> str:
+    return ".".join(str(p) for p in n)
+
+
+@dataclass(frozen=True)
+class Update:
+    name: str
+    kb: str
+    released: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Cve:
+    cve: str
+    family: str
+    update: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    prefix: tuple[int, ...]
+    min_build: int
+    source: str
+    not_affected: frozenset[str]
+
+    def matches(self, n: tuple[int, ...]) -> bool:
+        return n[: len(self.prefix)] == self.prefix and n[2] >= self.min_build
+
+
+@dataclass(frozen=True)
+class Fix:
+    """First fixed build of one update for one CU; `alt_*` is a disagreeing second source."""
+
+    update: str
+    kb: str
+    build: Nums
+    source: str
+    alt_build: Nums | None = None
+    alt_source: str | None = None
+
+    @property
+    def low(self) -> Nums:
+        return min(self.build, self.alt_build) if self.alt_build else self.build
+
+    @property
+    def high(self) -> Nums:
+        return max(self.build, self.alt_build) if self.alt_build else self.build
+
+    def describe(self) -> str:
+        text = f"{short(self.build)} ({self.source})"
+        if self.alt_build:
+            text += f" / {short(self.alt_build)} ({self.alt_source})"
+        return text
+
+
+@dataclass(frozen=True)
+class CuRow:
+    product: str
+    name: str
+    build: Nums
+    source: str
+    fixes: tuple[Fix, ...]
+
+    @property
+    def line(self) -> tuple[int, int]:
+        return self.build[0], self.build[1]
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return self.build[0], self.build[1], self.build[2]
+
+    def fix(self, update: str) -> Fix | None:
+        return next((f for f in self.fixes if f.update == update), None)
+
+
+@dataclass(frozen=True)
+class BuildTable:
+    sources: dict[str, str]
+    updates: dict[str, Update]
+    families: tuple[Family, ...]
+    cves: tuple[Cve, ...]
+    products: tuple[Product, ...]
+    rows: tuple[CuRow, ...]
+
+    def product_for(self, n: tuple[int, ...]) -> Product | None:
+        found = [p for p in self.products if p.matches(n)]
+        return max(found, key=lambda p: p.min_build) if found else None
+
+    def row_for(self, n: tuple[int, ...]) -> CuRow | None:
+        return next((r for r in self.rows if r.key == tuple(n[:3])), None)
+
+    def latest_fix(self, line: tuple[int, int], update: str) -> tuple[CuRow, Fix] | None:
+        """The newest fixed build of `update` in a product line (e.g. 15.1), with its CU."""
+        pairs = [(r, f) for r in self.rows if r.line == line and (f := r.fix(update))]
+        return max(pairs, key=lambda rf: rf[1].high) if pairs else None
+
+    def family_cves(self, family: str) -> tuple[Cve, ...]:
+        return tuple(c for c in self.cves if c.family == family)
+
+
+def _fix(update: str, raw: dict[str, Any], updates: dict[str, Update]) -> Fix:
+    alt = raw.get("alt_build")
+    return Fix(
+        update=update,
+        kb=raw.get("kb", updates[update].kb),
+        build=nums(raw["build"]),
+        source=raw["source"],
+        alt_build=nums(alt) if alt else None,
+        alt_source=raw.get("alt_source"),
+    )
+
+
+def _row(raw: dict[str, Any], updates: dict[str, Update]) -> CuRow:
+    fixes = tuple(_fix(name, fix, updates) for name, fix in raw.get("fixes", {}).items())
+    return CuRow(raw["product"], raw["name"], nums(raw["build"]), raw["source"], fixes)
+
+
+def _product(raw: dict[str, Any]) -> Product:
+    prefix = tuple(int(p) for p in str(raw["prefix"]).split("."))
+    return Product(
+        raw["name"], prefix, int(raw.get("min_build", 0)), raw["source"], frozenset(raw.get("not_affected", ()))
+    )
+
+
+def parse_table(data: dict[str, Any]) -> BuildTable:
+    updates = {name: Update(name, u["kb"], u["released"], u["source"]) for name, u in data["updates"].items()}
+    table = BuildTable(
+        sources=dict(data["sources"]),
+        updates=updates,
+        families=tuple(Family(f["key"], f["label"]) for f in data["families"]),
+        cves=tuple(Cve(cve, c["family"], c["update"], c["source"]) for cve, c in data["cves"].items()),
+        products=tuple(_product(p) for p in data["products"]),
+        rows=tuple(_row(r, updates) for r in data["cu"]),
+    )
+    validate(table)
+    return table
+
+
+def validate(table: BuildTable) -> None:
+    """Raise ValueError if the table contradicts itself (unknown keys, misplaced fixed builds)."""
+    problems: list[str] = []
+    known = set(table.sources)
+    families = {f.key for f in table.families}
+    for cve in table.cves:
+        if cve.family not in families or cve.update not in table.updates or cve.source not in known:
+            problems.append(f"{cve.cve}: unknown family, update or source")
+    for row in table.rows:
+        label = f"{row.product} {row.name}"
+        if row.source not in known or not any(p.name == row.product for p in table.products):
+            problems.append(f"{label}: unknown source or product")
+        for fix in row.fixes:
+            if fix.update not in table.updates or fix.source not in known:
+                problems.append(f"{label} {fix.update}: unknown update or source")
+            if fix.alt_source and fix.alt_source not in known:
+                problems.append(f"{label} {fix.update}: unknown alt_source")
+            for b in filter(None, (fix.build, fix.alt_build)):
+                if b[:3] != row.build[:3] or b < row.build:
+                    problems.append(f"{label} {fix.update}: {short(b)} is not a later build of this CU")
+    keys = [r.key for r in table.rows]
+    if len(keys) != len(set(keys)):
+        problems.append("two CU rows share a build number")
+    if problems:
+        raise ValueError("build table: " + "; ".join(problems))
+
+
+def load_table(path: Path | None = None) -> BuildTable:
+    if path is None:
+        text = resources.files("exhunt.exposure").joinpath("builds.toml").read_text(encoding="utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
+    return parse_table(tomllib.loads(text))
+
+
+@functools.cache
+def default_table() -> BuildTable:
+    return load_table()

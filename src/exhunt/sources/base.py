@@ -1,0 +1,50 @@
+"""Source base class and registry.
+
+A Source recognises its artifact by content first (`sniff` on the first bytes) and path second, and
+reads it into Arrow tables destined for one store table each. Sources never print and never raise on
+bad content: problems go to `ArtifactInfo.errors` with a line number where known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, ClassVar
+
+import pyarrow as pa
+
+
+@dataclass
+class ArtifactInfo:
+    """What was learnt about one artifact while reading it."""
+
+    path: str
+    kind: str = ""
+    table: str | None = None  # store table its records went to
+    log_type: str | None = None
+    version: str | None = None  # build in the #Version directive (Exchange logs)
+    sha256: str | None = None
+    records: int = 0
+    directives: list[tuple[int, str, str]] = field(default_factory=list)
+    errors: list[tuple[int | None, str]] = field(default_factory=list)
+
+
+class Source:
+    """Base class: subclass, set `kind`, implement `sniff` and `read`."""
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        raise NotImplementedError
+
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+        """Yield (store table name, rows). Each table carries an int64 `_line` (or `_record`) column."""
+        raise NotImplementedError
+
+
+def text_head(head: bytes) -> str:
+    """The first bytes as text, without a BOM."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    return head.decode("utf-8", "replace")

@@ -1,0 +1,284 @@
+"""Windows events: EVTX files (through the Rust-backed `evtx` package) and JSON-lines exports
+(Winlogbeat/ECS, NXLog and the flat shape of public security datasets), mapped to one event model.
+
+Every event becomes a row of the `events` table: `ts` (UTC), `channel`, `provider`, `event_id`,
+`level` (1 critical .. 5 verbose), `computer`, `record_id`, `data` (EventData/UserData flattened to a
+JSON object of strings; unnamed `<Data>` items become `param1..N`, as Winlogbeat names them) and
+`message` (rendered text where the export has one). `_line` is the JSON-lines line, or null for EVTX.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import evtx
+import pyarrow as pa
+
+from exhunt.sources.base import ArtifactInfo, Source, text_head
+from exhunt.sources.delimited import ReadState, iter_lines_chunks
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("_line", pa.int64()),
+        ("record_id", pa.int64()),
+        ("ts", pa.timestamp("us")),
+        ("channel", pa.string()),
+        ("provider", pa.string()),
+        ("event_id", pa.int32()),
+        ("level", pa.int32()),
+        ("computer", pa.string()),
+        ("data", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+BATCH = 20_000
+LEVELS = {"critical": 1, "error": 2, "warning": 3, "information": 4, "info": 4, "verbose": 5}
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 (with Z, fractions beyond microseconds, or ' UTC') to a naive UTC datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace(" UTC", "").replace("Z", "")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        digits = "".join(ch for ch in frac if ch.isdigit())
+        rest = frac[len(digits) :]
+        text = f"{head}.{digits[:6]}{rest}"
+    try:
+        dt = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        return None
+    if dt.tzinfo is not None:
+        dt = (dt - dt.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
+    return dt
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return ""
+    if isinstance(v, dict) and "#text" in v:
+        return _text(v["#text"])
+    if isinstance(v, list):
+        return "\n".join(_text(x) for x in v)
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v)
+
+
+def flatten_event_data(section: Any) -> dict[str, str]:
+    """EventData/UserData as evtx renders it -> flat {name: text}."""
+    out: dict[str, str] = {}
+    if not isinstance(section, dict):
+        if section not in (None, ""):
+            out["param1"] = _text(section)
+        return out
+    for key, value in section.items():
+        if key == "#attributes":
+            continue
+        if key == "Data":
+            items = value.get("#text") if isinstance(value, dict) else value
+            items = items if isinstance(items, list) else [items]
+            for i, item in enumerate(items, 1):
+                out[f"param{i}"] = _text(item)
+        elif isinstance(value, dict) and "#text" not in value:
+            # UserData wraps its fields in one element named after the event
+            for k2, v2 in value.items():
+                if k2 != "#attributes":
+                    out[k2] = _text(v2)
+        else:
+            out[key] = _text(value)
+    return out
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, dict):
+        v = v.get("#text")
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Batcher:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
+
+    def add(self, **row: Any) -> None:
+        for name in EVENT_SCHEMA.names:
+            self.rows[name].append(row.get(name))
+
+    def __len__(self) -> int:
+        return len(self.rows["ts"])
+
+    def flush(self) -> pa.Table:
+        table = pa.Table.from_pydict(self.rows, schema=EVENT_SCHEMA)
+        self.rows = {name: [] for name in EVENT_SCHEMA.names}
+        return table
+
+
+class EvtxSource(Source):
+    kind = "evtx"
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        return head.startswith(b"ElfFile\x00")
+
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+        info.table, info.log_type = "events", "EVTX"
+        with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
+            while chunk := stream.read(8 << 20):
+                hasher.update(chunk)  # type: ignore[attr-defined]
+                spool.write(chunk)
+            spool.seek(0)
+            try:
+                parser = evtx.PyEvtxParser(spool)
+            except Exception as exc:  # the parser raises RuntimeError and others on bad headers
+                info.errors.append((None, f"not a readable EVTX file: {exc}"))
+                return
+            batch = _Batcher()
+            records = parser.records_json()
+            while True:
+                try:
+                    rec = next(records)
+                except StopIteration:
+                    break
+                except Exception as exc:  # a corrupt chunk or record: note it, keep going
+                    info.errors.append((None, f"EVTX record unreadable: {str(exc).splitlines()[0][:200]}"))
+                    continue
+                self._add(rec, batch, info)
+                if len(batch) >= BATCH:
+                    yield "events", batch.flush()
+            if len(batch):
+                yield "events", batch.flush()
+
+    @staticmethod
+    def _add(rec: dict[str, Any], batch: _Batcher, info: ArtifactInfo) -> None:
+        try:
+            event = json.loads(rec["data"]).get("Event", {})
+        except (ValueError, AttributeError):
+            info.errors.append((None, f"EVTX record {rec.get('event_record_id')} is not valid JSON"))
+            return
+        system = event.get("System") or {}
+        provider = system.get("Provider") or {}
+        pattrs = provider.get("#attributes", {}) if isinstance(provider, dict) else {}
+        data = flatten_event_data(event.get("EventData"))
+        data.update(flatten_event_data(event.get("UserData")))
+        created = (system.get("TimeCreated") or {}).get("#attributes", {}).get("SystemTime")
+        batch.add(
+            record_id=_int(system.get("EventRecordID")) or rec.get("event_record_id"),
+            ts=parse_time(created) or parse_time(rec.get("timestamp")),
+            channel=_text(system.get("Channel")) or None,
+            provider=pattrs.get("Name") or pattrs.get("EventSourceName"),
+            event_id=_int(system.get("EventID")),
+            level=_int(system.get("Level")),
+            computer=_text(system.get("Computer")) or None,
+            data=json.dumps(data, ensure_ascii=False),
+        )
+        info.records += 1
+
+
+# JSON-lines key spellings: (winlogbeat/ECS dotted path, NXLog / flat dataset names)
+_JSONL_KEYS = {
+    "channel": ("winlog.channel", "Channel", "channel", "log_name"),
+    "provider": ("winlog.provider_name", "SourceName", "ProviderName", "provider_name", "Provider"),
+    "event_id": ("winlog.event_id", "EventID", "event_id", "event.code"),
+    "record_id": ("winlog.record_id", "RecordNumber", "EventRecordID", "record_id"),
+    "computer": ("winlog.computer_name", "Hostname", "Computer", "host.name", "computer_name"),
+    "ts": ("@timestamp", "EventTime", "TimeCreated", "timestamp", "EventReceivedTime"),
+    "level": ("winlog.level", "log.level", "Level", "SeverityValue", "level"),
+    "message": ("message", "Message"),
+}
+_FLAT_NON_DATA = {k for keys in _JSONL_KEYS.values() for k in keys if "." not in k} | {
+    "Severity", "Keywords", "Task", "Opcode", "ProcessID", "ThreadID", "EventType", "SourceModuleName",
+    "SourceModuleType", "Category", "Version", "ActivityID", "SourceImage", "@version", "tags",
+}  # fmt: skip
+
+
+def _dig(obj: dict[str, Any], dotted: str) -> Any:
+    cur: Any = obj
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return obj.get(dotted) if cur is not obj else None
+        cur = cur[part]
+    return cur
+
+
+def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for k in keys:
+        v = _dig(obj, k)
+        if v not in (None, ""):
+            return v
+    return None
+
+
+def _level(v: Any) -> int | None:
+    if isinstance(v, str) and not v.isdigit():
+        return LEVELS.get(v.strip().lower())
+    return _int(v)
+
+
+class JsonLinesEventSource(Source):
+    kind = "events-jsonl"
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        text = text_head(head).lstrip()
+        if not text.startswith("{"):
+            return False
+        first = text.split("\n", 1)[0]
+        return any(k in first for k in ('"winlog"', '"EventID"', '"event_id"', '"Channel"', '"EventRecordID"'))
+
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+        info.table, info.log_type = "events", "JSON lines"
+        state = ReadState()
+        batch = _Batcher()
+        for chunk, first_line in iter_lines_chunks(stream, state, hasher):
+            for i, raw in enumerate(chunk.split(b"\n")):
+                if not raw.strip():
+                    continue
+                self._add(raw, first_line + i, batch, info)
+                if len(batch) >= BATCH:
+                    yield "events", batch.flush()
+        info.errors.extend(state.errors)
+        if len(batch):
+            yield "events", batch.flush()
+
+    @staticmethod
+    def _add(raw: bytes, line: int, batch: _Batcher, info: ArtifactInfo) -> None:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            info.errors.append((line, "not a JSON object: line skipped"))
+            return
+        if not isinstance(obj, dict):
+            info.errors.append((line, "not a JSON object: line skipped"))
+            return
+        data_obj = _dig(obj, "winlog.event_data")
+        if data_obj is None:
+            data_obj = obj.get("EventData") if isinstance(obj.get("EventData"), dict) else None
+        if isinstance(data_obj, dict):
+            data = {k: _text(v) for k, v in data_obj.items()}
+            user = _dig(obj, "winlog.user_data")
+            if isinstance(user, dict):
+                data.update({k: _text(v) for k, v in user.items()})
+        else:  # flat NXLog / dataset shape: every other key is event data
+            data = {k: _text(v) for k, v in obj.items() if k not in _FLAT_NON_DATA and not isinstance(v, dict)}
+        message = _first(obj, _JSONL_KEYS["message"])
+        batch.add(
+            _line=line,
+            record_id=_int(_first(obj, _JSONL_KEYS["record_id"])),
+            ts=parse_time(_first(obj, _JSONL_KEYS["ts"])),
+            channel=_text(_first(obj, _JSONL_KEYS["channel"])) or None,
+            provider=_text(_first(obj, _JSONL_KEYS["provider"])) or None,
+            event_id=_int(_first(obj, _JSONL_KEYS["event_id"])),
+            level=_level(_first(obj, _JSONL_KEYS["level"])),
+            computer=_text(_first(obj, _JSONL_KEYS["computer"])) or None,
+            data=json.dumps(data, ensure_ascii=False),
+            message=_text(message) if message is not None else None,
+        )
+        info.records += 1

@@ -1,0 +1,40 @@
+"""IIS W3C extended logs (`inetpub/logs/LogFiles/W3SVC<n>/u_exYYMMDD.log`).
+
+Space-separated fields named by `#Fields`, which may repeat mid-file with another list; `-` means
+empty; spaces inside values are written as `+`; times are UTC. W3SVC1 is the Exchange front end
+(ports 443/80), W3SVC2 the back end (port 444). Sample line:
+`2021-03-03 04:15:02 10.0.0.5 POST /ecp/y.js - 443 - 130.255.189.21 python-requests/2.25.1 - 200 0 0 31`
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from exhunt.sources.base import ArtifactInfo, Source, text_head
+from exhunt.sources.delimited import W3C, ReadState, read_delimited
+
+
+class W3CSource(Source):
+    kind = "iis-w3c"
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        text = text_head(head)
+        if text.startswith("#Software: Microsoft Internet Information Services"):
+            return True
+        return "\n#Fields: date time" in "\n" + text or "#Fields: date time" in text[:4096]
+
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+        state = ReadState()
+        info.table = "log_iis"
+        info.log_type = "IIS W3C"
+        try:
+            for seg in read_delimited(stream, W3C, state, hasher):
+                info.records += seg.table.num_rows
+                yield "log_iis", seg.table
+        finally:
+            info.directives = state.seen_directives
+            info.errors.extend(state.errors)

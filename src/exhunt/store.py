@@ -1,0 +1,139 @@
+"""The case database: one DuckDB file per scan.
+
+Tables
+- `artifacts`: every file of the collection (id, path, host, Windows path, kind, size, mtime, SHA-256,
+  record count, log type, build in `#Version`).
+- `log_<family>`: one table per log family (`log_iis`, `log_httpproxy`, `log_ecp_server`, ...), every
+  column of the source as text, plus `_artifact`, `_line` and a parsed UTC `_ts`. Columns are the
+  union over all files: a file from an older build simply leaves newer columns null.
+- `events`: Windows events from EVTX and JSON lines (see `sources.events`), plus `_artifact`.
+- `directives`: every `#Version`/`#Log-type`/`#Fields`... line with its artifact and line.
+- `findings`, `evidence`, `errors`, `coverage`, `meta`: written by the scan.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+# Timestamp columns, tried in order, per log family (first present one wins).
+TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
+FLUSH_ROWS = 250_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+  id INTEGER PRIMARY KEY, path VARCHAR, host VARCHAR, win_path VARCHAR, name VARCHAR, ext VARCHAR,
+  kind VARCHAR, log_table VARCHAR, log_type VARCHAR, version VARCHAR, size_bytes BIGINT,
+  mtime TIMESTAMP, sha256 VARCHAR, magic VARCHAR, records BIGINT, note VARCHAR);
+CREATE TABLE IF NOT EXISTS directives (artifact INTEGER, line BIGINT, key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS errors (path VARCHAR, line BIGINT, reason VARCHAR);
+CREATE TABLE IF NOT EXISTS events (
+  _artifact INTEGER, _line BIGINT, record_id BIGINT, ts TIMESTAMP, channel VARCHAR, provider VARCHAR,
+  event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, message VARCHAR);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+"""
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Store:
+    """Writes parsed records into DuckDB in large batches and answers SQL."""
+
+    def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+        self.path = path
+        self.con = duckdb.connect(str(path))
+        self.con.execute(f"SET memory_limit='{memory_limit}'; SET threads={int(threads)};")
+        self.con.execute("SET preserve_insertion_order=false")
+        self.con.execute(SCHEMA)
+        self._columns: dict[str, set[str]] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending_rows: dict[str, int] = {}
+
+    # -- writing -----------------------------------------------------------------------------
+    def append(self, table: str, rows: pa.Table, artifact_id: int) -> None:
+        rows = rows.append_column("_artifact", pa.array([artifact_id] * rows.num_rows, pa.int32()))
+        self._pending.setdefault(table, []).append(rows)
+        self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
+        if self._pending_rows[table] >= FLUSH_ROWS:
+            self._flush(table)
+
+    def flush(self) -> None:
+        for table in list(self._pending):
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        parts = self._pending.pop(table, [])
+        self._pending_rows.pop(table, None)
+        if not parts:
+            return
+        batch = pa.concat_tables(parts, promote_options="permissive")
+        if table == "events":
+            self.con.register("_batch", batch)
+            self.con.execute("INSERT INTO events BY NAME SELECT * FROM _batch")
+            self.con.unregister("_batch")
+            return
+        self._ensure_columns(table, batch.schema)
+        ts_col = next((c for c in TS_CANDIDATES if c in batch.column_names), None)
+        if "date" in batch.column_names and "time" in batch.column_names:
+            ts_expr = "TRY_CAST(\"date\" || ' ' || \"time\" AS TIMESTAMP)"
+        elif ts_col:
+            ts_expr = f"TRY_CAST(rtrim({_q(ts_col)}, 'Z') AS TIMESTAMP)"
+        else:
+            ts_expr = "NULL::TIMESTAMP"
+        self.con.register("_batch", batch)
+        self.con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT *, {ts_expr} AS _ts FROM _batch")
+        self.con.unregister("_batch")
+
+    def _ensure_columns(self, table: str, schema: pa.Schema) -> None:
+        have = self._columns.get(table)
+        if have is None:
+            cols = ", ".join(
+                f"{_q(f.name)} {'INTEGER' if f.name == '_artifact' else 'BIGINT' if f.name == '_line' else 'VARCHAR'}"
+                for f in schema
+            )
+            self.con.execute(f"CREATE TABLE {_q(table)} ({cols}, _ts TIMESTAMP)")
+            self._columns[table] = {f.name.lower() for f in schema} | {"_ts"}
+            return
+        for f in schema:
+            if f.name.lower() not in have:
+                self.con.execute(f"ALTER TABLE {_q(table)} ADD COLUMN {_q(f.name)} VARCHAR")
+                have.add(f.name.lower())
+
+    def add_artifacts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.con.register("_a", pa.Table.from_pylist(rows))
+            self.con.execute("INSERT INTO artifacts BY NAME SELECT * FROM _a")
+            self.con.unregister("_a")
+
+    def add_directives(self, rows: list[tuple[int, int, str, str]]) -> None:
+        if rows:
+            self.con.executemany("INSERT INTO directives VALUES (?, ?, ?, ?)", rows)
+
+    def add_errors(self, rows: list[tuple[str, int | None, str]]) -> None:
+        if rows:
+            self.con.executemany("INSERT INTO errors VALUES (?, ?, ?)", rows)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, json.dumps(value, default=str)])
+
+    # -- reading -----------------------------------------------------------------------------
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    def columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.con.execute(f"DESCRIBE {_q(table)}").fetchall()]
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        self.flush()
+        self.con.close()
