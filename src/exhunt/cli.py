@@ -54,7 +54,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for internal errors.")] = False,
 ) -> None:
     DEBUG["on"] = debug
@@ -64,12 +66,18 @@ def main(
 def scan(
     path: Annotated[Path, typer.Argument(help="Collection: a folder, a .zip (read in place) or one log file.")],
     json_out: Annotated[
-        str | None, typer.Option("--json", metavar="FILE", help="Write the full result as JSON to FILE ('-' for stdout).")
+        str | None,
+        typer.Option("--json", metavar="FILE", help="Write the full result as JSON to FILE ('-' for stdout)."),
     ] = None,
     case: Annotated[
-        Path | None, typer.Option("--case", metavar="FILE.duckdb", help="Keep every record, artifact and finding in a DuckDB case file.")
+        Path | None,
+        typer.Option(
+            "--case", metavar="FILE.duckdb", help="Keep every record, artifact and finding in a DuckDB case file."
+        ),
     ] = None,
-    all_evidence: Annotated[bool, typer.Option("--all-evidence", help="Keep every matching record, not a few samples per finding.")] = False,
+    all_evidence: Annotated[
+        bool, typer.Option("--all-evidence", help="Keep every matching record, not a few samples per finding.")
+    ] = False,
     samples: Annotated[int, typer.Option(min=1, max=1000, help="Evidence samples kept per finding.")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no terminal summary.")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Reader threads.")] = 2,
@@ -117,7 +125,7 @@ def scan(
 @app.command()
 def query(
     case: Annotated[Path, typer.Argument(help="A case file written by 'exhunt scan --case'.")],
-    sql: Annotated[str, typer.Argument(help="SQL to run, e.g. \"SELECT rule, count FROM findings\".")],
+    sql: Annotated[str, typer.Argument(help='SQL to run, e.g. "SELECT rule, count FROM findings".')],
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines instead of a table.")] = False,
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
@@ -157,9 +165,14 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same bytes.")] = 1,
     users: Annotated[int, typer.Option(min=1, help="Mailbox users generating benign traffic.")] = 50,
     days: Annotated[int, typer.Option(min=1, help="Days of logs, starting 2021-02-24.")] = 14,
-    benign_only: Annotated[bool, typer.Option("--benign-only", help="Write benign traffic and look-alikes only.")] = False,
+    benign_only: Annotated[
+        bool, typer.Option("--benign-only", help="Write benign traffic and look-alikes only.")
+    ] = False,
     plant: Annotated[
-        str, typer.Option(help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, or all.")
+        str,
+        typer.Option(
+            help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, or all."
+        ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
 ) -> None:
@@ -175,7 +188,13 @@ def synth(
         raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
     key = _guard(
         lambda: generate(
-            outdir, seed=seed, users=users, days=days, benign_only=benign_only, plant=frozenset(names), target_mb=target_mb
+            outdir,
+            seed=seed,
+            users=users,
+            days=days,
+            benign_only=benign_only,
+            plant=frozenset(names),
+            target_mb=target_mb,
         )
     )
     traces = len(key.get("traces", []))

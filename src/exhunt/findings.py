@@ -81,7 +81,9 @@ def _iso(t: datetime | None) -> str | None:
 def escalate_context(findings: list[Finding]) -> None:
     """Raise context findings on hosts that show exploitation (in place)."""
     exploited = {
-        f.host for f in findings if f.rule.kind in COMPROMISE_KINDS and severity_rank(f.severity) >= severity_rank("high")
+        f.host
+        for f in findings
+        if f.rule.kind in COMPROMISE_KINDS and severity_rank(f.severity) >= severity_rank("high")
     }
     for f in findings:
         if f.rule.kind == "context" and f.rule.escalate_to and f.host in exploited:

@@ -169,7 +169,12 @@ class _Reader:
         elif lower.endswith(LOG_EXTENSIONS):
             binary = b"\x00" in head[:1024]
             info.errors.append(
-                (None, "binary content in a log-named file: not parsed" if binary else "unrecognised log format: not parsed")
+                (
+                    None,
+                    "binary content in a log-named file: not parsed"
+                    if binary
+                    else "unrecognised log format: not parsed",
+                )
             )
         if entry.size <= HASH_LIMIT:
             while chunk := stream.read(8 << 20):
@@ -370,7 +375,9 @@ def _with_evidence(raw: list[RawFinding], store: Store, collection: Collection) 
                 continue
             evidence.append(_evidence(table, rec, lines))
         findings.append(
-            Finding(rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence)
+            Finding(
+                rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence
+            )
         )
     return findings
 
@@ -383,7 +390,9 @@ def _evidence(table: str, rec: dict[str, Any], lines: dict[tuple[str, int], str]
     line = rec.get("_line")
     if table == "events":
         data = json.loads(rec["data"]) if rec.get("data") else {}
-        record = {k: _plain(rec[k]) for k in ("channel", "provider", "event_id", "level", "computer", "record_id", "message")}
+        record = {
+            k: _plain(rec[k]) for k in ("channel", "provider", "event_id", "level", "computer", "record_id", "message")
+        }
         record = {k: v for k, v in record.items() if v is not None}
         record["data"] = data
         raw = lines.get((path, int(line))) if line is not None else json.dumps(record, ensure_ascii=False, default=str)
@@ -408,7 +417,9 @@ def _save_results(store: Store, result: ScanResult) -> None:
         "cves VARCHAR[], attack VARCHAR[], host VARCHAR, grp JSON, count BIGINT, first_seen TIMESTAMP, "
         "last_seen TIMESTAMP, note VARCHAR)"
     )
-    con.execute("CREATE TABLE evidence (finding INTEGER, path VARCHAR, line BIGINT, record_id BIGINT, record JSON, raw VARCHAR)")
+    con.execute(
+        "CREATE TABLE evidence (finding INTEGER, path VARCHAR, line BIGINT, record_id BIGINT, record JSON, raw VARCHAR)"
+    )
     for i, f in enumerate(result.findings, 1):
         con.execute(
             "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -420,7 +431,12 @@ def _save_results(store: Store, result: ScanResult) -> None:
                 "INSERT INTO evidence VALUES (?, ?, ?, ?, ?, ?)",
                 [[i, e.path, e.line, e.record_id, json.dumps(e.record, default=str), e.raw] for e in f.evidence],
             )
-    con.register("_cov", pa.Table.from_pylist([c.to_dict() for c in result.coverage]) if result.coverage else pa.table({"family": pa.array([], pa.string())}))
+    con.register(
+        "_cov",
+        pa.Table.from_pylist([c.to_dict() for c in result.coverage])
+        if result.coverage
+        else pa.table({"family": pa.array([], pa.string())}),
+    )
     con.execute("CREATE TABLE coverage AS SELECT * FROM _cov")
     con.unregister("_cov")
     for key in ("verdict", "reason", "hosts", "missing", "warnings", "collection"):

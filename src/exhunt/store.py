@@ -81,7 +81,7 @@ class Store:
         self._ensure_columns(table, batch.schema)
         ts_col = next((c for c in TS_CANDIDATES if c in batch.column_names), None)
         if "date" in batch.column_names and "time" in batch.column_names:
-            ts_expr = "TRY_CAST(\"date\" || ' ' || \"time\" AS TIMESTAMP)"
+            ts_expr = 'TRY_CAST("date" || \' \' || "time" AS TIMESTAMP)'
         elif ts_col:
             ts_expr = f"TRY_CAST(rtrim({_q(ts_col)}, 'Z') AS TIMESTAMP)"
         else:

@@ -15,7 +15,9 @@ def terminal_text(value: object, limit: int = 300) -> str:
     text = str(value)
     if len(text) > limit:
         text = text[:limit] + f"… [+{len(text) - limit} chars]"
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+    text = _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text
+    )
     return escape(text)
 
 

@@ -55,7 +55,8 @@ def render(result: ScanResult, console: Console, max_evidence: int = 2) -> None:
             if f.note:
                 title += f"\n[dim]{t(f.note)}[/]"
             ev = "\n".join(
-                f"{t(e.path, 90)}:{e.line if e.line is not None else (e.record_id or '-')}" for e in f.evidence[:max_evidence]
+                f"{t(e.path, 90)}:{e.line if e.line is not None else (e.record_id or '-')}"
+                for e in f.evidence[:max_evidence]
             )
             if len(f.evidence) > max_evidence:
                 ev += f"\n… {len(f.evidence) - max_evidence} more"

@@ -300,4 +300,6 @@ def split_w3c_line(text: str) -> list[str]:
 EXCHANGE_CSV = DelimitedFormat(
     delimiter=",", quoting=True, null_values=[""], bare_header=True, split_fields=split_csv_line
 )
-W3C = DelimitedFormat(delimiter=" ", quoting=False, null_values=["-", ""], bare_header=False, split_fields=split_w3c_line)
+W3C = DelimitedFormat(
+    delimiter=" ", quoting=False, null_values=["-", ""], bare_header=False, split_fields=split_w3c_line
+)
