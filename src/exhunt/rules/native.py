@@ -45,7 +45,7 @@ VIEWS: dict[str, SourceView] = {
     ),
     "httpproxy": SourceView("log_httpproxy", "_ts", ("ClientIpAddress",), {}),
     "ecp_server": SourceView("log_ecp_server", "_ts", ("ServerName",), {}),
-    "oab_generator": SourceView("log_oab_generator", "_ts", (), {"text": lambda c: "CAST(t AS VARCHAR)"}),
+    "oab_generator": SourceView("log_oab_generator", "_ts", (), {}),
     "ews": SourceView("log_ews", "_ts", ("ClientIpAddress",), {}),
     "rps_http": SourceView("log_rps_http", "_ts", ("ClientIpAddress",), {}),
     "rps_cmdlet": SourceView("log_rps_cmdlet", "_ts", ("AuthenticatedUser",), {}),
@@ -104,6 +104,9 @@ class Compiler:
             return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
         if name in self.view.aliases:
             return self.view.aliases[name](self.col)
+        if name == "text":  # every column of the row, for free-text logs
+            cols = [f"t.{_q(c)}" for c in self.columns.values() if not c.startswith("_")]
+            return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
         return self.col(name)
 
     def value(self, v: Any) -> str:

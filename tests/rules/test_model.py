@@ -1,0 +1,57 @@
+"""Rules load strictly: every mistake names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exhunt.errors import RuleError
+from exhunt.rules.model import SOURCES, load_rule_file, load_rules
+
+GOOD = """id: t-1
+title: T
+description: d
+severity: high
+kind: exploitation
+source: httpproxy
+where: {field: AnchorMailbox, like: "ServerInfo~*/*"}
+"""
+
+
+def test_builtin_rules_load_and_are_complete():
+    rules = load_rules()
+    assert len(rules) >= 15
+    for r in rules:
+        assert r.title and r.description and r.source in SOURCES
+        assert r.attack, f"{r.id} has no ATT&CK technique"
+        assert r.references, f"{r.id} has no reference"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (GOOD + "colour: red\n", "unknown key(s): colour"),
+        (GOOD.replace("severity: high", "severity: huge"), "severity must be one of"),
+        (GOOD.replace("kind: exploitation\n", ""), "missing key(s): kind"),
+        (GOOD + "title: again\n", "duplicate key 'title'"),
+        (GOOD.replace('like: "ServerInfo~*/*"', "matches: x"), "unknown operator(s) ['matches']"),
+        (GOOD.replace('where: {field: AnchorMailbox, like: "ServerInfo~*/*"}', "where: {all: []}"), "non-empty list"),
+        ("id: [unclosed\n", "invalid YAML"),
+        ("- just a list\n", "one mapping"),
+    ],
+)
+def test_bad_rule_files_name_the_file_and_problem(tmp_path: Path, text: str, problem: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RuleError) as exc:
+        load_rule_file(path)
+    assert str(path) in str(exc.value)
+    assert problem in str(exc.value)
+
+
+def test_duplicate_rule_ids_are_refused(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD)
+    with pytest.raises(RuleError, match="duplicate rule id 't-1'"):
+        load_rules([tmp_path])

@@ -1,0 +1,112 @@
+"""EVTX (real public samples) and JSON-lines exports mapped to the one event model."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import pytest
+
+from exhunt.sources.base import ArtifactInfo
+from exhunt.sources.events import EvtxSource, JsonLinesEventSource, flatten_event_data, parse_time
+from tests.conftest import shared_path
+
+EXPECTED_COUNTS = {
+    "CA_4624_4625_LogonType2_LogonProc_chrome.evtx": 4,
+    "DE_1102_security_log_cleared.evtx": 112,
+    "LM_typical_IIS_webshell_sysmon_1_10_traces.evtx": 4,
+    "Runas_4624_4648_Webshell_CreateProcessAsUserA.evtx": 3,
+    "sysmon_10_1_memdump_comsvcs_minidump.evtx": 6,
+}
+
+
+def read(source, data: bytes) -> tuple[list[dict], ArtifactInfo]:
+    info = ArtifactInfo("x")
+    rows = []
+    for table, t in source.read(io.BytesIO(data), info, hashlib.sha256()):
+        assert table == "events"
+        rows.extend(t.to_pylist())
+    return rows, info
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_COUNTS))
+def test_real_evtx_parse_without_errors(name):
+    data = shared_path("data", "evtx", name).read_bytes()
+    assert EvtxSource.sniff(data[:8], name)
+    rows, info = read(EvtxSource(), data)
+    assert info.errors == []
+    assert len(rows) == EXPECTED_COUNTS[name]
+    assert all(r["ts"] is not None and r["channel"] and r["event_id"] is not None for r in rows)
+
+
+def test_real_evtx_fields_are_mapped():
+    rows, _ = read(
+        EvtxSource(), shared_path("data", "evtx", "LM_typical_IIS_webshell_sysmon_1_10_traces.evtx").read_bytes()
+    )
+    first = rows[0]
+    assert first["channel"] == "Microsoft-Windows-Sysmon/Operational"
+    assert first["provider"] == "Microsoft-Windows-Sysmon"
+    assert first["event_id"] == 1 and first["record_id"] == 1044
+    data = json.loads(first["data"])
+    assert data["ParentImage"].lower().endswith("w3wp.exe")
+    assert data["CommandLine"].endswith("/c net user")
+
+
+def test_userdata_is_flattened():
+    rows, _ = read(EvtxSource(), shared_path("data", "evtx", "DE_1102_security_log_cleared.evtx").read_bytes())
+    cleared = [r for r in rows if r["event_id"] == 1102]
+    assert json.loads(cleared[0]["data"])["SubjectUserName"] == "user01"
+
+
+def test_truncated_and_garbage_evtx_report_errors_not_exceptions():
+    data = shared_path("data", "evtx", "DE_1102_security_log_cleared.evtx").read_bytes()
+    rows, info = read(EvtxSource(), data[: 4096 + 65536 + 3000])  # header, one chunk, part of the next
+    assert rows  # what could be read was read
+    _, info = read(EvtxSource(), b"ElfFile\x00" + b"\xff" * 50)
+    assert info.errors and "EVTX" in info.errors[0][1]
+
+
+def test_unnamed_data_items_become_params():
+    assert flatten_event_data({"Data": ["Set-OabVirtualDirectory", "-ExternalUrl x"]}) == {
+        "param1": "Set-OabVirtualDirectory",
+        "param2": "-ExternalUrl x",
+    }
+    assert flatten_event_data({"Data": {"#text": ["a", "b"]}}) == {"param1": "a", "param2": "b"}
+
+
+def test_parse_time_forms():
+    assert parse_time("2019-05-24T01:33:53.1825874Z UTC").isoformat() == "2019-05-24T01:33:53.182587"
+    assert parse_time("2021-03-03T04:12:01+01:00").isoformat() == "2021-03-03T03:12:01"
+    assert parse_time("2021-03-03 04:12:01").isoformat() == "2021-03-03T04:12:01"
+    assert parse_time("yesterday") is None
+
+
+def test_jsonl_winlogbeat_nxlog_and_flat_shapes():
+    lines = [
+        {"@timestamp": "2021-03-03T04:12:01.123Z", "message": "Cmdlet succeeded",
+         "winlog": {"channel": "MSExchange Management", "provider_name": "MSExchange CmdletLogs", "event_id": 1,
+                    "record_id": 7, "computer_name": "EXCH01", "level": "information",
+                    "event_data": {"param1": "Set-OabVirtualDirectory", "param2": "-ExternalUrl 'http://f/<script>'"}}},
+        {"EventTime": "2021-03-03 05:00:00", "Hostname": "EXCH01", "Channel": "Security", "EventID": 4688,
+         "SourceName": "Microsoft-Windows-Security-Auditing", "SeverityValue": 2, "RecordNumber": 9,
+         "NewProcessName": "C:\\Windows\\System32\\cmd.exe", "Message": "A new process has been created."},
+    ]  # fmt: skip
+    data = ("\n".join(json.dumps(x) for x in lines) + "\nnot json\n\n").encode()
+    assert JsonLinesEventSource.sniff(data[:4096], "x.ndjson")
+    rows, info = read(JsonLinesEventSource(), data)
+    assert [r["_line"] for r in rows] == [1, 2]
+    a, b = rows
+    assert (a["channel"], a["provider"], a["event_id"], a["record_id"], a["level"]) == (
+        "MSExchange Management", "MSExchange CmdletLogs", 1, 7, 4,
+    )  # fmt: skip
+    assert json.loads(a["data"])["param1"] == "Set-OabVirtualDirectory"
+    assert (b["channel"], b["event_id"], b["computer"], b["record_id"], b["level"]) == (
+        "Security",
+        4688,
+        "EXCH01",
+        9,
+        2,
+    )
+    assert json.loads(b["data"])["NewProcessName"].endswith("cmd.exe")
+    assert info.errors == [(3, "not a JSON object: line skipped")]
