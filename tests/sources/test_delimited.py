@@ -96,14 +96,14 @@ def test_invalid_utf8_is_decoded_with_escapes_not_dropped():
 
 def test_w3c_fields_repeat_mid_file_with_another_list_and_dash_is_empty():
     data = (
-        "#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
-        "#Fields: date time cs-method cs-uri-stem cs(User-Agent)\r\n"
-        "2021-03-03 01:00:00 POST /ecp/y.js python-requests/2.25.1\r\n"
-        "#Software: Microsoft Internet Information Services 10.0\r\n"
-        "#Fields: date time cs-method cs-uri-stem cs-host cs(User-Agent)\r\n"
-        "2021-03-03 01:00:01 GET /owa/ mail.example.org Mozilla/5.0+(Windows+NT+10.0)\r\n"
-        "2021-03-03 01:00:02 GET /owa/ - -\r\n"
-    ).encode()
+        b"#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
+        b"#Fields: date time cs-method cs-uri-stem cs(User-Agent)\r\n"
+        b"2021-03-03 01:00:00 POST /ecp/y.js python-requests/2.25.1\r\n"
+        b"#Software: Microsoft Internet Information Services 10.0\r\n"
+        b"#Fields: date time cs-method cs-uri-stem cs-host cs(User-Agent)\r\n"
+        b"2021-03-03 01:00:01 GET /owa/ mail.example.org Mozilla/5.0+(Windows+NT+10.0)\r\n"
+        b"2021-03-03 01:00:02 GET /owa/ - -\r\n"
+    )
     rows, info = read_w3c(data)
     assert [r["_line"] for r in rows] == [4, 7, 8]
     assert "cs-host" not in rows[0] and rows[1]["cs-host"] == "mail.example.org"
