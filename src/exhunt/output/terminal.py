@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from exhunt.findings import Finding
 from exhunt.output.safe import terminal_text as t
 from exhunt.scan import ScanResult
 
@@ -40,33 +41,9 @@ def render(result: ScanResult, console: Console, max_evidence: int = 2) -> None:
     for line in result.warnings:
         console.print(f"[yellow]warning:[/] {t(line)}")
     if result.findings:
-        table = Table(title="Findings", title_justify="left", show_lines=True, expand=True)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("finding")
-        table.add_column("count", justify="right")
-        table.add_column("first → last (UTC)", no_wrap=True)
-        table.add_column("evidence")
+        console.rule(f"Findings ({len(result.findings)})", align="left")
         for f in result.findings:
-            group = ", ".join(f"{k}={t(v, 60)}" for k, v in f.group.items() if v is not None)
-            ids = " ".join(filter(None, [", ".join(f.rule.cves), ", ".join(f.rule.attack)]))
-            title = f"[bold]{t(f.rule.title)}[/]\n[dim]{f.rule.id}  {ids}[/]"
-            if group:
-                title += f"\n{group}"
-            if f.note:
-                title += f"\n[dim]{t(f.note)}[/]"
-            ev = "\n".join(
-                f"{t(e.path, 90)}:{e.line if e.line is not None else (e.record_id or '-')}"
-                for e in f.evidence[:max_evidence]
-            )
-            if len(f.evidence) > max_evidence:
-                ev += f"\n… {len(f.evidence) - max_evidence} more"
-            span = "-"
-            if f.first_seen:
-                span = f"{f.first_seen:%Y-%m-%d %H:%M}"
-                if f.last_seen and f.last_seen != f.first_seen:
-                    span += f"\n{f.last_seen:%Y-%m-%d %H:%M}"
-            table.add_row(f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", title, str(f.count), span, ev)
-        console.print(table)
+            _finding(f, console, max_evidence)
     else:
         console.print("[green]No findings.[/]")
     if result.errors:
@@ -76,3 +53,26 @@ def render(result: ScanResult, console: Console, max_evidence: int = 2) -> None:
             console.print(f"  [dim]{t(where, 120)}[/]  {t(e['reason'], 200)}")
         if len(result.errors) > 10:
             console.print(f"  … {len(result.errors) - 10} more in the JSON output (errors[])")
+
+
+def _finding(f: Finding, console: Console, max_evidence: int) -> None:
+    style = SEVERITY_STYLE[f.severity]
+    console.print(f"[{style}]{f.severity.upper():<8}[/] [bold]{t(f.rule.title)}[/]")
+    tags = " · ".join(filter(None, [f.rule.id, ", ".join(f.rule.cves), ", ".join(f.rule.attack)]))
+    console.print(f"{'':9}[dim]{tags}[/]")
+    span = "-"
+    if f.first_seen:
+        span = f"{f.first_seen:%Y-%m-%d %H:%M:%S}"
+        if f.last_seen and f.last_seen != f.first_seen:
+            span += f" → {f.last_seen:%Y-%m-%d %H:%M:%S}"
+    group = " ".join(f"{k}={t(v, 80)}" for k, v in f.group.items() if v is not None)
+    console.print(f"{'':9}{t(f.host)} · {group + ' · ' if group else ''}{f.count:,} hit(s) · {span} UTC")
+    if f.note:
+        console.print(f"{'':9}[dim]{t(f.note)}[/]")
+    for e in f.evidence[:max_evidence]:
+        where = f"{e.path}:{e.line}" if e.line is not None else (f"{e.path} #{e.record_id}" if e.record_id else e.path)
+        console.print(f"{'':9}↳ {t(where, 160)}", soft_wrap=True)
+        if e.raw:
+            console.print(f"{'':11}[dim]{t(e.raw, 200)}[/]", soft_wrap=True)
+    if len(f.evidence) > max_evidence:
+        console.print(f"{'':9}[dim]… {len(f.evidence) - max_evidence} more sample(s) in --json / --case[/]")

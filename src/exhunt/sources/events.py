@@ -121,6 +121,28 @@ class _Batcher:
         return table
 
 
+EVTX_HEADER_BYTES = 4096
+EVTX_CHUNK_BYTES = 65536
+
+
+def evtx_truncation(header: bytes, size: int) -> str | None:
+    """Say so if the file is shorter than the chunk count its header announces.
+
+    The EVTX file header (4 KiB) stores the number of 64 KiB chunks as a 16-bit value at offset 42;
+    the `evtx` parser silently stops at a cut chunk, so the loss has to be measured here.
+    """
+    if len(header) < 44:
+        return f"EVTX header cut short ({size} bytes)"
+    chunks = int.from_bytes(header[42:44], "little")
+    expected = EVTX_HEADER_BYTES + chunks * EVTX_CHUNK_BYTES
+    if size < expected:
+        return (
+            f"truncated EVTX: the header announces {chunks} chunk(s) ({expected:,} bytes) but the file has "
+            f"{size:,} bytes; records in the missing part are lost"
+        )
+    return None
+
+
 class EvtxSource(Source):
     kind = "evtx"
 
@@ -134,6 +156,11 @@ class EvtxSource(Source):
             while chunk := stream.read(8 << 20):
                 hasher.update(chunk)  # type: ignore[attr-defined]
                 spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            problem = evtx_truncation(spool.read(4096), size)
+            if problem:
+                info.errors.append((None, problem))
             spool.seek(0)
             try:
                 parser = evtx.PyEvtxParser(spool)

@@ -1,0 +1,103 @@
+"""Hostile and broken input: every problem is listed with its path and reason; the rest is scanned."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from exhunt.cli import app
+from exhunt.scan import scan
+from tests.conftest import INSTALL, SHARED, httpproxy_log, iis_log, write
+
+HP = f"{INSTALL}/Logging/HttpProxy/Ecp/HttpProxy_2021030301-1.LOG"
+runner = CliRunner()
+
+
+def build_broken_collection(root: Path) -> dict[str, str]:
+    """A collection holding one of each kind of bad file next to good evidence; returns path -> expected reason."""
+    expected = {}
+    write(root, HP, httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "AnchorMailbox": "ServerInfo~a]@x:444/mapi/emsmdb/?#",
+                                    "ClientIpAddress": "130.255.189.21", "HttpStatus": "200"}]))  # fmt: skip
+    empty = "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210301.log"
+    write(root, empty, b"")
+    expected[empty] = "empty file"
+    binary = "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210302.log"
+    write(root, binary, bytes(range(256)) * 64)
+    expected[binary] = "binary content"
+    long_line = "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"
+    body = iis_log([
+        "2021-03-03 01:00:00 10.0.0.5 GET /owa/" + "A" * (10 << 20) + " - 443 - 10.1.1.1 Mozilla/5.0 - 200 0 0 9",
+        "2021-03-03 01:00:01 10.0.0.5 POST /ecp/y.js - 443 - 130.255.189.21 python-requests/2.25.1 - 200 0 0 31",
+    ])  # fmt: skip
+    write(root, long_line, body)
+    evtx = SHARED / "data" / "evtx" / "DE_1102_security_log_cleared.evtx"
+    if evtx.exists():
+        write(root, "EXCH01/EventLogs/Security.evtx", evtx.read_bytes()[:99_632])
+        expected["EXCH01/EventLogs/Security.evtx"] = "truncated EVTX"
+    return expected
+
+
+def test_broken_collection_scans_to_completion(collection: Path):
+    expected = build_broken_collection(collection)
+    result = scan(collection)
+    reasons = {e["path"]: e["reason"] for e in result.errors}
+    for path, why in expected.items():
+        assert why in reasons.get(path, ""), (path, reasons)
+    rules = {f.rule.id for f in result.findings}
+    assert {
+        "proxylogon-ssrf-anchor",
+        "proxylogon-ecp-js-post",
+    } <= rules  # the good evidence, incl. after the 10 MB line
+    iis = next(c for c in result.coverage if c.family == "log_iis")
+    assert iis.records == 2
+    if "EXCH01/EventLogs/Security.evtx" in expected:
+        assert next(c for c in result.coverage if c.family == "events").records == 95
+        assert "log-cleared" in rules
+
+
+def test_zip_with_parent_paths_is_scanned_and_the_bad_members_listed(collection: Path, tmp_path: Path):
+    build_broken_collection(collection)
+    z = tmp_path / "triage.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in collection.rglob("*"):
+            if p.is_file():
+                zf.write(p, p.relative_to(collection).as_posix())
+        zf.writestr("../../outside.aspx", "<%eval%>")
+    result = scan(z)
+    assert {
+        "path": "../../outside.aspx",
+        "line": None,
+        "reason": "unsafe path in zip (absolute or '..'): not read",
+    } in result.errors
+    assert result.verdict == "COMPROMISED"
+
+
+def test_cli_missing_path_and_bad_zip_exit_2_with_one_line(tmp_path: Path):
+    res = runner.invoke(app, ["scan", str(tmp_path / "missing")])
+    assert res.exit_code == 2
+    assert "no such file or folder" in res.output and "Traceback" not in res.output
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04garbage")
+    res = runner.invoke(app, ["scan", str(bad)])
+    assert res.exit_code == 2 and "cannot read zip" in res.output and "Traceback" not in res.output
+
+
+def test_cli_json_to_stdout_is_pure_json(collection: Path):
+    build_broken_collection(collection)
+    res = runner.invoke(app, ["scan", str(collection), "--json", "-", "-q"])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert doc["verdict"] == "COMPROMISED" and doc["schema_version"] == "1.0"
+    ev = doc["findings"][0]["evidence"][0]
+    assert set(ev) >= {"path", "line", "record", "raw"} and "\\" not in ev["path"]
+    assert all({"path", "line", "reason"} <= set(e) for e in doc["errors"])
+
+
+def test_case_database_must_not_be_written_into_the_evidence(collection: Path):
+    write(collection, HP, httpproxy_log([]))
+    res = runner.invoke(app, ["scan", str(collection), "--case", str(collection / "case.duckdb")])
+    assert res.exit_code == 2 and "outside the evidence folder" in res.output
+    assert not (collection / "case.duckdb").exists()

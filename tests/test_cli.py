@@ -1,0 +1,62 @@
+"""The command line: help that teaches, exit codes, the case database and queries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from exhunt.cli import app
+from tests.conftest import INSTALL, httpproxy_log, iis_log, write
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["scan"], ["query"], ["synth"], ["rules"], ["rules", "list"], ["rules", "show"], ["exposure"]]
+)
+def test_every_command_has_help(args):
+    res = runner.invoke(app, [*args, "--help"])
+    assert res.exit_code == 0
+    assert "Usage" in res.output and len(res.output) > 200
+
+
+def test_scan_help_documents_exit_codes():
+    out = runner.invoke(app, ["scan", "--help"]).output
+    for text in ("0 NO EVIDENCE FOUND", "1 COMPROMISED or SUSPICIOUS", "2 bad usage", "3 INCOMPLETE"):
+        assert text in " ".join(out.split())
+
+
+def test_clean_server_exits_0_and_case_is_queryable(collection: Path, tmp_path: Path):
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
+          iis_log(["2021-03-03 01:00:03 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0 - 200 0 0 9"]))  # fmt: skip
+    write(collection, f"{INSTALL}/Logging/HttpProxy/Owa/HttpProxy_2021030301-1.LOG",
+          httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "AnchorMailbox": "SMTP:a@corp.example"}]))  # fmt: skip
+    case = tmp_path / "case.duckdb"
+    res = runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["query", str(case), "SELECT count(*) AS n FROM log_httpproxy", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == {"n": 1}
+    res = runner.invoke(app, ["query", str(case), "SELECT path, sha256 FROM artifacts ORDER BY path", "--json"])
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    assert len(rows) == 2 and all(len(r["sha256"]) == 64 for r in rows)
+    res = runner.invoke(app, ["query", str(case), "SELEC nonsense"])
+    assert res.exit_code == 2 and "query failed" in res.output
+
+
+def test_collection_without_web_logs_is_incomplete(collection: Path):
+    write(collection, "EXCH01/C/Windows/notes.txt", "nothing here")
+    res = runner.invoke(app, ["scan", str(collection), "-q"])
+    assert res.exit_code == 3
+
+
+def test_rules_list_and_show():
+    res = runner.invoke(app, ["rules", "list", "--json"])
+    ids = [json.loads(x)["id"] for x in res.stdout.splitlines()]
+    assert "proxylogon-ssrf-anchor" in ids
+    res = runner.invoke(app, ["rules", "show", "proxylogon-ssrf-anchor"])
+    assert res.exit_code == 0 and "ServerInfo~*/autodiscover*" in res.stdout
+    res = runner.invoke(app, ["rules", "show", "no-such-rule"])
+    assert res.exit_code == 2
