@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 ## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/)
 bench: $(STAMP)
+	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
 
 clean:

@@ -153,7 +153,10 @@ def load_rule_file(path: Path) -> Rule:
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(str(path), f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise RuleError(str(path), f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RuleError(str(path), f"invalid YAML: {problem}{where}") from None
     return rule_from_dict(doc, str(path))
 
 

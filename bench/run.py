@@ -1,0 +1,100 @@
+"""make bench: throughput and peak memory of `exhunt scan --case` on a ~1 GB synthetic collection,
+next to ripgrep counting the same literal indicators over the same files (the I/O floor).
+
+The collection is generated once into bench-data/ and reused while the generator settings are the
+same. Timings are medians over --runs runs: these machines are shared and noisy.
+Usage: python bench/run.py [--target-mb 1000] [--runs 3] [--keep-case]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "bench-data"
+EXHUNT = [str(Path(sys.executable).parent / "exhunt")]
+INDICATORS = [
+    "ServerInfo~", "ResetOABVirtualDirectory", "VirtualDirectory", "InvalidCastException",
+    "Download failed and temporary file", "aspnet_client", "python-requests", "ExchangeServicesClient/0.0.0.0",
+    "autodiscover.json", "X-Rps-CAT", "comsvcs", "lsass", "/ecp/y.js", "powershell",
+]  # fmt: skip
+
+
+def ensure_collection(target_mb: float, seed: int) -> Path:
+    key = {"target_mb": target_mb, "seed": seed, "plant": "all"}
+    out = DATA / f"collection-{int(target_mb)}mb-s{seed}"
+    stamp = out / ".bench-key.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == key:
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    subprocess.run([*EXHUNT, "synth", str(out), "--seed", str(seed), "--plant", "all", "--target-mb", str(target_mb)], check=True)
+    print(f"generated {out} in {time.perf_counter() - t0:.1f} s")
+    stamp.write_text(json.dumps(key))
+    return out
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def timed(cmd: list[str], ok: tuple[int, ...] = (0, 1)) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one run, from GNU time -v."""
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    if res.returncode not in ok:
+        sys.exit(f"bench: {' '.join(cmd[:3])}... failed with {res.returncode}:\n{res.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    assert wall and rss, res.stderr[-500:]
+    h, m, s = wall.groups()
+    return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target-mb", type=float, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep-case", action="store_true")
+    args = ap.parse_args()
+    for tool in ("rg", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is missing (make bench installs ripgrep and time from Debian)")
+    coll = ensure_collection(args.target_mb, args.seed)
+    size = tree_bytes(coll)
+    case = DATA / "bench-case.duckdb"
+    scans, rgs = [], []
+    for _ in range(args.runs):
+        case.unlink(missing_ok=True)
+        scans.append(timed([*EXHUNT, "scan", str(coll), "--case", str(case), "--json", str(DATA / "bench-result.json"), "-q"]))
+        rg = ["rg", "-c", "-i", "-F", *sum((["-e", x] for x in INDICATORS), []), str(coll)]
+        rgs.append(timed(rg, ok=(0, 1)))
+    result = json.loads((DATA / "bench-result.json").read_text())
+    records = result["stats"]["records"]
+    scan_s = statistics.median(s for s, _ in scans)
+    rg_s = statistics.median(s for s, _ in rgs)
+    peak_mb = max(r for _, r in scans) / 1024
+    mb = size / 1e6
+    print(f"collection      {coll.relative_to(REPO)}: {mb:,.0f} MB, {records:,} records, {result['stats']['artifacts']:,} files")
+    print(f"exhunt scan     median {scan_s:.2f} s over {args.runs} runs ({', '.join(f'{s:.2f}' for s, _ in scans)})")
+    print(f"                {mb / scan_s:,.1f} MB/s · {records / scan_s:,.0f} records/s · peak RSS {peak_mb:,.0f} MB")
+    print(f"                verdict {result['verdict']}, {len(result['findings'])} findings, {len(result['errors'])} errors")
+    print(f"rg -c -i -F     median {rg_s:.2f} s ({mb / rg_s:,.0f} MB/s) for {len(INDICATORS)} literal indicators")
+    print(f"ratio           exhunt takes {scan_s / rg_s:.1f}x ripgrep's time")
+    print(f"cpu             {os.cpu_count()} cores")
+    if not args.keep_case:
+        case.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
