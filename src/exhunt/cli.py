@@ -20,6 +20,7 @@ from rich.progress import (
 
 from exhunt import __version__
 from exhunt.errors import ExhuntError
+from exhunt.exposure.command import register as register_exposure
 
 app = typer.Typer(
     name="exhunt",
@@ -248,12 +249,4 @@ def _guard(fn: Any) -> Any:
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
 
 
-def _register_optional() -> None:
-    try:
-        from exhunt.exposure.command import register
-    except ImportError:
-        return
-    register(app)
-
-
-_register_optional()
+register_exposure(app)

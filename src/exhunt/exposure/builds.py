@@ -19,7 +19,7 @@ STATUSES = (VULNERABLE, PATCHED, PROBABLY_PATCHED, UNKNOWN)
 # When CVEs of one family disagree, the family takes the first of these that occurs.
 _SEVERITY = (VULNERABLE, UNKNOWN, PROBABLY_PATCHED, PATCHED)
 
-_BUILD_RE = re.compile(r"(\d{1,6})\.(\d{1,6})\.(\d{1,6})(?:\.(\d{1,6}))?")
+_BUILD_RE = re.compile(r"(\d{1,6})\.(\d{1,6})\.(\d{1,6})(?:\.(\d{1,6}))?", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -191,7 +191,12 @@ def unknown_assessment(text: str, note: str, table: BuildTable | None = None) ->
     """An all-unknown assessment for something that is not a readable build."""
     table = table or default_table()
     families = tuple(
-        FamilyStatus(f.key, f.label, UNKNOWN, tuple(_cve(c, table, UNKNOWN, None, note) for c in table.family_cves(f.key)))
+        FamilyStatus(
+            f.key,
+            f.label,
+            UNKNOWN,
+            tuple(_cve(c, table, UNKNOWN, None, note) for c in table.family_cves(f.key)),
+        )
         for f in table.families
     )
     return Assessment(text, None, None, None, None, False, families, note)
@@ -219,7 +224,9 @@ def _family_status(
     return FamilyStatus(key, label, status, statuses, note)
 
 
-def _cve(cve: Cve, table: BuildTable, status: str, fix: Fix | None, note: str, fixed_in: str | None = None) -> CveStatus:
+def _cve(
+    cve: Cve, table: BuildTable, status: str, fix: Fix | None, note: str, fixed_in: str | None = None
+) -> CveStatus:
     update = table.updates[cve.update]
     return CveStatus(
         cve=cve.cve,
@@ -261,7 +268,8 @@ def _later_cu_status(table: BuildTable, cve: Cve, row: CuRow) -> CveStatus:
         return _cve(cve, table, UNKNOWN, None, f"no {cve.update} data for {row.product} in the build table")
     fixed_row, fix = latest
     if row.build >= fix.high:
-        note = f"{row.name} came after {cve.update} and includes it (newest {cve.update}: {fixed_row.name} {short(fix.high)})"
+        newest = f"{fixed_row.name} {short(fix.high)}"
+        note = f"{row.name} came after {cve.update} and includes it (newest {cve.update}: {newest})"
         return _cve(cve, table, PATCHED, None, note)
     note = f"{row.name} never received {cve.update} (out of support); only a later CU with it fixes this"
     return _cve(cve, table, VULNERABLE, None, note)
@@ -326,7 +334,9 @@ def _key_and_assessment(text: str) -> tuple[str, Assessment]:
     return str(build), assess(build)
 
 
-def exposure_windows(observations: Iterable[Observation | tuple[str, datetime, datetime, str]]) -> list[ExposureWindow]:
+def exposure_windows(
+    observations: Iterable[Observation | tuple[str, datetime, datetime, str]],
+) -> list[ExposureWindow]:
     """Merge time-ordered, contiguous observations of one build into windows and assess each.
 
     Pure: no I/O. Observations of different builds that overlap in time give overlapping windows.
@@ -340,14 +350,18 @@ def exposure_windows(observations: Iterable[Observation | tuple[str, datetime, d
     groups: list[dict[str, Any]] = []
     cache: dict[str, tuple[str, Assessment]] = {}
     for first, last, text, source in items:
-        key, assessment = cache.setdefault(text, _key_and_assessment(text))
+        if text not in cache:
+            cache[text] = _key_and_assessment(text)
+        key, assessment = cache[text]
         if groups and groups[-1]["key"] == key:
             group = groups[-1]
             group["last"] = max(group["last"], last)
             group["count"] += 1
             group["sources"].setdefault(source)
             continue
-        groups.append({"key": key, "first": first, "last": last, "count": 1, "sources": {source: None}, "a": assessment})
+        groups.append(
+            {"key": key, "first": first, "last": last, "count": 1, "sources": {source: None}, "a": assessment}
+        )
     return [_window(g) for g in groups]
 
 

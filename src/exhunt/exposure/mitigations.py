@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,7 +172,12 @@ def _xml_vdirs(root: ET.Element) -> list[_Vdir]:
             for vdir in app:
                 if _local(vdir.tag) == "virtualDirectory":
                     found.append(
-                        _Vdir(site.get("name", ""), app.get("path", ""), vdir.get("path", ""), vdir.get("physicalPath", ""))
+                        _Vdir(
+                            site.get("name", ""),
+                            app.get("path", ""),
+                            vdir.get("path", ""),
+                            vdir.get("physicalPath", ""),
+                        )
                     )
     return found
 
@@ -189,10 +195,13 @@ def _blank_comments(text: str) -> str:
 
 
 def _attrs(raw: str) -> dict[str, str]:
-    return {m.group(1): html.unescape(m.group(2) if m.group(2) is not None else m.group(3)) for m in _ATTR_RE.finditer(raw)}
+    return {
+        m.group(1): html.unescape(m.group(2) if m.group(2) is not None else m.group(3)) for m in _ATTR_RE.finditer(raw)
+    }
 
 
-def _tags(text: str):  # -> Iterator[tuple[bool, bool, str, dict[str, str], int]]
+def _tags(text: str) -> Iterator[tuple[bool, bool, str, dict[str, str], int]]:
+    """(closing, self-closing, local name, attributes, offset) for every tag outside comments."""
     for m in _TAG_RE.finditer(_blank_comments(text)):
         closing, name, raw, selfclose = m.groups()
         yield bool(closing), bool(selfclose), _local(name), _attrs(raw), m.start()

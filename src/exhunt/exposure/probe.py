@@ -27,8 +27,8 @@ EXPORTTOOL_PATH = "/ecp/Current/exporttool/microsoft.exchange.ediscovery.exportt
 MAX_BODY = 1 << 20
 MAX_REDIRECTS = 5
 
-_AUTH_PATH_RE = re.compile(r"/owa/auth/(\d{1,2}\.\d{1,2}\.\d{1,5}(?:\.\d{1,5})?)/", re.I)
-_ASSEMBLY_RE = re.compile(r"<assemblyIdentity\b[^>]*>", re.I)
+_AUTH_PATH_RE = re.compile(r"/owa/auth/(\d{1,2}\.\d{1,2}\.\d{1,5}(?:\.\d{1,5})?)/", re.I | re.ASCII)
+_ASSEMBLY_RE = re.compile(r"<(?:[\w.-]+:)?assemblyIdentity\b[^>]*>", re.I)
 _ATTR_RE = re.compile(r"\b(name|version)\s*=\s*[\"']([^\"']*)[\"']", re.I)
 _EXCHANGE_HEADERS = ("x-owa-version", "x-feserver", "x-beserver", "x-calculatedbetarget")
 
@@ -170,7 +170,8 @@ def _describe(error: BaseException, url: str, timeout: float) -> str:
     if isinstance(reason, TimeoutError | socket.timeout):
         return f"{url}: no answer within {timeout:g} s (timed out)"
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"{url}: TLS certificate not trusted ({_clean(reason.verify_message or reason)}); --insecure skips the check"
+        why = _clean(reason.verify_message or reason)
+        return f"{url}: TLS certificate not trusted ({why}); --insecure skips the check"
     if isinstance(reason, ssl.SSLError):
         return f"{url}: TLS error ({_clean(reason.reason or reason)})"
     if isinstance(reason, ConnectionRefusedError):
@@ -259,7 +260,7 @@ def _message(base: str, build: Build | None, detected: bool, assessment: Assessm
 
 
 def probe_url(url: str, timeout: float = 10.0, verify_tls: bool = True) -> ProbeResult:
-    """Read the build from /owa/auth/logon.aspx (else /owa/, then the ECP export tool manifest) and assess it."""
+    """Read the build from /owa/auth/logon.aspx (else /owa/, then the ECP export tool manifest)."""
     if not timeout or timeout <= 0:
         raise UsageError("timeout must be a positive number of seconds")
     base = validate_url(url)
@@ -283,9 +284,10 @@ def probe_url(url: str, timeout: float = 10.0, verify_tls: bool = True) -> Probe
     candidates += _builds_in(fetch(LOGON_PATH, required=True), LOGON_PATH)  # type: ignore[arg-type]
     if not candidates and (owa := fetch(OWA_PATH, required=False)):
         candidates += _builds_in(owa, OWA_PATH)
-    if not any(b.revision_known for b, _ in candidates) and (candidates or _looks_like_exchange(answers)):
-        if export := fetch(EXPORTTOOL_PATH, required=False):
-            candidates += _exporttool_builds(export, "the ECP export tool manifest")
+    incomplete = not any(b.revision_known for b, _ in candidates)
+    if incomplete and (candidates or _looks_like_exchange(answers)):
+        export = fetch(EXPORTTOOL_PATH, required=False)
+        candidates += _exporttool_builds(export, "the ECP export tool manifest") if export else []
     build, note = _choose(candidates)
     detected = bool(candidates) or _looks_like_exchange(answers)
     assessment = assess(build) if build else None

@@ -149,7 +149,11 @@ def _row(raw: dict[str, Any], updates: dict[str, Update]) -> CuRow:
 def _product(raw: dict[str, Any]) -> Product:
     prefix = tuple(int(p) for p in str(raw["prefix"]).split("."))
     return Product(
-        raw["name"], prefix, int(raw.get("min_build", 0)), raw["source"], frozenset(raw.get("not_affected", ()))
+        raw["name"],
+        prefix,
+        int(raw.get("min_build", 0)),
+        raw["source"],
+        frozenset(raw.get("not_affected", ())),
     )
 
 
@@ -172,6 +176,9 @@ def validate(table: BuildTable) -> None:
     problems: list[str] = []
     known = set(table.sources)
     families = {f.key for f in table.families}
+    for item in (*table.products, *table.updates.values()):
+        if item.source not in known:
+            problems.append(f"{item.name}: unknown source {item.source!r}")
     for cve in table.cves:
         if cve.family not in families or cve.update not in table.updates or cve.source not in known:
             problems.append(f"{cve.cve}: unknown family, update or source")
