@@ -82,6 +82,12 @@ def scan(
     samples: Annotated[int, typer.Option(min=1, max=1000, help="Evidence samples kept per finding.")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no terminal summary.")] = False,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Reader threads.")] = 2,
+    yara: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--yara", metavar="FILE_OR_DIR", help="Add your YARA rules (yara-x) to the file-content scan. Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -109,7 +115,9 @@ def scan(
     def on_progress(done: int, total: int, what: str) -> None:
         progress.update(task, completed=done, total=total, description=what)
 
-    options = ScanOptions(case=case, all_evidence=all_evidence, samples=samples, workers=workers, progress=on_progress)
+    options = ScanOptions(
+        case=case, all_evidence=all_evidence, samples=samples, workers=workers, progress=on_progress, yara=yara
+    )
     with progress:
         result = _guard(lambda: run_scan(path, options))
     if json_out:

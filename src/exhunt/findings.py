@@ -94,6 +94,20 @@ def escalate_context(findings: list[Finding]) -> None:
             f.note = "context only: no exploitation found on this host"
 
 
+def compose_severity(findings: list[Finding]) -> None:
+    """An exploited vulnerability with a follow-up on the same host (a shell written or used, a
+    post-exploitation step) is critical; a lone indicator stays as its rule says (in place)."""
+    followed = {
+        f.host
+        for f in findings
+        if f.rule.kind in ("webshell", "post-exploitation") and severity_rank(f.severity) >= severity_rank("high")
+    }
+    for f in findings:
+        if f.rule.kind == "exploitation" and f.severity == "high" and f.host in followed:
+            f.severity = "critical"
+            f.note = "raised: exploitation followed by a web shell or post-exploitation step on this host"
+
+
 def verdict(findings: list[Finding], has_web_logs: bool) -> tuple[str, str]:
     """The one-line answer and its reason."""
     top = max((severity_rank(f.severity) for f in findings if f.rule.kind != "scanning"), default=-1)

@@ -30,10 +30,12 @@ from exhunt.collection import Collection, Entry, Skipped, open_collection
 from exhunt.coverage import FamilyCoverage, measure, missing, window_warnings
 from exhunt.errors import UsageError
 from exhunt.evidence import fetch_lines
-from exhunt.findings import Evidence, Finding, escalate_context, exit_code, verdict
+from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, verdict
 from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import VIEWS, RawFinding, run_rule
+from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
+from exhunt.rules.yara import compile_rules as compile_yara
 from exhunt.sources.base import ArtifactInfo, Source
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
@@ -55,6 +57,7 @@ class ScanOptions:
     rules: list[Rule] | None = None
     workers: int = 2
     memory_limit: str = "1GB"
+    yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
 
 
@@ -122,8 +125,9 @@ def _classify(head: bytes, path: str) -> type[Source] | None:
 class _Reader:
     """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue."""
 
-    def __init__(self, collection: Collection, default_host: str) -> None:
+    def __init__(self, collection: Collection, default_host: str, content_rules: Any) -> None:
         self.collection = collection
+        self.content_rules = content_rules
         self.default_host = default_host
         self.out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
         self.infos: dict[int, ArtifactInfo] = {}
@@ -176,6 +180,15 @@ class _Reader:
                     else "unrecognised log format: not parsed",
                 )
             )
+        content = wants_content(row["win_path"], row["name"])
+        if content and entry.size <= CONTENT_LIMIT:
+            data = head + stream.read()
+            hasher.update(data[len(head) :])
+            row["sha256"] = hasher.hexdigest()
+            row["yara"] = match(self.content_rules, data)
+            return
+        if content:
+            info.errors.append((None, f"content not scanned: larger than {CONTENT_LIMIT >> 20} MiB (hashed only)"))
         if entry.size <= HASH_LIMIT:
             while chunk := stream.read(8 << 20):
                 hasher.update(chunk)
@@ -231,6 +244,8 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
     """Scan a collection folder, zip or single log file. Raises InputError if it cannot be opened."""
     options = options or ScanOptions()
     started = time.perf_counter()
+    content_rules = compile_yara(options.yara)  # bad rule files fail before any evidence is touched
+    rules = options.rules if options.rules is not None else load_rules()
     collection = open_collection(path)
     if options.case is not None and collection.root and _inside(options.case, Path(path)):
         raise UsageError("the case database must be written outside the evidence folder")
@@ -245,7 +260,7 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
                 p.unlink()
     store = Store(db_path, memory_limit=options.memory_limit)
     try:
-        return _scan(collection, store, options, started, str(path))
+        return _scan(collection, store, options, rules, content_rules, started, str(path))
     finally:
         store.close()
         collection.close()
@@ -261,11 +276,19 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
-def _scan(collection: Collection, store: Store, options: ScanOptions, started: float, label: str) -> ScanResult:
+def _scan(
+    collection: Collection,
+    store: Store,
+    options: ScanOptions,
+    rules: list[Rule],
+    content_rules: Any,
+    started: float,
+    label: str,
+) -> ScanResult:
     errors: list[dict[str, Any]] = []
     entries = list(_entries(collection, errors))
     total = sum(e.size for e in entries)
-    reader = _Reader(collection, collection.name)
+    reader = _Reader(collection, collection.name, content_rules)
     items = [_Item(i + 1, e) for i, e in enumerate(entries)]
     done_bytes = 0
     finished = 0
@@ -301,7 +324,6 @@ def _scan(collection: Collection, store: Store, options: ScanOptions, started: f
     store.add_directives(directives)
     store.add_errors([(e["path"], e["line"], e["reason"]) for e in errors])
 
-    rules = options.rules if options.rules is not None else load_rules()
     install = next((p for r in rows if (p := install_path_of(r["win_path"]))), None)
     params = {"install_path": install or DEFAULT_INSTALL}
     params["install_path_re"] = _re_escape(params["install_path"])
@@ -311,6 +333,7 @@ def _scan(collection: Collection, store: Store, options: ScanOptions, started: f
         raw.extend(run_rule(store, rule, params, samples))
     findings = _with_evidence(raw, store, collection)
     escalate_context(findings)
+    compose_severity(findings)
     findings.sort(key=lambda f: (-_rank(f.severity), f.first_seen or datetime.max, f.rule.id))
 
     coverage = measure(store)

@@ -28,7 +28,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
   id INTEGER PRIMARY KEY, path VARCHAR, host VARCHAR, win_path VARCHAR, name VARCHAR, ext VARCHAR,
   kind VARCHAR, log_table VARCHAR, log_type VARCHAR, version VARCHAR, size_bytes BIGINT,
-  mtime TIMESTAMP, sha256 VARCHAR, magic VARCHAR, records BIGINT, note VARCHAR);
+  mtime TIMESTAMP, sha256 VARCHAR, magic VARCHAR, records BIGINT, note VARCHAR, yara VARCHAR[]);
 CREATE TABLE IF NOT EXISTS directives (artifact INTEGER, line BIGINT, key VARCHAR, value VARCHAR);
 CREATE TABLE IF NOT EXISTS errors (path VARCHAR, line BIGINT, reason VARCHAR);
 CREATE TABLE IF NOT EXISTS events (

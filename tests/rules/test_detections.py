@@ -178,3 +178,44 @@ def test_hits_from_one_client_are_grouped(collection: Path, n: int):
     (finding,) = [f for f in result.findings if f.rule.id == "proxylogon-ssrf-anchor"]
     assert finding.count == n and len(finding.evidence) == min(n, 5)
     assert finding.group == {"ClientIpAddress": "130.255.189.21"}
+
+
+def test_content_rules_find_shells_by_their_bytes(collection: Path):
+    root = "EXCH01/C/inetpub/wwwroot/aspnet_client/system_web"
+    write(collection, f"{root}/chopper.aspx", '<%@ Page Language="Jscript"%><%eval(Request.Item["z"],"unsafe");%>')
+    write(collection, f"{root}/export.aspx", b"!BDN" + b"\x00" * 500)
+    oab = ('ExternalUrl : http://f/<script language="JScript" runat="server">function Page_Load(){}</script>\r\n'
+           "InternalAuthenticationMethods : {WindowsIntegrated}\r\nExtendedProtectionTokenChecking : None\r\n")  # fmt: skip
+    write(collection, f"{INSTALL}/FrontEnd/HttpProxy/owa/auth/OutlookZH.aspx", oab)
+    write(collection, f"{INSTALL}/FrontEnd/HttpProxy/owa/auth/logon.aspx", "<%@ Page Language=C# %><html>logon</html>")
+    write(collection, "EXCH01/C/ProgramData/backup/export.pst", b"!BDN" + b"\x00" * 500)  # a PST, not a page
+    result = scan(collection, ScanOptions(all_evidence=True))
+    found = {(f.rule.id, e.path.rsplit("/", 1)[-1]) for f in result.findings for e in f.evidence}
+    assert ("file-webshell-content", "chopper.aspx") in found
+    assert ("file-webshell-content", "OutlookZH.aspx") in found
+    assert ("file-webshell-pst-or-certreq", "export.aspx") in found
+    assert not {x for x in found if x[1] in ("logon.aspx", "export.pst") and x[0].startswith("file-webshell-")}
+
+
+def test_file_hash_indicator(collection: Path):
+    # a file whose SHA-256 we do not control cannot be a published IOC; check the rule is wired to sha256
+    from exhunt.rules.model import load_rules
+
+    rule = next(r for r in load_rules() if r.id == "file-ioc-hash")
+    assert len(rule.where["all"][0]["equals"]) >= 30
+    assert "c838e77afe750d713e67ffeb4ec1b82ee9066cbe21f11181fd34429f70831ec1" in rule.where["all"][0]["equals"]
+
+
+def test_user_yara_rules_and_bad_yara_file(collection: Path, tmp_path: Path):
+    from exhunt.errors import RuleError
+
+    write(collection, "EXCH01/C/inetpub/wwwroot/aspnet_client/a.aspx", "<% marker-XYZZY-123 %>")
+    good = tmp_path / "mine.yar"
+    good.write_text('rule mine { strings: $a = "marker-XYZZY-123" condition: $a }')
+    result = scan(collection, ScanOptions(yara=[good]))
+    hit = next(f for f in result.findings if f.rule.id == "file-yara-user")
+    assert hit.evidence[0].record["yara"] == ["user:mine"]
+    bad = tmp_path / "bad.yar"
+    bad.write_text("rule { broken")
+    with pytest.raises(RuleError, match="bad.yar: invalid YARA"):
+        scan(collection, ScanOptions(yara=[bad]))

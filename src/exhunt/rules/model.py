@@ -51,6 +51,8 @@ class Rule:
     references: tuple[str, ...] = ()
     escalate_to: str | None = None  # context rules: severity when the host shows exploitation
     python: str | None = None  # "module:function" for logic that cannot be data
+    sql: str | None = None  # a generated SQL condition over table alias `t` (Sigma backend), never from YAML
+    sql_params: tuple[object, ...] = ()
     origin: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -138,6 +138,11 @@ class Compiler:
         parts = []
         for op in (k for k in cond if k not in ("field", "case_sensitive")):
             values = cond[op] if isinstance(cond[op], list) else [cond[op]]
+            if op == "equals" and len(values) > 8:
+                vals = [self.value(v) if cs else self.value(v).lower() for v in values]
+                parts.append(f"list_contains(?::VARCHAR[], {low(f)})")
+                self.args.append(vals)
+                continue
             alts = []
             for v in values:
                 if op == "exists":
@@ -169,10 +174,14 @@ class Compiler:
 def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
     """Run one rule; return its hits grouped by host and group_by fields."""
     view = VIEWS[rule.source]
-    if view.table not in store.tables() or rule.where is None:
+    if view.table not in store.tables() or (rule.where is None and rule.sql is None):
         return []
     comp = Compiler(view, store.columns(view.table), params)
-    where = comp.compile(rule.where)
+    if rule.sql is not None:
+        where = f"coalesce(({rule.sql}), false)"
+        comp.args.extend(rule.sql_params)
+    else:
+        where = comp.compile(rule.where)
     groups = rule.group_by or view.default_group
     group_sql = "struct_pack(" + ", ".join(f"{_q(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = "t.id" if view.table == "artifacts" else "t._artifact"
