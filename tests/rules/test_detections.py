@@ -217,5 +217,5 @@ def test_user_yara_rules_and_bad_yara_file(collection: Path, tmp_path: Path):
     assert hit.evidence[0].record["yara"] == ["user:mine"]
     bad = tmp_path / "bad.yar"
     bad.write_text("rule { broken")
-    with pytest.raises(RuleError, match="bad.yar: invalid YARA"):
+    with pytest.raises(RuleError, match=r"bad\.yar: invalid YARA"):
         scan(collection, ScanOptions(yara=[bad]))
