@@ -30,6 +30,7 @@ from exhunt.collection import Collection, Entry, Skipped, open_collection
 from exhunt.coverage import FamilyCoverage, measure, missing, window_warnings
 from exhunt.errors import UsageError
 from exhunt.evidence import fetch_lines
+from exhunt.exposure.observed import exposure_report
 from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, verdict
 from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
 from exhunt.rules.model import Rule, load_rules
@@ -39,11 +40,12 @@ from exhunt.rules.yara import compile_rules as compile_yara
 from exhunt.sources.base import ArtifactInfo, Source
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
+from exhunt.sources.iis_config import IisConfigSource
 from exhunt.sources.w3c import W3CSource
 from exhunt.store import Store, _q
 
 SCHEMA_VERSION = "1.0"
-SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource)
+SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson", ".json")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192
@@ -346,6 +348,7 @@ def _scan(
         missing=missing(coverage, is_exchange), warnings=window_warnings(coverage, rules), findings=findings,
         errors=errors, artifacts=len(rows), bytes_read=total, records=records,
         seconds=time.perf_counter() - started, case=str(options.case) if options.case else None,
+        extras={"exposure": exposure_report(store)},
     )  # fmt: skip
     _save_results(store, result)
     return result

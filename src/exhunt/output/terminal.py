@@ -40,6 +40,13 @@ def render(result: ScanResult, console: Console, max_evidence: int = 2) -> None:
         console.print(f"[yellow]missing:[/] {t(line)}")
     for line in result.warnings:
         console.print(f"[yellow]warning:[/] {t(line)}")
+    exposure = result.extras.get("exposure") or {}
+    for line in exposure.get("text", []):
+        console.print(f"[bold]exposure:[/] {t(line, 400)}")
+    for m in exposure.get("mitigations", []):
+        console.print(
+            f"[bold]mitigation:[/] {t(m['family'])}: {t(m['status'])} ({t(m['rule_name'])}, {t(m['path'], 120)}:{m['line']})"
+        )
     if result.findings:
         console.rule(f"Findings ({len(result.findings)})", align="left")
         for f in result.findings:

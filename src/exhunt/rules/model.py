@@ -24,7 +24,10 @@ from exhunt.errors import RuleError
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
-SOURCES = ("iis", "httpproxy", "ecp_server", "oab_generator", "ews", "rps_http", "rps_cmdlet", "events", "files")
+SOURCES = (
+    "iis", "httpproxy", "ecp_server", "oab_generator", "ews", "rps_http", "rps_cmdlet", "events", "files",
+    "config_vdirs",
+)  # fmt: skip
 OPS = ("equals", "like", "contains", "startswith", "endswith", "regex", "gte", "lte", "exists")
 _KEYS = {
     "id", "title", "description", "severity", "confidence", "kind", "campaign", "cves", "attack", "source",

@@ -54,6 +54,7 @@ VIEWS: dict[str, SourceView] = {
         {"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
     ),
     "files": SourceView("artifacts", "mtime", ("win_path",), {}),
+    "config_vdirs": SourceView("cfg_suspicious_vdirs", "NULL::TIMESTAMP", ("physical_path",), {}),
 }  # fmt: skip
 
 
@@ -186,9 +187,10 @@ def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | No
     group_sql = "struct_pack(" + ", ".join(f"{_q(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = "t.id" if view.table == "artifacts" else "t._artifact"
     limit = "" if samples is None else f"[1:{int(samples)}]"
+    ts = view.ts if view.ts.startswith("NULL") else f"t.{view.ts}"
     sql = f"""
         WITH hits AS (
-            SELECT t.rowid AS rid, {art} AS art, t.{view.ts} AS ts, {group_sql} AS grp
+            SELECT t.rowid AS rid, {art} AS art, {ts} AS ts, {group_sql} AS grp
             FROM {_q(view.table)} t WHERE {where}
         )
         SELECT a.host, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),

@@ -1,0 +1,65 @@
+"""IIS configuration (`applicationHost.config`, `web.config`): the URL-rewrite mitigation rules
+Microsoft's one-click tools installed, and virtual directories pointing into ProgramData or Users.
+
+Rows go to `cfg_mitigations` and `cfg_suspicious_vdirs`, one per rule or directory with its line,
+so ordinary rules and the exposure report read them like any other records. The XML logic lives in
+`exhunt.exposure.mitigations`; this module only adapts it to the source interface.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories
+from exhunt.sources.base import ArtifactInfo, Source, text_head
+
+MAX_CONFIG_BYTES = 32 << 20
+
+
+class IisConfigSource(Source):
+    kind = "iis-config"
+
+    @classmethod
+    def sniff(cls, head: bytes, path: str) -> bool:
+        name = path.rsplit("/", 1)[-1].lower()
+        return name.endswith(".config") and "<configuration" in text_head(head)[:4096]
+
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+        info.table, info.log_type = "cfg_mitigations", "IIS configuration"
+        data = stream.read(MAX_CONFIG_BYTES + 1)
+        hasher.update(data)  # type: ignore[attr-defined]
+        if len(data) > MAX_CONFIG_BYTES:
+            info.errors.append(
+                (None, f"configuration larger than {MAX_CONFIG_BYTES >> 20} MiB: only the start was read")
+            )
+            while more := stream.read(8 << 20):
+                hasher.update(more)  # type: ignore[attr-defined]
+        text = data[:MAX_CONFIG_BYTES].decode("utf-8-sig", "backslashreplace")
+        mitigations = find_mitigations(text, info.path)
+        if mitigations:
+            rows = [
+                {"_line": m.line, "family": m.family, "cves": json.dumps(list(m.cves)), "status": m.status,
+                 "rule_name": m.rule_name, "tool": m.tool, "pattern": m.pattern, "action": m.action}
+                for m in mitigations
+            ]  # fmt: skip
+            info.records += len(rows)
+            yield "cfg_mitigations", _table(rows)
+        vdirs = suspicious_virtual_directories(text, info.path)
+        if vdirs:
+            rows = [
+                {"_line": v.line, "site": v.site, "application": v.application, "virtual_directory": v.virtual_directory,
+                 "physical_path": v.physical_path, "reason": v.reason}
+                for v in vdirs
+            ]  # fmt: skip
+            info.records += len(rows)
+            yield "cfg_suspicious_vdirs", _table(rows)
+
+
+def _table(rows: list[dict[str, object]]) -> pa.Table:
+    names = list(rows[0])
+    arrays = [pa.array([r[n] for r in rows], pa.int64() if n == "_line" else pa.string()) for n in names]
+    return pa.Table.from_arrays(arrays, names=names)
