@@ -58,7 +58,7 @@ class ScanOptions:
     samples: int = 5
     rules: list[Rule] | None = None
     workers: int = 2
-    memory_limit: str = "1GB"
+    memory_limit: str = "768MB"
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 # Timestamp columns, tried in order, per log family (first present one wins).
 TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
-FLUSH_ROWS = 250_000
+FLUSH_ROWS = 500_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20  # measured: 32 MiB chunks cost 2.4x the system time (page faults)
 MAX_LINE_BYTES = 64 << 20
 BOM = b"\xef\xbb\xbf"
 
