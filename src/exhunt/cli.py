@@ -88,6 +88,14 @@ def scan(
             "--yara", metavar="FILE_OR_DIR", help="Add your YARA rules (yara-x) to the file-content scan. Repeatable."
         ),
     ] = None,
+    ioc: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--ioc",
+            metavar="FILE",
+            help="Add an IOC feed: STIX 2.1 bundle, MISP event JSON, or a text/CSV list. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -116,7 +124,13 @@ def scan(
         progress.update(task, completed=done, total=total, description=what)
 
     options = ScanOptions(
-        case=case, all_evidence=all_evidence, samples=samples, workers=workers, progress=on_progress, yara=yara
+        case=case,
+        all_evidence=all_evidence,
+        samples=samples,
+        workers=workers,
+        progress=on_progress,
+        yara=yara,
+        iocs=ioc,
     )
     with progress:
         result = _guard(lambda: run_scan(path, options))

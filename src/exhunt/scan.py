@@ -31,7 +31,8 @@ from exhunt.coverage import FamilyCoverage, measure, missing, window_warnings
 from exhunt.errors import UsageError
 from exhunt.evidence import fetch_lines
 from exhunt.exposure.observed import exposure_report
-from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, verdict
+from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
+from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import VIEWS, RawFinding, run_rule
@@ -60,6 +61,7 @@ class ScanOptions:
     workers: int = 2
     memory_limit: str = "768MB"
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
+    iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
     progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
 
 
@@ -247,7 +249,9 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
     options = options or ScanOptions()
     started = time.perf_counter()
     content_rules = compile_yara(options.yara)  # bad rule files fail before any evidence is touched
-    rules = options.rules if options.rules is not None else load_rules()
+    rules = options.rules if options.rules is not None else load_rules() + ioc_rules(builtin_iocs())
+    if options.iocs:
+        rules = rules + ioc_rules(load_iocs(options.iocs))
     collection = open_collection(path)
     if options.case is not None and collection.root and _inside(options.case, Path(path)):
         raise UsageError("the case database must be written outside the evidence folder")
@@ -336,7 +340,7 @@ def _scan(
     findings = _with_evidence(raw, store, collection)
     escalate_context(findings)
     compose_severity(findings)
-    findings.sort(key=lambda f: (-_rank(f.severity), f.first_seen or datetime.max, f.rule.id))
+    findings.sort(key=lambda f: (-severity_rank(f.severity), f.first_seen or datetime.max, f.rule.id))
 
     coverage = measure(store)
     is_exchange = install is not None or any(c.family != "events" for c in coverage)
@@ -352,12 +356,6 @@ def _scan(
     )  # fmt: skip
     _save_results(store, result)
     return result
-
-
-def _rank(sev: str) -> int:
-    from exhunt.findings import severity_rank
-
-    return severity_rank(sev)
 
 
 def _re_escape(text: str) -> str:

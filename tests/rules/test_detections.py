@@ -197,13 +197,12 @@ def test_content_rules_find_shells_by_their_bytes(collection: Path):
     assert not {x for x in found if x[1] in ("logon.aspx", "export.pst") and x[0].startswith("file-webshell-")}
 
 
-def test_file_hash_indicator(collection: Path):
-    # a file whose SHA-256 we do not control cannot be a published IOC; check the rule is wired to sha256
-    from exhunt.rules.model import load_rules
+def test_published_web_shell_hash_is_found_by_the_builtin_pack(collection: Path):
+    from exhunt.iocs import builtin_iocs
 
-    rule = next(r for r in load_rules() if r.id == "file-ioc-hash")
-    assert len(rule.where["all"][0]["equals"]) >= 30
-    assert "c838e77afe750d713e67ffeb4ec1b82ee9066cbe21f11181fd34429f70831ec1" in rule.where["all"][0]["equals"]
+    hashes = {i.value for i in builtin_iocs().indicators if i.type == "sha256"}
+    assert "c838e77afe750d713e67ffeb4ec1b82ee9066cbe21f11181fd34429f70831ec1" in hashes  # GTSC pxh4HG1v.ashx
+    assert len(hashes) >= 30
 
 
 def test_user_yara_rules_and_bad_yara_file(collection: Path, tmp_path: Path):
