@@ -38,7 +38,9 @@ def ensure_collection(target_mb: float, seed: int) -> Path:
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    subprocess.run([*EXHUNT, "synth", str(out), "--seed", str(seed), "--plant", "all", "--target-mb", str(target_mb)], check=True)
+    subprocess.run(
+        [*EXHUNT, "synth", str(out), "--seed", str(seed), "--plant", "all", "--target-mb", str(target_mb)], check=True
+    )
     print(f"generated {out} in {time.perf_counter() - t0:.1f} s")
     stamp.write_text(json.dumps(key))
     return out
@@ -76,8 +78,10 @@ def main() -> None:
     scans, rgs = [], []
     for _ in range(args.runs):
         case.unlink(missing_ok=True)
-        scans.append(timed([*EXHUNT, "scan", str(coll), "--case", str(case), "--json", str(DATA / "bench-result.json"), "-q"]))
-        rg = ["rg", "-c", "-i", "-F", *sum((["-e", x] for x in INDICATORS), []), str(coll)]
+        scans.append(
+            timed([*EXHUNT, "scan", str(coll), "--case", str(case), "--json", str(DATA / "bench-result.json"), "-q"])
+        )
+        rg = ["rg", "-c", "-i", "-F", *[arg for x in INDICATORS for arg in ("-e", x)], str(coll)]
         rgs.append(timed(rg, ok=(0, 1)))
     result = json.loads((DATA / "bench-result.json").read_text())
     records = result["stats"]["records"]
@@ -85,10 +89,14 @@ def main() -> None:
     rg_s = statistics.median(s for s, _ in rgs)
     peak_mb = max(r for _, r in scans) / 1024
     mb = size / 1e6
-    print(f"collection      {coll.relative_to(REPO)}: {mb:,.0f} MB, {records:,} records, {result['stats']['artifacts']:,} files")
+    print(
+        f"collection      {coll.relative_to(REPO)}: {mb:,.0f} MB, {records:,} records, {result['stats']['artifacts']:,} files"
+    )
     print(f"exhunt scan     median {scan_s:.2f} s over {args.runs} runs ({', '.join(f'{s:.2f}' for s, _ in scans)})")
     print(f"                {mb / scan_s:,.1f} MB/s · {records / scan_s:,.0f} records/s · peak RSS {peak_mb:,.0f} MB")
-    print(f"                verdict {result['verdict']}, {len(result['findings'])} findings, {len(result['errors'])} errors")
+    print(
+        f"                verdict {result['verdict']}, {len(result['findings'])} findings, {len(result['errors'])} errors"
+    )
     print(f"rg -c -i -F     median {rg_s:.2f} s ({mb / rg_s:,.0f} MB/s) for {len(INDICATORS)} literal indicators")
     print(f"ratio           exhunt takes {scan_s / rg_s:.1f}x ripgrep's time")
     print(f"cpu             {os.cpu_count()} cores")
