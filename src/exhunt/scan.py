@@ -47,7 +47,7 @@ from exhunt.store import Store, _q
 
 SCHEMA_VERSION = "1.0"
 SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
-LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson", ".json")
+LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192
 

@@ -107,7 +107,9 @@ class Store:
 
     def add_artifacts(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            self.con.register("_a", pa.Table.from_pylist(rows))
+            # from_pylist takes its columns from the first row only: give every row every key
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            self.con.register("_a", pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]))
             self.con.execute("INSERT INTO artifacts BY NAME SELECT * FROM _a")
             self.con.unregister("_a")
 

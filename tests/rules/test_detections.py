@@ -181,6 +181,7 @@ def test_hits_from_one_client_are_grouped(collection: Path, n: int):
 
 
 def test_content_rules_find_shells_by_their_bytes(collection: Path):
+    write(collection, "AAA-first/readme.txt", "sorted first: a row without content-scan columns")
     root = "EXCH01/C/inetpub/wwwroot/aspnet_client/system_web"
     write(collection, f"{root}/chopper.aspx", '<%@ Page Language="Jscript"%><%eval(Request.Item["z"],"unsafe");%>')
     write(collection, f"{root}/export.aspx", b"!BDN" + b"\x00" * 500)
