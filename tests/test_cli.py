@@ -60,3 +60,39 @@ def test_rules_list_and_show():
     assert res.exit_code == 0 and "ServerInfo~*/autodiscover*" in res.stdout
     res = runner.invoke(app, ["rules", "show", "no-such-rule"])
     assert res.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "content"),
+    [
+        ("--sigma", "bad.yml", "title: x\ndetection: [unclosed\n"),
+        ("--yara", "bad.yar", "rule { broken"),
+        ("--ioc", "bad-stix.json", '{"type": "bundle", "id": "bundle--1", "objects": [{"type": "indicator"}]}'),
+        ("--ioc", "bad-misp.json", '{"Event": {"Attribute": "not a list"}}'),
+        ("--ioc", "broken.json", "{not json"),
+    ],
+)
+def test_malformed_rule_and_feed_files_exit_2_naming_the_file(collection: Path, tmp_path: Path, option, name, content):
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log", iis_log([]))
+    bad = tmp_path / name
+    bad.write_text(content)
+    res = runner.invoke(app, ["scan", str(collection), option, str(bad), "-q"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in res.output and name in res.output
+    assert lines[0].startswith("exhunt: error:")
+
+
+def test_check_sigma_lists_what_cannot_run(tmp_path: Path):
+    (tmp_path / "linux.yml").write_text(
+        "title: L\nid: 11111111-1111-1111-1111-111111111111\nstatus: test\nlevel: low\n"
+        "logsource: {product: linux, category: process_creation}\ndetection: {sel: {Image: /bin/sh}, condition: sel}\n"
+    )
+    res = runner.invoke(app, ["rules", "check-sigma", str(tmp_path), "--json"])
+    assert res.exit_code == 0
+    doc = json.loads(res.stdout)
+    assert (
+        doc["loaded"] == []
+        and doc["skipped"][0]["path"].endswith("linux.yml")
+        and "linux" in doc["skipped"][0]["reason"]
+    )

@@ -96,6 +96,12 @@ def scan(
             help="Add an IOC feed: STIX 2.1 bundle, MISP event JSON, or a text/CSV list. Repeatable.",
         ),
     ] = None,
+    sigma: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--sigma", metavar="FILE_OR_DIR", help="Also run these Sigma rules (events and IIS logs). Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -131,6 +137,7 @@ def scan(
         progress=on_progress,
         yara=yara,
         iocs=ioc,
+        sigma=sigma,
     )
     with progress:
         result = _guard(lambda: run_scan(path, options))
@@ -242,6 +249,33 @@ def rules_list(as_json: Annotated[bool, typer.Option("--json", help="JSON lines 
     for r in sorted(rules, key=lambda r: r.id):
         table.add_row(r.id, r.severity, r.kind, r.source, ", ".join(r.cves), ", ".join(r.attack), r.title)
     Console().print(table)
+
+
+@rules_app.command("check-sigma")
+def rules_check_sigma(
+    paths: Annotated[list[Path], typer.Argument(help="Sigma rule files or folders.")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
+) -> None:
+    """Load Sigma rules as 'scan --sigma' would, and list every rule that cannot run here, with the reason."""
+    from exhunt.output.safe import terminal_text
+    from exhunt.rules.sigma import check_sigma
+
+    load = _guard(lambda: check_sigma(paths))
+    if as_json:
+        doc = {
+            "loaded": [{"id": r.id, "title": r.title, "source": r.source, "path": r.origin} for r in load.rules],
+            "skipped": [{"path": p, "title": t, "reason": why} for p, t, why in load.skipped],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return
+    by_source: dict[str, int] = {}
+    for r in load.rules:
+        by_source[r.source] = by_source.get(r.source, 0) + 1
+    per = ", ".join(f"{n} on {s}" for s, n in sorted(by_source.items()))
+    print(f"{len(load.rules)} Sigma rule(s) loaded ({per or 'none'}); {len(load.skipped)} not applicable:")
+    console = Console()
+    for path, title, why in load.skipped:
+        console.print(f"  {terminal_text(path, 200)}: {terminal_text(title or '-', 100)}: {terminal_text(why, 300)}")
 
 
 @rules_app.command("show")

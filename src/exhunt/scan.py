@@ -36,6 +36,7 @@ from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import VIEWS, RawFinding, run_rule
+from exhunt.rules.sigma import load_sigma
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
 from exhunt.rules.yara import compile_rules as compile_yara
 from exhunt.sources.base import ArtifactInfo, Source
@@ -62,6 +63,7 @@ class ScanOptions:
     memory_limit: str = "768MB"
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
+    sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
     progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
 
 
@@ -252,6 +254,8 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
     rules = options.rules if options.rules is not None else load_rules() + ioc_rules(builtin_iocs())
     if options.iocs:
         rules = rules + ioc_rules(load_iocs(options.iocs))
+    if options.sigma:
+        rules = rules + load_sigma(options.sigma).rules
     collection = open_collection(path)
     if options.case is not None and collection.root and _inside(options.case, Path(path)):
         raise UsageError("the case database must be written outside the evidence folder")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 # Timestamp columns, tried in order, per log family (first present one wins).
@@ -57,7 +58,7 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
     def append(self, table: str, rows: pa.Table, artifact_id: int) -> None:
-        rows = rows.append_column("_artifact", pa.array([artifact_id] * rows.num_rows, pa.int32()))
+        rows = rows.append_column("_artifact", pa.array(np.full(rows.num_rows, artifact_id, dtype=np.int32)))
         self._pending.setdefault(table, []).append(rows)
         self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
         if self._pending_rows[table] >= FLUSH_ROWS:
@@ -114,12 +115,18 @@ class Store:
             self.con.unregister("_a")
 
     def add_directives(self, rows: list[tuple[int, int, str, str]]) -> None:
-        if rows:
-            self.con.executemany("INSERT INTO directives VALUES (?, ?, ?, ?)", rows)
+        self._insert_rows("directives", ["artifact", "line", "key", "value"], rows)
 
     def add_errors(self, rows: list[tuple[str, int | None, str]]) -> None:
+        self._insert_rows("errors", ["path", "line", "reason"], rows)
+
+    def _insert_rows(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """One columnar insert (executemany goes row by row: 35% of a scan of 3,000 small files)."""
         if rows:
-            self.con.executemany("INSERT INTO errors VALUES (?, ?, ?)", rows)
+            batch = pa.Table.from_arrays([pa.array(list(col)) for col in zip(*rows, strict=True)], names=names)
+            self.con.register("_rows", batch)
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+            self.con.unregister("_rows")
 
     def set_meta(self, key: str, value: Any) -> None:
         self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, json.dumps(value, default=str)])

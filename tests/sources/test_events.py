@@ -110,3 +110,10 @@ def test_jsonl_winlogbeat_nxlog_and_flat_shapes():
     )
     assert json.loads(b["data"])["NewProcessName"].endswith("cmd.exe")
     assert info.errors == [(3, "not a JSON object: line skipped")]
+
+
+def test_flat_jsonl_keeps_sysmon_source_image():
+    line = {"EventTime": "2021-03-03 05:00:00", "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 10,
+            "SourceImage": "C:\\Windows\\System32\\rundll32.exe", "TargetImage": "C:\\Windows\\System32\\lsass.exe"}  # fmt: skip
+    rows, _ = read(JsonLinesEventSource(), (json.dumps(line) + "\n").encode())
+    assert json.loads(rows[0]["data"])["SourceImage"].endswith("rundll32.exe")

@@ -222,7 +222,7 @@ _JSONL_KEYS = {
 }
 _FLAT_NON_DATA = {k for keys in _JSONL_KEYS.values() for k in keys if "." not in k} | {
     "Severity", "Keywords", "Task", "Opcode", "ProcessID", "ThreadID", "EventType", "SourceModuleName",
-    "SourceModuleType", "Category", "Version", "ActivityID", "SourceImage", "@version", "tags",
+    "SourceModuleType", "Category", "Version", "ActivityID", "@version", "tags",
 }  # fmt: skip
 
 

@@ -1,0 +1,730 @@
+"""Community Sigma rules, converted to exhunt rules that run as DuckDB SQL on the case database.
+
+`load_sigma(paths)` reads every `*.yml`/`*.yaml` under the given files and folders with pySigma,
+converts each rule with `DuckDBBackend` (a pySigma `TextQueryBackend`: its tokens and templates
+describe the SQL) and a per-log-source `ProcessingPipeline` (field names, value normalisation), and
+returns the exhunt `Rule`s together with every rule it could not use and why (`SigmaLoad.skipped`).
+Nothing is dropped silently. `check_sigma(paths)` is the same load, for `exhunt rules check-sigma`.
+
+Log sources (Sigma `logsource` -> exhunt table, channel, event ids; see `targets_for`)
+  windows/process_creation   events: Sysmon 1, or Security 4688 with Image -> NewProcessName and
+                             ParentImage -> ParentProcessName (CommandLine keeps its name; fields
+                             4688 lacks, such as OriginalFileName, read as missing)
+  windows/<Sysmon category>  events, channel Microsoft-Windows-Sysmon/Operational: file_event 11,
+                             process_access 10, image_load 7, create_remote_thread 8, registry_add
+                             and registry_delete 12, registry_set 13, registry_rename 14,
+                             registry_event 12-14, file_delete 23/26, network_connection 3,
+                             dns_query 22, pipe_created 17/18, driver_load 6, wmi_event 19-21, ...
+  windows/ps_script, ps_module       Microsoft-Windows-PowerShell/Operational 4104, 4103
+  windows/ps_classic_*               Windows PowerShell 400, 600, 800
+  antivirus                          Microsoft Defender 1006-1008, 1015, 1116-1119
+                                     (Signature -> Threat Name, Filename -> Path)
+  windows service: security, system, application, msexchange-management (MSExchange Management),
+      windefend (Defender operational; ProcessName -> ProcessName or Process Name),
+      iis-configuration, powershell, powershell-classic, sysmon, taskscheduler, wmi, ntlm,
+      codeintegrity-operational, bits-client, firewall-as, dns-server, smbclient-security,
+      terminalservices-localsessionmanager, openssh, applocker: any event id of that channel
+  webserver, proxy (no product, or windows)    IIS W3C logs, table log_iis (rule source `iis`)
+  Anything else (linux, macos, cloud, other services) is listed as skipped with the reason.
+
+Fields
+  Events: a Sigma field X is the EventData/UserData value `json_extract_string(data, '$."X"')`
+  (unnamed `<Data>` items are param1..N). EventID, Channel, Provider_Name, Computer and Level are
+  the event's own columns. `Data` (the whole event payload in Sigma's MSExchange rules) and keyword
+  searches (values without a field, as in the MSExchange Management rules) match the event's text:
+  all EventData values joined by spaces, then the rendered message. Matching the values rather than
+  `CAST(data AS VARCHAR)` keeps quotes and backslashes in keywords such as `-FilePath "\\\\` intact
+  (the JSON text escapes them).
+  IIS (Sigma name -> W3C column):
+    cs-uri-query        cs-uri-stem || '?' || cs-uri-query: Sigma's Exchange rules put path-like
+                        patterns (`/owa/auth/...`, `/autodiscover.json`) under cs-uri-query. `null`
+                        and `|exists` still test the query column itself.
+    c-uri, cs-uri       the same full URL (proxy category); c-uri-stem, c-uri-query -> cs-uri-*
+    cs-user-agent, c-useragent, cs(User-Agent)   cs(User-Agent) with `+` read as a space; rule
+                        values get the same `+` -> space, so `Mozilla/5.0+(compatible;...` and
+                        `Nmap Scripting Engine` both match what IIS writes
+    cs-referer -> cs(Referer), cs-cookie -> cs(Cookie), cs-content-type -> cs(Content-Type),
+    cs-host, r-dns -> cs-host, c-ip, src_ip -> c-ip, dst_ip -> s-ip, dst_port -> s-port; other
+    W3C-shaped names (cs-method, sc-status, cs-username, ...) are the column of that name. A column
+    a collection lacks reads as NULL. A field that is not W3C-shaped makes the rule skipped.
+    Keywords match the row's columns joined by spaces.
+
+Matching follows Sigma: case-insensitive (`lower()` on both sides) unless `|cased`; `*` and `?`
+become LIKE with `\\` as escape; contains/startswith/endswith use DuckDB's string functions; `|re`
+is `regexp_matches` (RE2, as DuckDB; Sigma regexes are case-sensitive unless `|i`, and a regex RE2
+cannot compile makes the rule skipped); `|cidr` is expanded into address prefixes, `|windash` and
+`|base64offset` into alternatives; numbers compare as text, `|gt`/`|lt`... numerically; `null` is a
+missing or empty field; `|fieldref` compares two fields. Every comparison is `coalesce(..., false)`,
+so a missing field never matches and `not` behaves as in Sigma. Channels compare case-insensitively.
+
+Rule fields: id `sigma:<Sigma id>` (or `sigma:<file stem>` when the rule has none); severity from
+`level` (informational -> info); confidence from `status` (stable high, test medium, experimental
+low); kind `exploitation` for cve.* / attack.initial-access / attack.t1190 tags, else `webshell` for
+attack.t1505.003 or "web shell" in the title or description, else `post-exploitation`; attack from
+attack.tNNNN[.NNN] tags, upper-cased; cves from cve.* tags; source `events` or `iis`; origin = the
+file. Rules with status deprecated or unsupported, or inside a folder named `deprecated` (SigmaHQ's
+layout), are skipped as deprecated.
+
+Generated SQL. Values are never pasted into SQL: each is a `?` bound from `Rule.sql_params`; field
+names must match a strict pattern before they appear in SQL text. A rule's `sql` reads
+
+    t.rowid IN (SELECT s._rid FROM (SELECT <each field once> FROM (<table>) b) s WHERE <condition>)
+
+so each event's JSON is parsed once per rule, not once per comparison, and for IIS the table is
+unioned BY NAME with an empty row holding every column the rule names, so an absent column is NULL
+rather than a binder error. Each rule's SQL is run once on an empty in-memory database at load time;
+a rule whose SQL DuckDB refuses is skipped with DuckDB's message.
+
+Errors: a malformed file (unreadable, bad YAML, not Sigma) raises `RuleError(path, problem)` when
+the user named that file; inside a folder it goes to `skipped` with the problem, so one bad community
+rule does not block the rest. A valid rule that cannot run here (deprecated, unsupported log source,
+field or modifier, regex RE2 rejects, correlation rule) is always listed in `skipped`. Files under a
+folder whose name starts with `.` are not read; a YAML file that is not a Sigma rule is listed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import re2  # type: ignore[import-untyped]  # google-re2, a pySigma dependency
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
+from sigma.conversion.base import TextQueryBackend
+from sigma.conversion.state import ConversionState
+from sigma.exceptions import SigmaError, SigmaRegularExpressionError, SigmaRuleLocation
+from sigma.policy import SigmaPolicy
+from sigma.policy.regex_engine import RE2RegexEngine, RegexPattern
+from sigma.processing.conditions import IncludeFieldCondition
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import FieldMappingTransformation, ReplaceStringTransformation
+from sigma.rule import SigmaLogSource, SigmaRule
+from sigma.types import (
+    CompareOperators,
+    SigmaCasedString,
+    SigmaCompareExpression,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from exhunt.errors import RuleError
+from exhunt.rules.model import Rule
+
+__all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
+
+
+@dataclass
+class SigmaLoad:
+    """The rules that converted, and every rule that did not: (path, title, reason)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class NotApplicable(Exception):
+    """A valid Sigma rule that exhunt cannot run; the message is the reason."""
+
+
+class QuietRE2(RE2RegexEngine):
+    """pySigma's RE2 check of `|re` patterns (RE2 is DuckDB's engine too), without RE2 writing a log
+    line to stderr for a pattern it rejects: the rule is listed as skipped instead."""
+
+    def compile(self, pattern: str, flags: int = 0) -> RegexPattern:
+        inline = "".join(c for flag, c in ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s")) if flags & flag)
+        options = re2.Options()
+        options.log_errors = False
+        return re2.compile(f"(?{inline}){pattern}" if inline else pattern, options)  # type: ignore[no-any-return]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> QuietRE2:
+        return self  # stateless; rules are deep-copied per log-source target and carry the policy
+
+
+POLICY = SigmaPolicy(regex_engine=QuietRE2())
+
+
+# -- log sources ----------------------------------------------------------------------------------
+
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+POWERSHELL = "Microsoft-Windows-PowerShell/Operational"
+CLASSIC_POWERSHELL = "Windows PowerShell"
+DEFENDER = "Microsoft-Windows-Windows Defender/Operational"
+
+EVENT_FIELDS = {
+    "EventID": "@event_id", "Channel": "@channel", "Provider_Name": "@provider", "Computer": "@computer",
+    "Level": "@level", "Data": "@text",
+}  # fmt: skip
+SYSMON_CATEGORIES = {
+    "process_creation": (1,), "file_change": (2,), "network_connection": (3,), "sysmon_status": (4, 16),
+    "process_termination": (5,), "driver_load": (6,), "image_load": (7,), "create_remote_thread": (8,),
+    "raw_access_thread": (9,), "process_access": (10,), "file_event": (11,), "registry_add": (12,),
+    "registry_delete": (12,), "registry_set": (13,), "registry_rename": (14,), "registry_event": (12, 13, 14),
+    "create_stream_hash": (15,), "pipe_created": (17, 18), "wmi_event": (19, 20, 21), "dns_query": (22,),
+    "file_delete": (23, 26), "clipboard_capture": (24,), "process_tampering": (25,), "file_delete_detected": (26,),
+    "file_block_executable": (27,), "file_block_shredding": (28,), "file_executable_detected": (29,),
+}  # fmt: skip
+POWERSHELL_CATEGORIES = {
+    "ps_script": (POWERSHELL, (4104,)), "ps_module": (POWERSHELL, (4103,)),
+    "ps_classic_start": (CLASSIC_POWERSHELL, (400,)), "ps_classic_provider_start": (CLASSIC_POWERSHELL, (600,)),
+    "ps_classic_script": (CLASSIC_POWERSHELL, (800,)),
+}  # fmt: skip
+SERVICES: dict[str, tuple[str, ...]] = {
+    "security": ("Security",), "system": ("System",), "application": ("Application",),
+    "msexchange-management": ("MSExchange Management",), "windefend": (DEFENDER,),
+    "iis-configuration": ("Microsoft-IIS-Configuration/Operational",), "powershell": (POWERSHELL,),
+    "powershell-classic": (CLASSIC_POWERSHELL,), "sysmon": (SYSMON,),
+    "taskscheduler": ("Microsoft-Windows-TaskScheduler/Operational",),
+    "wmi": ("Microsoft-Windows-WMI-Activity/Operational",), "ntlm": ("Microsoft-Windows-NTLM/Operational",),
+    "codeintegrity-operational": ("Microsoft-Windows-CodeIntegrity/Operational",),
+    "bits-client": ("Microsoft-Windows-Bits-Client/Operational",),
+    "firewall-as": ("Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",),
+    "dns-server": ("DNS Server",), "smbclient-security": ("Microsoft-Windows-SmbClient/Security",),
+    "terminalservices-localsessionmanager": ("Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",),
+    "openssh": ("OpenSSH/Operational",),
+    "applocker": (
+        "Microsoft-Windows-AppLocker/EXE and DLL", "Microsoft-Windows-AppLocker/MSI and Script",
+        "Microsoft-Windows-AppLocker/Packaged app-Deployment", "Microsoft-Windows-AppLocker/Packaged app-Execution",
+    ),
+}  # fmt: skip
+SERVICE_FIELDS: dict[str, dict[str, str | list[str]]] = {
+    "windefend": {"ProcessName": ["ProcessName", "Process Name"], "ThreatName": ["ThreatName", "Threat Name"]},
+}
+SECURITY_4688_FIELDS: dict[str, str | list[str]] = {"Image": "NewProcessName", "ParentImage": "ParentProcessName"}
+ANTIVIRUS_IDS = (1006, 1007, 1008, 1015, 1116, 1117, 1118, 1119)
+ANTIVIRUS_FIELDS: dict[str, str | list[str]] = {"Signature": "Threat Name", "Filename": "Path", "FileName": "Path"}
+IIS_FIELDS = {
+    "cs-uri-query": "@uri_query", "c-uri": "@url", "cs-uri": "@url", "c-uri-query": "cs-uri-query",
+    "c-uri-stem": "cs-uri-stem", "cs-user-agent": "@user_agent", "c-useragent": "@user_agent",
+    "cs(User-Agent)": "@user_agent", "cs-referer": "cs(Referer)", "cs-cookie": "cs(Cookie)",
+    "cs-content-type": "cs(Content-Type)", "r-dns": "cs-host", "src_ip": "c-ip", "dst_ip": "s-ip", "dst_port": "s-port",
+}  # fmt: skip
+W3C_NAME = re.compile(r"^(date|time|time-taken|(s|c|cs|sc|r|x)-[a-z0-9-]+|(cs|sc)\([A-Za-z0-9-]+\))$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the events of one Sigma log source live in exhunt: table, channels, event ids, field names."""
+
+    source: str  # exhunt rule source: "events" or "iis"
+    label: str
+    channels: tuple[str, ...] = ()
+    event_ids: tuple[int, ...] = ()
+    fields: tuple[tuple[str, str | tuple[str, ...]], ...] = ()  # Sigma field -> exhunt field(s)
+
+    @classmethod
+    def events(
+        cls,
+        label: str,
+        channels: tuple[str, ...],
+        ids: tuple[int, ...],
+        extra: dict[str, str | list[str]] | None = None,
+    ) -> Target:
+        mapping: dict[str, str | list[str]] = {**EVENT_FIELDS, **(extra or {})}
+        pairs = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in mapping.items())
+        return cls("events", label, channels, ids, pairs)
+
+
+def targets_for(logsource: SigmaLogSource) -> list[Target]:
+    """The exhunt targets of a Sigma log source; raise NotApplicable when exhunt has none."""
+    product, category, service = logsource.product, logsource.category, logsource.service
+    if category in ("webserver", "proxy"):
+        if product not in (None, "windows") or service not in (None, "iis"):
+            raise NotApplicable(f"{_describe(logsource)}: exhunt reads IIS web logs only")
+        return [Target("iis", "IIS W3C log", fields=tuple(IIS_FIELDS.items()))]
+    if category == "antivirus" and product in (None, "windows"):
+        return [Target.events("Defender detections", (DEFENDER,), ANTIVIRUS_IDS, ANTIVIRUS_FIELDS)]
+    if product != "windows":
+        raise NotApplicable(f"{_describe(logsource)}: no exhunt source for this product")
+    if category == "process_creation":
+        return [
+            Target.events("Sysmon 1", (SYSMON,), (1,)),
+            Target.events("Security 4688", ("Security",), (4688,), SECURITY_4688_FIELDS),
+        ]
+    if category in SYSMON_CATEGORIES:
+        return [Target.events(f"Sysmon {category}", (SYSMON,), SYSMON_CATEGORIES[category])]
+    if category in POWERSHELL_CATEGORIES:
+        channel, ids = POWERSHELL_CATEGORIES[category]
+        return [Target.events(category, (channel,), ids)]
+    if category is None and service in SERVICES:
+        return [Target.events(service, SERVICES[service], (), SERVICE_FIELDS.get(service))]
+    raise NotApplicable(f"{_describe(logsource)}: no exhunt source for this log source")
+
+
+def _describe(ls: SigmaLogSource) -> str:
+    parts = [f"{k}={v}" for k, v in (("product", ls.product), ("category", ls.category), ("service", ls.service)) if v]
+    return "log source " + (" ".join(parts) or "(empty)")
+
+
+def pipeline_for(target: Target) -> ProcessingPipeline:
+    """Field names of the target, then value normalisation (IIS user agents: `+` is a space)."""
+    mapping: dict[str | None, str | list[str]] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in target.fields}
+    items = [ProcessingItem(FieldMappingTransformation(mapping), identifier="exhunt_field_names")]
+    if target.source == "iis":
+        items.append(
+            ProcessingItem(
+                ReplaceStringTransformation(regex=r"\+", replacement=" ", skip_special=True),
+                field_name_conditions=[IncludeFieldCondition(fields=["@user_agent"])],
+                identifier="exhunt_iis_user_agent_plus",
+            )
+        )
+    return ProcessingPipeline(items=items, name=f"exhunt {target.label}", policy=POLICY)
+
+
+# -- backend --------------------------------------------------------------------------------------
+
+VALUE_MARK = re.compile("\ue000(\\d+)\ue001")
+LOWER_FIELD = re.compile("lower\\(\ue002([^\ue003]*)\ue003\\)")
+ANY_FIELD = re.compile("\ue002([^\ue003]*)\ue003")
+SAFE_FIELD = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.() -]{0,127}$")
+
+
+def _leaf(expr: str) -> str:
+    return f"coalesce({expr}, false)"
+
+
+class DuckDBBackend(TextQueryBackend):
+    """Sigma condition -> SQL boolean over one row, with field tokens and value markers.
+
+    The output is an intermediate: `\\ue002NAME\\ue003` stands for a field (resolved per table by
+    `_assemble`), `\\ue000N\\ue001` for the N-th value of `self.values` (bound as `?`). `lower(FIELD)`
+    is kept as written so each field is lowered once per row in the projection.
+    """
+
+    name: ClassVar[str] = "exhunt DuckDB"
+    formats: ClassVar[dict[str, str]] = {"default": "SQL condition with field tokens and value markers"}
+    requires_pipeline: ClassVar[bool] = True
+
+    precedence: ClassVar = (ConditionNOT, ConditionAND, ConditionOR)
+    group_expression: ClassVar[str] = "({expr})"
+    parenthesize = True
+    token_separator = " "
+    or_token: ClassVar[str] = "OR"
+    and_token: ClassVar[str] = "AND"
+    not_token: ClassVar[str] = "NOT"
+    eq_token: ClassVar[str] = " = "
+
+    eq_expression: ClassVar[str] = _leaf("lower({field}) = {value}")
+    startswith_expression: ClassVar[str] = _leaf("starts_with(lower({field}), {value})")
+    endswith_expression: ClassVar[str] = _leaf("ends_with(lower({field}), {value})")
+    contains_expression: ClassVar[str] = _leaf("contains(lower({field}), {value})")
+    wildcard_match_expression: ClassVar[str] = _leaf("lower({field}) LIKE {value} ESCAPE '\\'")
+    case_sensitive_match_expression: ClassVar[str] = _leaf("regexp_full_match({field}, {regex})")
+    case_sensitive_startswith_expression: ClassVar[str] = _leaf("starts_with({field}, {value})")
+    case_sensitive_endswith_expression: ClassVar[str] = _leaf("ends_with({field}, {value})")
+    case_sensitive_contains_expression: ClassVar[str] = _leaf("contains({field}, {value})")
+    re_expression: ClassVar[str] = _leaf("regexp_matches({field}, {regex})")
+    re_escape: ClassVar[list[str]] = []
+    re_escape_escape_char = False
+    re_flag_prefix = True
+    field_null_expression: ClassVar[str] = "(coalesce({field}, '') = '')"
+    field_exists_expression: ClassVar[str] = "({field} IS NOT NULL)"
+    field_not_exists_expression: ClassVar[str] = "({field} IS NULL)"
+    field_equals_field_expression: ClassVar[str] = _leaf("lower({field1}) = lower({field2})")
+    field_equals_field_startswith_expression: ClassVar[str] = _leaf("starts_with(lower({field1}), lower({field2}))")
+    field_equals_field_endswith_expression: ClassVar[str] = _leaf("ends_with(lower({field1}), lower({field2}))")
+    field_equals_field_contains_expression: ClassVar[str] = _leaf("contains(lower({field1}), lower({field2}))")
+    compare_operators: ClassVar[dict[CompareOperators, str]] = {
+        CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">", CompareOperators.GTE: ">=",
+    }  # fmt: skip
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(processing_pipeline=pipeline_for(target))
+        self.target = target
+        self.values: list[object] = []
+
+    def condition(self, rule: SigmaRule) -> tuple[str, list[object]]:
+        """Convert one rule (it is modified by the pipeline: pass a copy) into (text, values)."""
+        self.values = []
+        queries = self.convert_rule(rule)
+        if not queries:
+            raise NotApplicable("the rule has no condition")
+        text = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
+        return text, self.values
+
+    # values: bound, never pasted
+    def bind(self, value: object) -> str:
+        self.values.append(value)
+        return f"\ue000{len(self.values) - 1}\ue001"
+
+    def escape_and_quote_field(self, field_name: str) -> str:
+        if not field_name or not SAFE_FIELD.match(field_name):
+            raise NotApplicable(f"field name {field_name!r} cannot be used")
+        return f"\ue002{field_name}\ue003"
+
+    def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
+        if s.contains_special():
+            text = s.convert(escape_char="\\", wildcard_multi="%", wildcard_single="_", add_escaped="%_\\")
+        else:
+            text = s.convert(escape_char=None, wildcard_multi=None, wildcard_single=None)
+        return self.bind(text if isinstance(s, SigmaCasedString) else text.lower())
+
+    def convert_value_re(self, r: SigmaRegularExpression, state: ConversionState) -> str:
+        return self.bind(r.escape((), "\\", False, True))
+
+    def convert_condition_field_eq_val_num(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> str:
+        return _leaf(f"{self.escape_and_quote_field(cond.field)} = {self.bind(str(cond.value))}")
+
+    def convert_condition_field_eq_val_bool(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> str:
+        word = "true" if cond.value.boolean else "false"  # type: ignore[union-attr]
+        return _leaf(f"lower({self.escape_and_quote_field(cond.field)}) = {self.bind(word)}")
+
+    def convert_condition_field_compare_op_val(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> str:
+        value = cond.value
+        if not isinstance(value, SigmaCompareExpression) or value.op not in self.compare_operators:
+            raise NotApplicable("unsupported comparison")
+        number = float(value.number.number)
+        field_sql = self.escape_and_quote_field(cond.field)
+        return _leaf(f"TRY_CAST({field_sql} AS DOUBLE) {self.compare_operators[value.op]} {self.bind(number)}")
+
+    def convert_condition_field_eq_val_null(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> str:
+        return self.field_null_expression.format(field=self.escape_and_quote_field(_raw_field(cond.field)))
+
+    def convert_condition_field_exists(self, cond: ConditionFieldEqualsValueExpression, state: ConversionState) -> str:
+        return self.field_exists_expression.format(field=self.escape_and_quote_field(_raw_field(cond.field)))
+
+    def convert_condition_field_not_exists(
+        self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
+    ) -> str:
+        return self.field_not_exists_expression.format(field=self.escape_and_quote_field(_raw_field(cond.field)))
+
+    # keywords: a value without a field searches the whole event / log line
+    def convert_condition_val_str(self, cond: Any, state: ConversionState) -> str:
+        s: SigmaString = cond.value
+        text = self.escape_and_quote_field("@text")
+        if isinstance(s, SigmaCasedString):
+            if s.contains_special():
+                return self.re_expression.format(field=text, regex=self.convert_value_re(s.to_regex(), state))
+            return self.case_sensitive_contains_expression.format(field=text, value=self.convert_value_str(s, state))
+        if not s.contains_special():
+            return self.contains_expression.format(field=text, value=self.convert_value_str(s, state))
+        wrapped = SpecialChars.WILDCARD_MULTI + s + SpecialChars.WILDCARD_MULTI
+        return self.wildcard_match_expression.format(field=text, value=self.convert_value_str(wrapped, state))
+
+    def convert_condition_val_num(self, cond: Any, state: ConversionState) -> str:
+        return self.contains_expression.format(
+            field=self.escape_and_quote_field("@text"), value=self.bind(str(cond.value))
+        )
+
+    def convert_condition_val_re(self, cond: Any, state: ConversionState) -> str:
+        return self.re_expression.format(
+            field=self.escape_and_quote_field("@text"), regex=self.convert_value_re(cond.value, state)
+        )
+
+
+def _raw_field(name: str) -> str:
+    """`null`/`|exists` on Sigma's cs-uri-query test the query column, not the full URL."""
+    return "cs-uri-query" if name == "@uri_query" else name
+
+
+@cache
+def _backend(target: Target) -> DuckDBBackend:
+    return DuckDBBackend(target)
+
+
+# -- SQL assembly ---------------------------------------------------------------------------------
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _events_base(used: list[str]) -> tuple[str, dict[str, str]]:
+    """The events subquery and each field's expression over it (alias `b`)."""
+    special = {
+        "@event_id": "CAST(b.event_id AS VARCHAR)", "@channel": "b.channel", "@provider": "b.provider",
+        "@computer": "b.computer", "@level": "CAST(b.level AS VARCHAR)",
+        "@text": "concat_ws(' ', array_to_string(json_extract_string(b.data, '$.*'), ' '), b.message)",
+    }  # fmt: skip
+    data_fields = [n for n in used if n not in special]
+    exprs = {n: special[n] for n in used if n in special}
+    extra = ""
+    if data_fields:
+        paths = ", ".join(_sql_str(f'$."{n}"') for n in data_fields)
+        extra = f", json_extract_string(data, [{paths}]) AS _f"
+        exprs.update({n: f"b._f[{i}]" for i, n in enumerate(data_fields, 1)})
+    base = f"SELECT rowid AS _rid, event_id, channel, provider, computer, level, message, data{extra} FROM events"
+    return base, exprs
+
+
+def _iis_base(used: list[str]) -> tuple[str, dict[str, str]]:
+    """The log_iis subquery (absent columns added as NULL) and each field's expression over it."""
+    url = "(b.\"cs-uri-stem\" || coalesce('?' || b.\"cs-uri-query\", ''))"
+    special = {
+        "@url": url, "@uri_query": url, "@user_agent": "replace(b.\"cs(User-Agent)\", '+', ' ')", "@text": "b._text",
+    }  # fmt: skip
+    needs = {"@url": ["cs-uri-stem", "cs-uri-query"], "@uri_query": ["cs-uri-stem", "cs-uri-query"],
+             "@user_agent": ["cs(User-Agent)"]}  # fmt: skip
+    columns: list[str] = []
+    exprs: dict[str, str] = {}
+    for name in used:
+        if name in special:
+            exprs[name] = special[name]
+            columns.extend(needs.get(name, []))
+        elif W3C_NAME.match(name):
+            exprs[name] = f"b.{_quote(name)}"
+            columns.append(name)
+        else:
+            raise NotApplicable(f"field {name!r} has no IIS log column")
+    text = ", concat_ws(' ', *COLUMNS('^[^_]')) AS _text" if "@text" in used else ""
+    base = f"SELECT rowid AS _rid, *{text} FROM log_iis"
+    if columns:
+        nulls = ", ".join(f"NULL::VARCHAR AS {_quote(c)}" for c in dict.fromkeys(columns))
+        base += f" UNION ALL BY NAME SELECT {nulls} WHERE false"
+    return base, exprs
+
+
+def _source_filter(target: Target) -> str:
+    parts = []
+    if target.channels:
+        parts.append(f"s._chan IN ({', '.join(_sql_str(c.lower()) for c in target.channels)})")
+    if target.event_ids:
+        parts.append(f"s._eid IN ({', '.join(str(int(i)) for i in target.event_ids)})")
+    return " AND ".join(parts) or "true"
+
+
+def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple[object, ...]]:
+    """Join the targets' conditions into one `t.rowid IN (...)` query; markers become `?` in order."""
+    source = parts[0][0].source
+    values: list[object] = []
+    conds = []
+    for _, cond, vals in parts:  # renumber each part's markers into one list
+        offset = len(values)
+        values.extend(vals)
+        conds.append(VALUE_MARK.sub(lambda m, o=offset: f"\ue000{o + int(m.group(1))}\ue001", cond))
+    targets = [t for t, _, _ in parts]
+    if len(parts) == 1:
+        where = f"{_source_filter(targets[0])} AND ({conds[0]})" if source == "events" else conds[0]
+    else:
+        any_source = " OR ".join(f"({_source_filter(t)})" for t in targets)
+        alts = " OR ".join(f"({_source_filter(t)} AND ({c}))" for t, c in zip(targets, conds, strict=True))
+        where = f"({any_source}) AND ({alts})"
+    params = tuple(values[int(m.group(1))] for m in VALUE_MARK.finditer(where))
+    where = VALUE_MARK.sub("?", where)
+    # fields: one projection column per field and form (lowered or as is), computed once per row
+    lowered = list(dict.fromkeys(LOWER_FIELD.findall(where)))
+    where = LOWER_FIELD.sub(lambda m: "s." + _quote("l:" + m.group(1)), where)
+    plain = list(dict.fromkeys(ANY_FIELD.findall(where)))
+    where = ANY_FIELD.sub(lambda m: "s." + _quote("v:" + m.group(1)), where)
+    used = list(dict.fromkeys([*lowered, *plain]))
+    base, exprs = _events_base(used) if source == "events" else _iis_base(used)
+    cols = ["b._rid"] + (["b.event_id AS _eid", "lower(b.channel) AS _chan"] if source == "events" else [])
+    cols += [f"lower({exprs[n]}) AS {_quote('l:' + n)}" for n in lowered]
+    cols += [f"{exprs[n]} AS {_quote('v:' + n)}" for n in plain]
+    sql = f"t.rowid IN (SELECT s._rid FROM (SELECT {', '.join(cols)} FROM ({base}) b) s WHERE {where})"
+    return sql, params
+
+
+_CHECK_LOCK = threading.Lock()
+_CONVERT_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _check_db() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE events (_artifact INTEGER, _line BIGINT, record_id BIGINT, ts TIMESTAMP, channel VARCHAR, "
+        "provider VARCHAR, event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, message VARCHAR);"
+        'CREATE TABLE log_iis ("date" VARCHAR, "time" VARCHAR, "cs-method" VARCHAR, _artifact INTEGER, '
+        "_line BIGINT, _ts TIMESTAMP);"
+    )
+    return con
+
+
+def _check_sql(source: str, sql: str, params: tuple[object, ...]) -> None:
+    """Run the rule once on empty tables so DuckDB's own refusals (regex, types) surface at load."""
+    table = "events" if source == "events" else "log_iis"
+    try:
+        with _CHECK_LOCK:
+            _check_db().execute(f"SELECT count(*) FROM {table} t WHERE coalesce(({sql}), false)", list(params))
+    except duckdb.Error as exc:
+        raise NotApplicable(f"DuckDB cannot run the converted rule: {str(exc).splitlines()[0]}") from None
+
+
+# -- metadata -------------------------------------------------------------------------------------
+
+LEVELS = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
+CONFIDENCE = {"stable": "high", "test": "medium", "experimental": "low"}
+ATTACK_ID = re.compile(r"^t\d{4}(\.\d{3})?$")
+
+
+def _tags(rule: SigmaRule) -> list[tuple[str, str]]:
+    return [(t.namespace.lower(), t.name.lower()) for t in rule.tags]
+
+
+def _kind(rule: SigmaRule) -> str:
+    tags = _tags(rule)
+    if any(ns == "cve" for ns, _ in tags) or ("attack", "initial-access") in tags or ("attack", "t1190") in tags:
+        return "exploitation"
+    words = f"{rule.title} {rule.description or ''}".lower().replace(" ", "").replace("-", "")
+    if ("attack", "t1505.003") in tags or "webshell" in words:
+        return "webshell"
+    return "post-exploitation"
+
+
+def _to_rule(rule: SigmaRule, path: Path, source: str, sql: str, params: tuple[object, ...]) -> Rule:
+    tags = _tags(rule)
+    level = rule.level.name.lower() if rule.level else "medium"
+    status = rule.status.name.lower() if rule.status else ""
+    return Rule(
+        id=f"sigma:{rule.id or path.stem}", title=rule.title, description=(rule.description or rule.title).strip(),
+        severity=LEVELS.get(level, "medium"), kind=_kind(rule), source=source,
+        confidence=CONFIDENCE.get(status, "medium"),
+        cves=tuple(f"CVE-{name.upper()}" for ns, name in tags if ns == "cve"),
+        attack=tuple(name.upper() for ns, name in tags if ns == "attack" and ATTACK_ID.match(name)),
+        false_positives="; ".join(str(f) for f in rule.falsepositives or []),
+        references=tuple(str(r) for r in rule.references or []), sql=sql, sql_params=params, origin=str(path),
+    )  # fmt: skip
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """The file is not a readable Sigma file; the message is the one-line problem."""
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.suffix.lower() in (".yml", ".yaml") and p.is_file()]
+        return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(path).parts[:-1]))
+    return [path]
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Malformed(f"cannot read: {exc}") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _Malformed(f"invalid YAML: {problem}{where}") from None
+    if not docs:
+        raise _Malformed("no Sigma rule in the file")
+    if not all(isinstance(d, dict) for d in docs):
+        raise _Malformed("not a Sigma rule: each YAML document must be a mapping")
+    if not any(k in d for d in docs for k in ("detection", "correlation", "filter", "logsource", "action")):
+        raise _Malformed("not a Sigma rule: no detection, logsource or correlation section")
+    return docs
+
+
+def _one_line(exc: Exception) -> str:
+    """The first line of an exception's message, without pySigma's "(while converting rule ...)" tail."""
+    text = str(exc.args[0]).strip() if exc.args else ""
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r" \(while [a-z ]+ rule .*\)$", "", text)
+
+
+def _convert(rule: SigmaRule, path: Path) -> Rule:
+    status = rule.status.name.lower() if rule.status else ""
+    if status in ("deprecated", "unsupported"):
+        raise NotApplicable(f"{status} rule (status: {status})")
+    if "deprecated" in (p.lower() for p in path.parts[:-1]):
+        raise NotApplicable(f"deprecated rule (in a 'deprecated' folder, status: {status or 'none'})")
+    targets = targets_for(rule.logsource)
+    parts = []
+    for target in targets:
+        try:
+            with _CONVERT_LOCK:  # the cached backends collect values per conversion
+                cond, values = _backend(target).condition(copy.deepcopy(rule))
+        except NotApplicable as exc:
+            raise NotApplicable(_one_line(exc)) from None
+        except NotImplementedError as exc:
+            raise NotApplicable(f"not supported by the DuckDB backend: {_one_line(exc)}") from None
+        except SigmaError as exc:
+            raise NotApplicable(f"cannot convert: {_one_line(exc)}") from None
+        parts.append((target, cond, list(values)))
+    sql, params = _assemble(parts)
+    _check_sql(targets[0].source, sql, params)
+    return _to_rule(rule, path, targets[0].source, sql, params)
+
+
+def _title(docs: list[dict[str, Any]] | None) -> str:
+    return str(next((d.get("title") for d in docs or [] if d.get("title")), ""))
+
+
+def _load_file(path: Path, out: SigmaLoad, seen: dict[str, str]) -> None:
+    """Convert one file into `out`; raise _Malformed for a file that is not Sigma."""
+    docs = _read(path)
+    try:
+        collection = SigmaCollection.from_dicts(copy.deepcopy(docs), source=SigmaRuleLocation(path), policy=POLICY)
+    except SigmaRegularExpressionError as exc:  # valid Sigma, but RE2 (DuckDB's engine) rejects the regex
+        detail = re.sub(r"b'(.*)'$", r"\1", _one_line(exc))
+        out.skipped.append(
+            (str(path), _title(docs), f"regular expression not supported by RE2 (DuckDB's engine): {detail}")
+        )
+        return
+    except SigmaError as exc:
+        raise _Malformed(f"not a valid Sigma rule: {_one_line(exc)}") from None
+    for rule in collection.rules:
+        title = str(getattr(rule, "title", "") or _title(docs))
+        if not isinstance(rule, SigmaRule):
+            kind = "correlation" if "Correlation" in type(rule).__name__ else type(rule).__name__
+            out.skipped.append((str(path), title, f"{kind} rules are not supported"))
+            continue
+        try:
+            converted = _convert(rule, path)
+        except NotApplicable as exc:
+            out.skipped.append((str(path), title, str(exc)))
+            continue
+        if converted.id in seen:
+            out.skipped.append((str(path), title, f"duplicate rule id {converted.id!r} (also in {seen[converted.id]})"))
+            continue
+        seen[converted.id] = str(path)
+        out.rules.append(converted)
+
+
+def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
+    """Convert the Sigma rules in `paths` (files or folders). See the module docstring for the rules."""
+    out = SigmaLoad()
+    seen: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pySigma's deprecation chatter: the CLI prints nothing it did not ask for
+        for given in paths:
+            given = Path(given)
+            if not given.exists():
+                raise RuleError(str(given), "no such file or folder")
+            for path in _files(given):
+                try:
+                    _load_file(path, out, seen)
+                except _Malformed as exc:
+                    if path == given:  # the user named this file: tell them now
+                        raise RuleError(str(path), str(exc)) from None
+                    out.skipped.append((str(path), _safe_title(path), str(exc)))
+    return out
+
+
+def _safe_title(path: Path) -> str:
+    try:
+        return _title([d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)])
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # already known to be malformed; the title is a nicety
+        return ""
+
+
+def check_sigma(paths: Iterable[Path]) -> SigmaLoad:
+    """The same load as `load_sigma`, for `exhunt rules check-sigma`: loaded rules and skipped files."""
+    return load_sigma(paths)
