@@ -79,23 +79,17 @@ def missing(coverage: list[FamilyCoverage], is_exchange: bool) -> list[str]:
 
 
 def window_warnings(coverage: list[FamilyCoverage], rules: list[Rule]) -> list[str]:
+    """One line naming the campaigns whose exploitation window the relevant logs do not reach."""
     by_family = {c.family: c for c in coverage}
-    warnings = []
+    blind = []
     for campaign, (start, end, name) in CAMPAIGN_WINDOWS.items():
-        tables = sorted({VIEWS[r.source].table for r in rules if r.campaign == campaign and r.source != "files"})
-        for table in tables:
-            cov = by_family.get(table)
-            if cov is None or cov.first is None or cov.last is None:
-                continue
-            span = f"({start:%Y-%m-%d} – {end:%Y-%m-%d})"
-            if cov.first > end:
-                warnings.append(
-                    f"{cov.title} logs start {cov.first:%Y-%m-%d}, after the {name} window {span}: "
-                    f"they cannot show that exploitation"
-                )
-            elif cov.last < start:
-                warnings.append(
-                    f"{cov.title} logs end {cov.last:%Y-%m-%d}, before the {name} window {span}: "
-                    f"they cannot show that exploitation"
-                )
-    return warnings
+        tables = {VIEWS[r.source].table for r in rules if r.campaign == campaign and r.source != "files"}
+        spans = [by_family[t] for t in tables if t in by_family and by_family[t].first and by_family[t].last]
+        if spans and not any(c.first <= end and c.last >= start for c in spans):
+            blind.append(f"{name} ({start:%Y-%m} – {end:%Y-%m})")
+    if not blind:
+        return []
+    first = min(c.first for c in coverage if c.first)
+    last = max(c.last for c in coverage if c.last)
+    names = ", ".join(blind[:-1]) + (" or " if len(blind) > 1 else "") + blind[-1]
+    return [f"the logs span {first:%Y-%m-%d} – {last:%Y-%m-%d}: they cannot show {names} exploitation"]

@@ -324,6 +324,7 @@ def _scan(
     store.flush()
 
     rows = [reader.rows[i.artifact_id] for i in items]
+    _attach_loose_files_to_hosts(rows, collection.name)
     store.add_artifacts(rows)
     directives, records = [], 0
     for item in items:
@@ -360,6 +361,17 @@ def _scan(
     )  # fmt: skip
     _save_results(store, result)
     return result
+
+
+def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> None:
+    """`EXCH01/EventLogs/x.evtx` belongs to EXCH01 when `EXCH01/C/...` exists (KAPE puts both there)."""
+    hosts = {
+        r["host"] for r in rows if r["win_path"] and r["host"] != default and r["path"].startswith(r["host"] + "/")
+    }
+    for r in rows:
+        top = r["path"].split("/", 1)[0]
+        if r["host"] == default and top in hosts:
+            r["host"] = top
 
 
 def _re_escape(text: str) -> str:

@@ -49,8 +49,14 @@ def render(result: ScanResult, console: Console, max_evidence: int = 2) -> None:
         )
     if result.findings:
         console.rule(f"Findings ({len(result.findings)})", align="left")
+        minor: dict[str, list[Finding]] = {}
         for f in result.findings:
-            _finding(f, console, max_evidence)
+            if f.severity in ("low", "info"):
+                minor.setdefault(f.rule.id, []).append(f)
+            else:
+                _finding(f, console, max_evidence)
+        for group in minor.values():
+            _summary(group, console)
     else:
         console.print("[green]No findings.[/]")
     if result.errors:
@@ -83,3 +89,15 @@ def _finding(f: Finding, console: Console, max_evidence: int) -> None:
             console.print(f"{'':11}[dim]{t(e.raw, 200)}[/]", soft_wrap=True)
     if len(f.evidence) > max_evidence:
         console.print(f"{'':9}[dim]… {len(f.evidence) - max_evidence} more sample(s) in --json / --case[/]")
+
+
+def _summary(group: list[Finding], console: Console) -> None:
+    """Low and informational findings of one rule on one line; the JSON output has each of them."""
+    f = group[0]
+    hits = sum(x.count for x in group)
+    first = min((x.first_seen for x in group if x.first_seen), default=None)
+    last = max((x.last_seen for x in group if x.last_seen), default=None)
+    span = f" · {first:%Y-%m-%d} → {last:%Y-%m-%d}" if first and last else ""
+    console.print(f"[{SEVERITY_STYLE[f.severity]}]{f.severity.upper():<8}[/] [bold]{t(f.rule.title)}[/]")
+    note = f" · {t(f.note)}" if f.note else ""
+    console.print(f"{'':9}[dim]{f.rule.id} · {len(group)} group(s), {hits:,} hit(s){span}{note} (details: --json)[/]")
