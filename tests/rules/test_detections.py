@@ -219,3 +219,35 @@ def test_user_yara_rules_and_bad_yara_file(collection: Path, tmp_path: Path):
     bad.write_text("rule { broken")
     with pytest.raises(RuleError, match=r"bad\.yar: invalid YARA"):
         scan(collection, ScanOptions(yara=[bad]))
+
+
+def test_script_written_long_after_its_folder(collection: Path):
+    import os
+
+    auth = f"{INSTALL}/FrontEnd/HttpProxy/owa/auth"
+    install, later = 1_600_000_000, 1_614_700_000  # 2020-09-13, 2021-03-02
+    for name in ("logon.aspx", "logoff.aspx", "errorFE.aspx", "frowny.aspx", "RedirSuiteServiceProxy.aspx"):
+        p = write(collection, f"{auth}/{name}", "<%@ Page %>")
+        os.utime(p, (install, later if name == "RedirSuiteServiceProxy.aspx" else install))
+    result = scan(collection, ScanOptions(all_evidence=True))
+    (f,) = [f for f in result.findings if f.rule.id == "file-script-time-outlier"]
+    assert [e.path for e in f.evidence] == [f"{auth}/RedirSuiteServiceProxy.aspx"]
+
+
+def test_python_logic_must_name_an_exhunt_function(tmp_path: Path):
+    from exhunt.errors import RuleError
+    from exhunt.rules.model import load_rule_file
+
+    p = tmp_path / "r.yaml"
+    p.write_text("id: x\ntitle: x\ndescription: x\nseverity: low\nkind: context\nsource: files\npython: os:system\n")
+    with pytest.raises(RuleError, match=r"not a function of exhunt\.rules\.logic"):
+        load_rule_file(p)
+
+
+def test_cmdlet_log_deletion(collection: Path):
+    rel = events_file(collection, [
+        {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": 23, "event_data": {
+            "TargetFilename": "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Logging\\CmdletInfra\\LocalPowerShell\\Cmdlet\\x_Cmdlet_1.LOG"}},
+        {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": 23, "event_data": {"TargetFilename": "C:\\Temp\\x.log"}},
+    ])  # fmt: skip
+    assert hits(collection, "log-exchange-cmdlet-deleted") == [(rel, 1)]

@@ -131,6 +131,12 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
         raise RuleError(origin, f"source must be one of {', '.join(SOURCES)}")
     if "where" not in doc and "python" not in doc:
         raise RuleError(origin, "a rule needs 'where' or 'python'")
+    if "python" in doc:
+        from exhunt.rules import logic
+
+        module, _, name = str(doc["python"]).partition(":")
+        if module != "exhunt.rules.logic" or not callable(getattr(logic, name, None)):
+            raise RuleError(origin, f"python: {doc['python']!r} is not a function of exhunt.rules.logic")
     try:
         if "where" in doc:
             _check_condition(doc["where"], "where")

@@ -172,13 +172,29 @@ class Compiler:
         return "coalesce(" + " AND ".join(parts) + ", false)"
 
 
+def _python_logic(ref: str) -> Callable[[Store, dict[str, str]], list[int]]:
+    """The function a rule's `python: module:function` names (only exhunt.rules.logic is allowed)."""
+    module, _, name = ref.partition(":")
+    if module != "exhunt.rules.logic" or not name.isidentifier():
+        raise ValueError(f"rule logic must be a function of exhunt.rules.logic, not {ref!r}")
+    from exhunt.rules import logic
+
+    return getattr(logic, name)
+
+
 def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
     """Run one rule; return its hits grouped by host and group_by fields."""
     view = VIEWS[rule.source]
-    if view.table not in store.tables() or (rule.where is None and rule.sql is None):
+    if view.table not in store.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
     comp = Compiler(view, store.columns(view.table), params)
-    if rule.sql is not None:
+    if rule.python is not None:
+        rowids = _python_logic(rule.python)(store, params)
+        if not rowids:
+            return []
+        where = "list_contains(?::BIGINT[], t.rowid)"
+        comp.args.append(rowids)
+    elif rule.sql is not None:
         where = f"coalesce(({rule.sql}), false)"
         comp.args.extend(rule.sql_params)
     else:

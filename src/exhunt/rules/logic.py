@@ -1,0 +1,35 @@
+"""Rule logic that cannot be written as field conditions. Each function is named by a rule's
+`python:` key, receives the store and the rule's parameters, and returns the row ids (of the rule
+source's table) that match; grouping and evidence then work as for any other rule."""
+
+from __future__ import annotations
+
+from exhunt.store import Store
+
+WEB_FOLDERS = r"\\(FrontEnd\\HttpProxy\\(owa|ecp)\\auth|inetpub\\wwwroot\\aspnet_client)(\\|$)"
+OUTLIER_DAYS = 7
+
+
+def script_time_outliers(store: Store, params: dict[str, str]) -> list[int]:
+    """Script files in Exchange web folders written well after the rest of their folder.
+
+    A standard install or update writes a folder's files together; a web shell dropped later stands
+    out. Folders with fewer than three files have no "rest" to compare with and are skipped.
+    """
+    rows = store.con.execute(
+        f"""
+        WITH web AS (
+            SELECT rowid AS rid, ext, mtime,
+                   regexp_replace(win_path, '\\\\[^\\\\]+$', '') AS folder
+            FROM artifacts
+            WHERE mtime IS NOT NULL AND regexp_matches(win_path, '{WEB_FOLDERS}', 'i')
+        ),
+        typical AS (
+            SELECT folder, median(epoch(mtime)) AS mid, count(*) AS n FROM web GROUP BY folder
+        )
+        SELECT web.rid FROM web JOIN typical USING (folder)
+        WHERE typical.n >= 3 AND lower(web.ext) IN ('.aspx', '.ashx', '.asp')
+          AND epoch(web.mtime) - typical.mid > {OUTLIER_DAYS} * 86400
+        """
+    ).fetchall()
+    return [r[0] for r in rows]
