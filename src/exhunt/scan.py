@@ -34,12 +34,14 @@ from exhunt.exposure.observed import exposure_report
 from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
+from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import VIEWS, RawFinding, run_rule
 from exhunt.rules.sigma import load_sigma
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
 from exhunt.rules.yara import compile_rules as compile_yara
 from exhunt.sources.base import ArtifactInfo, Source
+from exhunt.sources.delimited import split_csv_line, split_w3c_line
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
 from exhunt.sources.iis_config import IisConfigSource
@@ -51,6 +53,7 @@ SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, J
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192
+IN_FLIGHT_BYTES = 128 << 20
 
 
 @dataclass
@@ -60,7 +63,7 @@ class ScanOptions:
     samples: int = 5
     rules: list[Rule] | None = None
     workers: int = 2
-    memory_limit: str = "768MB"
+    memory_limit: str = "512MB"
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
@@ -131,11 +134,15 @@ def _classify(head: bytes, path: str) -> type[Source] | None:
 class _Reader:
     """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue."""
 
-    def __init__(self, collection: Collection, default_host: str, content_rules: Any) -> None:
+    def __init__(
+        self, collection: Collection, default_host: str, content_rules: Any, keep: dict[str, set[str] | None]
+    ) -> None:
         self.collection = collection
         self.content_rules = content_rules
+        self.keep = keep
         self.default_host = default_host
-        self.out: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=8)
+        self.out: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.budget = _ByteBudget(IN_FLIGHT_BYTES)
         self.infos: dict[int, ArtifactInfo] = {}
         self.rows: dict[int, dict[str, Any]] = {}
 
@@ -161,7 +168,9 @@ class _Reader:
                 else:
                     row["kind"] = source.kind
                     stream = _Prepend(head, stream)
-                    for table, batch in source().read(stream, info, _NoHash(hasher, len(head))):
+                    for table, batch in source(self.keep).read(stream, info, _NoHash(hasher, len(head))):
+                        batch = self._project(table, batch)
+                        self.budget.take(batch.nbytes)
                         self.out.put(("rows", (table, batch, item.artifact_id)))
                     row["sha256"] = hasher.hexdigest()
         except Exception as exc:  # one bad artifact never stops the scan
@@ -170,6 +179,12 @@ class _Reader:
         self.infos[item.artifact_id] = info
         self.rows[item.artifact_id] = row
         self.out.put(("done", entry.size))
+
+    def _project(self, table: str, batch: pa.Table) -> pa.Table:
+        keep = self.keep.get(table)
+        if keep is None:
+            return batch
+        return batch.select([c for c in batch.column_names if c.lower() in keep or c.startswith("_")])
 
     def _plain_file(self, entry: Entry, head: bytes, stream: Any, hasher: Any, info: ArtifactInfo, row: dict) -> None:
         lower = entry.path.lower()
@@ -201,6 +216,27 @@ class _Reader:
             row["sha256"] = hasher.hexdigest()
         else:
             row["note"] = f"not hashed: larger than {HASH_LIMIT >> 20} MiB"
+
+
+class _ByteBudget:
+    """Bounds the parsed bytes waiting for the store. Counting bytes, not items, matters: with a small
+    item limit, thousands of tiny per-file tables filled the queue in milliseconds and the readers then
+    sat idle through every store flush (measured: parse and insert did not overlap at all)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.cond = threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self.cond:
+            while self.used > 0 and self.used + n > self.limit:
+                self.cond.wait()
+            self.used += n
+
+    def give(self, n: int) -> None:
+        with self.cond:
+            self.used -= n
+            self.cond.notify_all()
 
 
 class _Prepend:
@@ -298,7 +334,8 @@ def _scan(
     errors: list[dict[str, Any]] = []
     entries = list(_entries(collection, errors))
     total = sum(e.size for e in entries)
-    reader = _Reader(collection, collection.name, content_rules)
+    keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
+    reader = _Reader(collection, collection.name, content_rules, keep)
     items = [_Item(i + 1, e) for i, e in enumerate(entries)]
     done_bytes = 0
     finished = 0
@@ -314,6 +351,7 @@ def _scan(
         if kind == "rows":
             table, batch, artifact_id = payload
             store.append(table, batch, artifact_id)
+            reader.budget.give(batch.nbytes)
         elif kind == "done":
             done_bytes += payload
             finished += 1
@@ -391,8 +429,14 @@ def _with_evidence(raw: list[RawFinding], store: Store, collection: Collection) 
         ids = sorted(rowids)
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
+            fields = (
+                "(SELECT d.value FROM directives d WHERE d.artifact = t._artifact AND d.key = 'Fields' "
+                "AND d.line < t._line ORDER BY d.line DESC LIMIT 1) AS _fields, "
+                if table.startswith("log_")
+                else ""
+            )
             cur = store.con.execute(
-                f"SELECT t.rowid AS _rowid, {path} AS _path, t.* FROM {_q(table)} t{join} "
+                f"SELECT t.rowid AS _rowid, {path} AS _path, {fields}t.* FROM {_q(table)} t{join} "
                 f"WHERE t.rowid IN (SELECT unnest(?::BIGINT[]))",
                 [chunk],
             )
@@ -437,8 +481,22 @@ def _evidence(table: str, rec: dict[str, Any], lines: dict[tuple[str, int], str]
         record["data"] = data
         raw = lines.get((path, int(line))) if line is not None else json.dumps(record, ensure_ascii=False, default=str)
         return Evidence(path, line, rec.get("record_id"), rec.get("ts"), record, raw)
+    raw = lines.get((path, int(line))) if line else None
     record = {k: v for k, v in rec.items() if not k.startswith("_") and v is not None}
-    return Evidence(path, line, None, rec.get("_ts"), record, lines.get((path, int(line))) if line else None)
+    fields = rec.get("_fields")
+    if raw is not None and fields:
+        record = record_from_line(raw, fields, table == "log_iis") or record
+    return Evidence(path, line, None, rec.get("_ts"), record, raw)
+
+
+def record_from_line(raw: str, fields_directive: str, w3c: bool) -> dict[str, str] | None:
+    """The parsed fields of one raw log line, bound to the `#Fields` in force at that line."""
+    names = fields_directive.split() if w3c else split_csv_line(fields_directive)
+    values = split_w3c_line(raw) if w3c else split_csv_line(raw)
+    if not names or not values:
+        return None
+    empty = ("-", "") if w3c else ("",)
+    return {n: v for n, v in zip(names, values, strict=False) if v not in empty}
 
 
 def _plain(v: Any) -> Any:

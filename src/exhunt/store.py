@@ -23,7 +23,7 @@ import pyarrow as pa
 
 # Timestamp columns, tried in order, per log family (first present one wins).
 TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
-FLUSH_ROWS = 500_000
+FLUSH_BYTES = 64 << 20  # batches of about this size keep inserts efficient and memory flat
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -54,14 +54,14 @@ class Store:
         self.con.execute(SCHEMA)
         self._columns: dict[str, set[str]] = {}
         self._pending: dict[str, list[pa.Table]] = {}
-        self._pending_rows: dict[str, int] = {}
+        self._pending_bytes: dict[str, int] = {}
 
     # -- writing -----------------------------------------------------------------------------
     def append(self, table: str, rows: pa.Table, artifact_id: int) -> None:
         rows = rows.append_column("_artifact", pa.array(np.full(rows.num_rows, artifact_id, dtype=np.int32)))
         self._pending.setdefault(table, []).append(rows)
-        self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
-        if self._pending_rows[table] >= FLUSH_ROWS:
+        self._pending_bytes[table] = self._pending_bytes.get(table, 0) + rows.nbytes
+        if self._pending_bytes[table] >= FLUSH_BYTES:
             self._flush(table)
 
     def flush(self) -> None:
@@ -70,10 +70,12 @@ class Store:
 
     def _flush(self, table: str) -> None:
         parts = self._pending.pop(table, [])
-        self._pending_rows.pop(table, None)
+        self._pending_bytes.pop(table, None)
         if not parts:
             return
-        batch = pa.concat_tables(parts, promote_options="permissive")
+        # one contiguous chunk per column: DuckDB pays per Arrow chunk and column, and hundreds of small
+        # per-file chunks made wide HttpProxy inserts 10x slower (measured: 12k vs 122k rows/s)
+        batch = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
         if table == "events":
             self.con.register("_batch", batch)
             self.con.execute("INSERT INTO events BY NAME SELECT * FROM _batch")

@@ -34,6 +34,9 @@ class Source:
 
     kind: ClassVar[str] = ""
 
+    def __init__(self, keep: dict[str, set[str] | None] | None = None) -> None:
+        self.keep = keep or {}  # store table -> lower-cased columns to build (absent: all)
+
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         raise NotImplementedError

@@ -59,7 +59,8 @@ class ExchangeCsvSource(Source):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
         state = ReadState()
         try:
-            for seg in read_delimited(stream, EXCHANGE_CSV, state, hasher):
+            include = (lambda d: self.keep.get(table_for_log_type(d.get("Log-type"), info.path))) if self.keep else None
+            for seg in read_delimited(stream, EXCHANGE_CSV, state, hasher, include):
                 log_type = seg.directives.get("Log-type")
                 table = table_for_log_type(log_type, info.path)
                 if info.table is None:
