@@ -96,3 +96,13 @@ def test_check_sigma_lists_what_cannot_run(tmp_path: Path):
         and doc["skipped"][0]["path"].endswith("linux.yml")
         and "linux" in doc["skipped"][0]["reason"]
     )
+
+
+def test_only_selected_rules_run(collection: Path):
+    write(collection, f"{INSTALL}/Logging/HttpProxy/Ecp/HttpProxy_2021030301-1.LOG",
+          httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "AnchorMailbox": "ServerInfo~a]@x:444/mapi/?#",
+                          "BackEndCookie": "Server~x/ews/exchange.asmx?a=~1~x", "ClientIpAddress": "10.9.9.9"}]))  # fmt: skip
+    res = runner.invoke(app, ["scan", str(collection), "--rule", "proxylogon-ssrf-anchor", "--json", "-", "-q"])
+    assert {f["rule"] for f in json.loads(res.stdout)["findings"]} == {"proxylogon-ssrf-anchor"}
+    res = runner.invoke(app, ["scan", str(collection), "--rule", "nope", "-q"])
+    assert res.exit_code == 2 and "no rule with id nope" in res.output

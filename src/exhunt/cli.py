@@ -96,6 +96,10 @@ def scan(
             help="Add an IOC feed: STIX 2.1 bundle, MISP event JSON, or a text/CSV list. Repeatable.",
         ),
     ] = None,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option("--rule", metavar="ID", help="Run only this rule (repeatable); ids from 'exhunt rules list'."),
+    ] = None,
     sigma: Annotated[
         list[Path] | None,
         typer.Option(
@@ -138,6 +142,7 @@ def scan(
         yara=yara,
         iocs=ioc,
         sigma=sigma,
+        only=rule,
     )
     with progress:
         result = _guard(lambda: run_scan(path, options))

@@ -67,6 +67,7 @@ class ScanOptions:
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
+    only: list[str] | None = None  # run only the rules with these ids
     progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
 
 
@@ -292,6 +293,11 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
         rules = rules + ioc_rules(load_iocs(options.iocs))
     if options.sigma:
         rules = rules + load_sigma(options.sigma).rules
+    if options.only:
+        unknown = set(options.only) - {r.id for r in rules}
+        if unknown:
+            raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
+        rules = [r for r in rules if r.id in set(options.only)]
     collection = open_collection(path)
     if options.case is not None and collection.root and _inside(options.case, Path(path)):
         raise UsageError("the case database must be written outside the evidence folder")
