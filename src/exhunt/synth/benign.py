@@ -464,36 +464,19 @@ def k_rpc(a: Actor, b: Build, fq: str) -> Req:
 
 
 # Probes (health mailbox, localhost).
-def k_p_owa(a: Actor, b: Build, fq: str) -> Req:
-    return Req(
-        "GET", "/owa/healthcheck.htm", "", "127.0.0.1", AMPROBE_UA, "", proto="Owa", url_host="localhost", lat="fast"
-    )
+def _health_page(stem: str, proto: str) -> Callable[[Actor, Build, str], Req]:
+    """A managed-availability probe fetching a front-end healthcheck page from localhost."""
+
+    def kind(a: Actor, b: Build, fq: str) -> Req:
+        return Req("GET", stem, "", "127.0.0.1", AMPROBE_UA, "", proto=proto, url_host="localhost", lat="fast")
+
+    return kind
 
 
-def k_p_ecp(a: Actor, b: Build, fq: str) -> Req:
-    return Req(
-        "GET", "/ecp/healthcheck.htm", "", "127.0.0.1", AMPROBE_UA, "", proto="Ecp", url_host="localhost", lat="fast"
-    )
-
-
-def k_p_oab(a: Actor, b: Build, fq: str) -> Req:
-    return Req(
-        "GET", "/OAB/healthcheck.htm", "", "127.0.0.1", AMPROBE_UA, "", proto="Oab", url_host="localhost", lat="fast"
-    )
-
-
-def k_p_rpc(a: Actor, b: Build, fq: str) -> Req:
-    return Req(
-        "GET",
-        "/rpc/healthcheck.htm",
-        "",
-        "127.0.0.1",
-        AMPROBE_UA,
-        "",
-        proto="RpcHttp",
-        url_host="localhost",
-        lat="fast",
-    )
+k_p_owa = _health_page("/owa/healthcheck.htm", "Owa")
+k_p_ecp = _health_page("/ecp/healthcheck.htm", "Ecp")
+k_p_oab = _health_page("/OAB/healthcheck.htm", "Oab")
+k_p_rpc = _health_page("/rpc/healthcheck.htm", "RpcHttp")
 
 
 def k_p_ews(a: Actor, b: Build, fq: str) -> Req:
