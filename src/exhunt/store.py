@@ -44,9 +44,13 @@ def _q(name: str) -> str:
 
 
 class Store:
-    """Writes parsed records into DuckDB in large batches and answers SQL."""
+    """Writes parsed records into DuckDB in large batches and answers SQL.
 
-    def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 2) -> None:
+    DuckDB runs on one thread: inserting one table does not parallelise, and a second DuckDB thread
+    only competed with the readers (measured: 22.2 s vs 24.4 s for `scan --case` of 1 GB).
+    """
+
+    def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 1) -> None:
         self.path = path
         self.con = duckdb.connect(str(path))
         self.con.execute(f"SET memory_limit='{memory_limit}'; SET threads={int(threads)};")
