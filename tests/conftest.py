@@ -37,7 +37,7 @@ HTTPPROXY_FIELDS = (
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,UrlHost,"
     "UrlStem,ProtocolAction,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,AnchorMailbox,"
     "UserAgent,ClientIpAddress,ServerHostName,HttpStatus,BackEndStatus,ErrorCode,Method,ProxyAction,TargetServer,"
-    "TargetServerVersion,RoutingType,RoutingHint,BackEndCookie"
+    "TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,UrlQuery"
 )
 
 

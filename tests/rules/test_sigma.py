@@ -30,8 +30,10 @@ def shared() -> tuple[Path, SigmaLoad]:
 
 
 def sigma_rule(root: Path, rel: str):
+    """The rule of one Sigma file (for web rules: the IIS one; the HttpProxy twin has an @httpproxy id)."""
     load = load_sigma([root / rel])
-    assert load.skipped == [] and len(load.rules) == 1
+    assert load.skipped == [] and len({r.origin for r in load.rules}) == 1
+    assert [r.id for r in load.rules[1:]] == [f"{load.rules[0].id}@httpproxy"] * (len(load.rules) - 1)
     return load.rules[0]
 
 
@@ -66,8 +68,11 @@ def test_every_shared_rule_loads_or_is_listed_with_a_reason(shared, capfd):
     files = sorted(p for d in RULE_DIRS for p in (root / d).rglob("*.yml"))
     manifest = [ln.split()[1] for ln in (root / "MANIFEST.txt").read_text().splitlines() if ln.strip()]
     assert len(files) == 137 == len([m for m in manifest if m.endswith(".yml") and "regression_data/" not in m])
-    assert len(load.rules) + len(load.skipped) == 137
+    assert len({r.origin for r in load.rules}) + len(load.skipped) == 137
     assert {r.origin for r in load.rules} | {s[0] for s in load.skipped} == {str(f) for f in files}
+    web = [r for r in load.rules if r.source == "iis"]
+    twins = {r.id for r in load.rules if r.source == "httpproxy"}
+    assert len(web) == 24 and {f"{r.id}@httpproxy" for r in web} >= twins and len(twins) >= 15
     assert all(reason for _, _, reason in load.skipped)
     # only what exhunt cannot read is skipped: Linux sources and SigmaHQ's deprecated rules
     skipped = {Path(p).relative_to(root).as_posix(): why for p, _, why in load.skipped}
@@ -80,7 +85,7 @@ def test_every_shared_rule_loads_or_is_listed_with_a_reason(shared, capfd):
     }
     assert len(skipped) == 9
     assert len({r.id for r in load.rules}) == len(load.rules)
-    assert all(r.id.startswith("sigma:") and r.sql and r.source in ("events", "iis") for r in load.rules)
+    assert all(r.id.startswith("sigma:") and r.sql and r.source in ("events", "iis", "httpproxy") for r in load.rules)
     assert sum(r.source == "iis" for r in load.rules) == 24  # 22 webserver + 2 proxy rules
     capfd.readouterr()
     again = load_sigma([root / d for d in RULE_DIRS])  # the fixture loaded before output was captured
@@ -384,3 +389,22 @@ def test_values_are_bound_and_odd_rules_are_listed_not_fatal(tmp_path, collectio
     assert capfd.readouterr() == ("", "")  # RE2 does not log the rejected pattern to stderr
     events_file(collection, [{"channel": "MSExchange Management", "event_id": 1, "event_data": {"param1": evil}}])
     assert hits(collection, [rule]) == [(rule.id, EVENTS, 1)]
+
+
+def test_webserver_rule_also_runs_on_httpproxy(shared, collection: Path):
+    from tests.conftest import INSTALL, httpproxy_log
+
+    root, _ = shared
+    load = load_sigma(
+        [root / "rules-emerging-threats/2021/Exploits/ProxyShell-Exploit/web_exchange_proxyshell_successful.yml"]
+    )
+    (proxy,) = [r for r in load.rules if r.source == "httpproxy"]
+    path = f"{INSTALL}/Logging/HttpProxy/Autodiscover/HttpProxy_2021081001-1.LOG"
+    rows = [
+        {"DateTime": "2021-08-10T01:00:00.000Z", "UrlStem": "/autodiscover/autodiscover.json",
+         "UrlQuery": "?@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp", "HttpStatus": "200",
+         "Method": "GET", "ClientIpAddress": "203.0.113.9"},
+        {"DateTime": "2021-08-10T01:00:01.000Z", "UrlStem": "/autodiscover/autodiscover.xml", "HttpStatus": "200"},
+    ]  # fmt: skip
+    write(collection, path, httpproxy_log(rows))
+    assert hits(collection, [proxy]) == [(proxy.id, path, 7)]

@@ -24,7 +24,8 @@ Log sources (Sigma `logsource` -> exhunt table, channel, event ids; see `targets
       iis-configuration, powershell, powershell-classic, sysmon, taskscheduler, wmi, ntlm,
       codeintegrity-operational, bits-client, firewall-as, dns-server, smbclient-security,
       terminalservices-localsessionmanager, openssh, applocker: any event id of that channel
-  webserver, proxy (no product, or windows)    IIS W3C logs, table log_iis (rule source `iis`)
+  webserver, proxy (no product, or windows)    IIS W3C logs (table log_iis, rule id sigma:<id>) and
+                                               Exchange HttpProxy logs (log_httpproxy, sigma:<id>@httpproxy)
   Anything else (linux, macos, cloud, other services) is listed as skipped with the reason.
 
 Fields
@@ -85,6 +86,7 @@ folder whose name starts with `.` are not read; a YAML file that is not a Sigma 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 import warnings
@@ -238,8 +240,11 @@ def targets_for(logsource: SigmaLogSource) -> list[Target]:
     product, category, service = logsource.product, logsource.category, logsource.service
     if category in ("webserver", "proxy"):
         if product not in (None, "windows") or service not in (None, "iis"):
-            raise NotApplicable(f"{_describe(logsource)}: exhunt reads IIS web logs only")
-        return [Target("iis", "IIS W3C log", fields=tuple(IIS_FIELDS.items()))]
+            raise NotApplicable(f"{_describe(logsource)}: exhunt reads IIS and HttpProxy web logs only")
+        return [
+            Target("iis", "IIS W3C log", fields=tuple(IIS_FIELDS.items())),
+            Target("httpproxy", "Exchange HttpProxy log", fields=tuple(IIS_FIELDS.items())),
+        ]
     if category == "antivirus" and product in (None, "windows"):
         return [Target.events("Defender detections", (DEFENDER,), ANTIVIRUS_IDS, ANTIVIRUS_FIELDS)]
     if product != "windows":
@@ -494,6 +499,41 @@ def _iis_base(used: list[str]) -> tuple[str, dict[str, str]]:
     return base, exprs
 
 
+# W3C field -> HttpProxy column (Exchange's front-end proxy log records the same request)
+HTTPPROXY_COLUMNS = {
+    "cs-method": "Method", "cs-uri-stem": "UrlStem", "sc-status": "HttpStatus", "c-ip": "ClientIpAddress",
+    "cs-username": "AuthenticatedUser", "cs-host": "UrlHost", "s-computername": "ServerHostName",
+}  # fmt: skip
+
+
+def _httpproxy_base(used: list[str]) -> tuple[str, dict[str, str]]:
+    """The log_httpproxy subquery and field expressions. UrlQuery keeps its leading `?`; user agents
+    have real spaces (commas are stripped by Exchange)."""
+    url = '(b."UrlStem" || coalesce(b."UrlQuery", \'\'))'
+    special = {"@url": url, "@uri_query": url, "@user_agent": 'b."UserAgent"', "@text": "b._text"}
+    needs = {"@url": ["UrlStem", "UrlQuery"], "@uri_query": ["UrlStem", "UrlQuery"], "@user_agent": ["UserAgent"]}
+    columns: list[str] = []
+    exprs: dict[str, str] = {}
+    for name in used:
+        if name in special:
+            exprs[name] = special[name]
+            columns.extend(needs.get(name, []))
+        elif name in HTTPPROXY_COLUMNS:
+            exprs[name] = f"b.{_quote(HTTPPROXY_COLUMNS[name])}"
+            columns.append(HTTPPROXY_COLUMNS[name])
+        else:
+            raise NotApplicable(f"field {name!r} has no HttpProxy log column")
+    text = ", concat_ws(' ', *COLUMNS('^[^_]')) AS _text" if "@text" in used else ""
+    base = f"SELECT rowid AS _rid, *{text} FROM log_httpproxy"
+    if columns:
+        nulls = ", ".join(f"NULL::VARCHAR AS {_quote(c)}" for c in dict.fromkeys(columns))
+        base += f" UNION ALL BY NAME SELECT {nulls} WHERE false"
+    return base, exprs
+
+
+BASES = {"events": "_events_base", "iis": "_iis_base", "httpproxy": "_httpproxy_base"}
+
+
 def _source_filter(target: Target) -> str:
     parts = []
     if target.channels:
@@ -527,7 +567,7 @@ def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple
     plain = list(dict.fromkeys(ANY_FIELD.findall(where)))
     where = ANY_FIELD.sub(lambda m: "s." + _quote("v:" + m.group(1)), where)
     used = list(dict.fromkeys([*lowered, *plain]))
-    base, exprs = _events_base(used) if source == "events" else _iis_base(used)
+    base, exprs = globals()[BASES[source]](used)
     cols = ["b._rid"] + (["b.event_id AS _eid", "lower(b.channel) AS _chan"] if source == "events" else [])
     cols += [f"lower({exprs[n]}) AS {_quote('l:' + n)}" for n in lowered]
     cols += [f"{exprs[n]} AS {_quote('v:' + n)}" for n in plain]
@@ -547,13 +587,14 @@ def _check_db() -> duckdb.DuckDBPyConnection:
         "provider VARCHAR, event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, message VARCHAR);"
         'CREATE TABLE log_iis ("date" VARCHAR, "time" VARCHAR, "cs-method" VARCHAR, _artifact INTEGER, '
         "_line BIGINT, _ts TIMESTAMP);"
+        'CREATE TABLE log_httpproxy ("DateTime" VARCHAR, _artifact INTEGER, _line BIGINT, _ts TIMESTAMP);'
     )
     return con
 
 
 def _check_sql(source: str, sql: str, params: tuple[object, ...]) -> None:
     """Run the rule once on empty tables so DuckDB's own refusals (regex, types) surface at load."""
-    table = "events" if source == "events" else "log_iis"
+    table = {"events": "events", "iis": "log_iis", "httpproxy": "log_httpproxy"}[source]
     try:
         with _CHECK_LOCK:
             _check_db().execute(f"SELECT count(*) FROM {table} t WHERE coalesce(({sql}), false)", list(params))
@@ -639,13 +680,34 @@ def _one_line(exc: Exception) -> str:
     return re.sub(r" \(while [a-z ]+ rule .*\)$", "", text)
 
 
-def _convert(rule: SigmaRule, path: Path) -> Rule:
+def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
+    """One exhunt rule per table the log source lives in (web rules: IIS and HttpProxy). A table that
+    cannot express the rule is left out; the rule is not applicable only when no table can."""
     status = rule.status.name.lower() if rule.status else ""
     if status in ("deprecated", "unsupported"):
         raise NotApplicable(f"{status} rule (status: {status})")
     if "deprecated" in (p.lower() for p in path.parts[:-1]):
         raise NotApplicable(f"deprecated rule (in a 'deprecated' folder, status: {status or 'none'})")
-    targets = targets_for(rule.logsource)
+    by_source: dict[str, list[Target]] = {}
+    for target in targets_for(rule.logsource):
+        by_source.setdefault(target.source, []).append(target)
+    rules: list[Rule] = []
+    first_problem: NotApplicable | None = None
+    for n, (source, targets) in enumerate(by_source.items()):
+        try:
+            sql, params = _convert_for(rule, targets)
+            _check_sql(source, sql, params)
+        except NotApplicable as exc:
+            first_problem = first_problem or exc
+            continue
+        made = _to_rule(rule, path, source, sql, params)
+        rules.append(made if n == 0 else dataclasses.replace(made, id=f"{made.id}@{source}"))
+    if not rules:
+        raise first_problem or NotApplicable("no exhunt table for this rule")
+    return rules
+
+
+def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...]]:
     parts = []
     for target in targets:
         try:
@@ -658,9 +720,7 @@ def _convert(rule: SigmaRule, path: Path) -> Rule:
         except SigmaError as exc:
             raise NotApplicable(f"cannot convert: {_one_line(exc)}") from None
         parts.append((target, cond, list(values)))
-    sql, params = _assemble(parts)
-    _check_sql(targets[0].source, sql, params)
-    return _to_rule(rule, path, targets[0].source, sql, params)
+    return _assemble(parts)
 
 
 def _title(docs: list[dict[str, Any]] | None) -> str:
@@ -691,11 +751,12 @@ def _load_file(path: Path, out: SigmaLoad, seen: dict[str, str]) -> None:
         except NotApplicable as exc:
             out.skipped.append((str(path), title, str(exc)))
             continue
-        if converted.id in seen:
-            out.skipped.append((str(path), title, f"duplicate rule id {converted.id!r} (also in {seen[converted.id]})"))
+        if converted[0].id in seen:
+            dup = converted[0].id
+            out.skipped.append((str(path), title, f"duplicate rule id {dup!r} (also in {seen[dup]})"))
             continue
-        seen[converted.id] = str(path)
-        out.rules.append(converted)
+        seen[converted[0].id] = str(path)
+        out.rules.extend(converted)
 
 
 def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
