@@ -461,3 +461,22 @@ def test_builtin_pack_paths_match_only_in_their_folder(collection: Path):
         "EXCH01/C/Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth/default.aspx",
         "EXCH01/D/inetpub/wwwroot/aspnet_client/system_web/log.aspx",
     ]
+
+
+def test_ip_indicators_also_match_ews_and_rps_logs(tmp_path: Path):
+    from exhunt.iocs import ioc_rules, load_iocs
+    from exhunt.scan import ScanOptions, scan
+    from tests.conftest import INSTALL, write
+
+    feed = tmp_path / "ips.txt"
+    feed.write_text("203.0.113.77\n")
+    root = tmp_path / "c"
+    head = "#Software: Microsoft Exchange Server\n#Version: 15.01.2106.002\n#Log-type: {}\n#Date: 2021-03-03T00:00:00.000Z\n"
+    write(root, f"{INSTALL}/Logging/EWS/Ews_2021030301-1.LOG", head.format("EWS Logs")
+          + "#Fields: DateTime,ClientIpAddress,SoapAction\n2021-03-03T01:00:00.000Z,203.0.113.77,GetItem\n")  # fmt: skip
+    write(root, f"{INSTALL}/Logging/CmdletInfra/Powershell-Proxy/Http/Rps_Http_2021030301-1.LOG", head.format("Rps Http Logs")
+          + "#Fields: DateTime,ClientIpAddress,HttpStatus\n2021-03-03T01:00:00.000Z,203.0.113.77,200\n")  # fmt: skip
+    result = scan(root, ScanOptions(rules=ioc_rules(load_iocs([feed])), all_evidence=True))
+    sources = sorted(f.rule.source for f in result.findings)
+    assert sources == ["ews", "rps_http"]
+    assert all(f.severity == "medium" and f.evidence[0].line == 6 for f in result.findings)

@@ -299,6 +299,8 @@ _GROUPS = (
             "titles": {
                 "iis": "Web request from a listed IP address",
                 "httpproxy": "Exchange proxy request from a listed IP address",
+                "ews": "EWS request from a listed IP address",
+                "rps_http": "Remote PowerShell request from a listed IP address",
                 "events": "Windows event naming a listed IP address",
             },
             "what": "IP address(es)",
@@ -308,7 +310,14 @@ _GROUPS = (
             "kind": "indicator",
             "false_positives": _CONTEXT_FP,
         },
-        {"iis": _ip_iis, "httpproxy": _ip_httpproxy, "events": _ip_events},
+        # EWS and Rps_Http rows carry the client address when the request reached the back end directly
+        {
+            "iis": _ip_iis,
+            "httpproxy": _ip_httpproxy,
+            "ews": _ip_httpproxy,
+            "rps_http": _ip_httpproxy,
+            "events": _ip_events,
+        },
     ),
     _Group(
         "hash",
