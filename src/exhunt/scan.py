@@ -8,10 +8,7 @@ become `errors[]` entries and never stop the scan.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -29,31 +26,20 @@ from exhunt import __version__
 from exhunt.collection import Collection, Entry, Skipped, open_collection
 from exhunt.coverage import FamilyCoverage, measure, missing, window_warnings
 from exhunt.errors import UsageError
-from exhunt.evidence import fetch_lines
+from exhunt.evidence import build_findings
 from exhunt.exposure.observed import exposure_report
-from exhunt.findings import Evidence, Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
+from exhunt.findings import Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
-from exhunt.layout import DEFAULT_INSTALL, install_path_of, split_host_and_windows_path
+from exhunt.layout import DEFAULT_INSTALL, install_path_of
+from exhunt.reader import Item, Reader
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
-from exhunt.rules.native import VIEWS, RawFinding, run_rule
+from exhunt.rules.native import RawFinding, run_rule
 from exhunt.rules.sigma import load_sigma
-from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
 from exhunt.rules.yara import compile_rules as compile_yara
-from exhunt.sources.base import ArtifactInfo, Source
-from exhunt.sources.delimited import split_csv_line, split_w3c_line
-from exhunt.sources.events import EvtxSource, JsonLinesEventSource
-from exhunt.sources.exchange_csv import ExchangeCsvSource
-from exhunt.sources.iis_config import IisConfigSource
-from exhunt.sources.w3c import W3CSource
-from exhunt.store import Store, _q
+from exhunt.store import Store
 
 SCHEMA_VERSION = "1.0"
-SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
-LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
-HASH_LIMIT = 256 << 20
-HEAD_BYTES = 8192
-IN_FLIGHT_BYTES = 128 << 20
 
 
 @dataclass
@@ -117,162 +103,6 @@ class ScanResult:
             "case": self.case,
             **self.extras,
         }
-
-
-@dataclass
-class _Item:
-    artifact_id: int
-    entry: Entry
-
-
-def _classify(head: bytes, path: str) -> type[Source] | None:
-    for source in SOURCES:
-        if source.sniff(head, path):
-            return source
-    return None
-
-
-class _Reader:
-    """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue."""
-
-    def __init__(
-        self, collection: Collection, default_host: str, content_rules: Any, keep: dict[str, set[str] | None]
-    ) -> None:
-        self.collection = collection
-        self.content_rules = content_rules
-        self.keep = keep
-        self.default_host = default_host
-        self.out: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.budget = _ByteBudget(IN_FLIGHT_BYTES)
-        self.infos: dict[int, ArtifactInfo] = {}
-        self.rows: dict[int, dict[str, Any]] = {}
-
-    def work(self, item: _Item) -> None:
-        entry = item.entry
-        host, win_path = split_host_and_windows_path(entry.path, self.default_host)
-        name = entry.path.rsplit("/", 1)[-1]
-        info = ArtifactInfo(entry.path)
-        row: dict[str, Any] = {
-            "id": item.artifact_id, "path": entry.path, "host": host, "win_path": win_path, "name": name,
-            "ext": os.path.splitext(name)[1].lower(), "size_bytes": entry.size, "mtime": entry.mtime,
-            "kind": "file", "records": 0,
-        }  # fmt: skip
-        hasher = hashlib.sha256()
-        try:
-            with self.collection.open(entry.path) as stream:
-                head = stream.read(HEAD_BYTES)
-                hasher.update(head)
-                row["magic"] = head[:8].hex()
-                source = _classify(head, entry.path) if head else None
-                if source is None:
-                    self._plain_file(entry, head, stream, hasher, info, row)
-                else:
-                    row["kind"] = source.kind
-                    stream = _Prepend(head, stream)
-                    for table, batch in source(self.keep).read(stream, info, _NoHash(hasher, len(head))):
-                        batch = self._project(table, batch)
-                        self.budget.take(batch.nbytes)
-                        self.out.put(("rows", (table, batch, item.artifact_id)))
-                    row["sha256"] = hasher.hexdigest()
-        except Exception as exc:  # one bad artifact never stops the scan
-            info.errors.append((None, f"cannot read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
-        row.update(log_table=info.table, log_type=info.log_type, version=info.version, records=info.records)
-        self.infos[item.artifact_id] = info
-        self.rows[item.artifact_id] = row
-        self.out.put(("done", entry.size))
-
-    def _project(self, table: str, batch: pa.Table) -> pa.Table:
-        keep = self.keep.get(table)
-        if keep is None:
-            return batch
-        return batch.select([c for c in batch.column_names if c.lower() in keep or c.startswith("_")])
-
-    def _plain_file(self, entry: Entry, head: bytes, stream: Any, hasher: Any, info: ArtifactInfo, row: dict) -> None:
-        lower = entry.path.lower()
-        if entry.size == 0:
-            if lower.endswith(LOG_EXTENSIONS):
-                info.errors.append((None, "empty file"))
-        elif lower.endswith(LOG_EXTENSIONS):
-            binary = b"\x00" in head[:1024]
-            info.errors.append(
-                (
-                    None,
-                    "binary content in a log-named file: not parsed"
-                    if binary
-                    else "unrecognised log format: not parsed",
-                )
-            )
-        content = wants_content(row["win_path"], row["name"])
-        if content and entry.size <= CONTENT_LIMIT:
-            data = head + stream.read()
-            hasher.update(data[len(head) :])
-            row["sha256"] = hasher.hexdigest()
-            row["yara"] = match(self.content_rules, data)
-            return
-        if content:
-            info.errors.append((None, f"content not scanned: larger than {CONTENT_LIMIT >> 20} MiB (hashed only)"))
-        if entry.size <= HASH_LIMIT:
-            while chunk := stream.read(8 << 20):
-                hasher.update(chunk)
-            row["sha256"] = hasher.hexdigest()
-        else:
-            row["note"] = f"not hashed: larger than {HASH_LIMIT >> 20} MiB"
-
-
-class _ByteBudget:
-    """Bounds the parsed bytes waiting for the store. Counting bytes, not items, matters: with a small
-    item limit, thousands of tiny per-file tables filled the queue in milliseconds and the readers then
-    sat idle through every store flush (measured: parse and insert did not overlap at all)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-        self.cond = threading.Condition()
-
-    def take(self, n: int) -> None:
-        with self.cond:
-            while self.used > 0 and self.used + n > self.limit:
-                self.cond.wait()
-            self.used += n
-
-    def give(self, n: int) -> None:
-        with self.cond:
-            self.used -= n
-            self.cond.notify_all()
-
-
-class _Prepend:
-    """A stream that yields `head` again before the rest of `stream` (the head was sniffed)."""
-
-    def __init__(self, head: bytes, stream: Any) -> None:
-        self.head, self.stream = head, stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n < 0:
-                data, self.head = self.head + self.stream.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            if len(data) < n:
-                data += self.stream.read(n - len(data))
-            return data
-        return self.stream.read(n)
-
-    def seek(self, *args: Any) -> int:  # pragma: no cover - sources read forward only
-        raise OSError("not seekable")
-
-
-class _NoHash:
-    """Hasher proxy that skips the first `skip` bytes (already hashed when sniffing)."""
-
-    def __init__(self, hasher: Any, skip: int) -> None:
-        self.hasher, self.skip = hasher, skip
-
-    def update(self, data: bytes) -> None:
-        if self.skip:
-            cut = min(self.skip, len(data))
-            data, self.skip = data[cut:], self.skip - cut
-        if data:
-            self.hasher.update(data)
 
 
 def _entries(collection: Collection, errors: list[dict[str, Any]]) -> Iterator[Entry]:
@@ -341,8 +171,8 @@ def _scan(
     entries = list(_entries(collection, errors))
     total = sum(e.size for e in entries)
     keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
-    reader = _Reader(collection, collection.name, content_rules, keep)
-    items = [_Item(i + 1, e) for i, e in enumerate(entries)]
+    reader = Reader(collection, collection.name, content_rules, keep)
+    items = [Item(i + 1, e) for i, e in enumerate(entries)]
     done_bytes = 0
     finished = 0
 
@@ -386,7 +216,7 @@ def _scan(
     raw: list[RawFinding] = []
     for rule in rules:
         raw.extend(run_rule(store, rule, params, samples))
-    findings = _with_evidence(raw, store, collection)
+    findings = build_findings(raw, store, collection)
     escalate_context(findings)
     compose_severity(findings)
     findings.sort(key=lambda f: (-severity_rank(f.severity), f.first_seen or datetime.max, f.rule.id))
@@ -420,97 +250,6 @@ def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> No
 
 def _re_escape(text: str) -> str:
     return "".join("\\" + ch if not ch.isalnum() else ch for ch in text)
-
-
-def _with_evidence(raw: list[RawFinding], store: Store, collection: Collection) -> list[Finding]:
-    """Fill each finding's evidence with its parsed record and raw line."""
-    fetched: dict[tuple[str, int], dict[str, Any]] = {}
-    by_table: dict[str, set[int]] = {}
-    for rf in raw:
-        by_table.setdefault(VIEWS[rf.rule.source].table, set()).update(rf.rowids)
-    for table, rowids in by_table.items():
-        art = "id" if table == "artifacts" else "_artifact"
-        join = "" if table == "artifacts" else f" JOIN artifacts a ON a.id = t.{art}"
-        path = "t.path" if table == "artifacts" else "a.path"
-        ids = sorted(rowids)
-        for start in range(0, len(ids), 5000):
-            chunk = ids[start : start + 5000]
-            fields = (
-                "(SELECT d.value FROM directives d WHERE d.artifact = t._artifact AND d.key = 'Fields' "
-                "AND d.line < t._line ORDER BY d.line DESC LIMIT 1) AS _fields, "
-                if table.startswith("log_")
-                else ""
-            )
-            cur = store.con.execute(
-                f"SELECT t.rowid AS _rowid, {path} AS _path, {fields}t.* FROM {_q(table)} t{join} "
-                f"WHERE t.rowid IN (SELECT unnest(?::BIGINT[]))",
-                [chunk],
-            )
-            names = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                rec = dict(zip(names, row, strict=True))
-                fetched[(table, rec["_rowid"])] = rec
-    wanted: dict[str, set[int]] = {}
-    for (table, _), rec in fetched.items():
-        if table != "artifacts" and rec.get("_line") is not None:
-            wanted.setdefault(rec["_path"], set()).add(int(rec["_line"]))
-    lines = fetch_lines(collection, wanted)
-    findings = []
-    for rf in raw:
-        table = VIEWS[rf.rule.source].table
-        evidence = []
-        for rid in rf.rowids:
-            rec = fetched.get((table, rid))
-            if rec is None:
-                continue
-            evidence.append(_evidence(table, rec, lines))
-        findings.append(
-            Finding(
-                rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence
-            )
-        )
-    return findings
-
-
-def _evidence(table: str, rec: dict[str, Any], lines: dict[tuple[str, int], str]) -> Evidence:
-    path = rec["_path"]
-    if table == "artifacts":
-        record = {k: _plain(v) for k, v in rec.items() if not k.startswith("_") and v is not None and k != "id"}
-        return Evidence(path, None, None, rec.get("mtime"), record, None)
-    line = rec.get("_line")
-    if table == "events":
-        data = json.loads(rec["data"]) if rec.get("data") else {}
-        record = {
-            k: _plain(rec[k]) for k in ("channel", "provider", "event_id", "level", "computer", "record_id", "message")
-        }
-        record = {k: v for k, v in record.items() if v is not None}
-        record["data"] = data
-        raw = lines.get((path, int(line))) if line is not None else json.dumps(record, ensure_ascii=False, default=str)
-        return Evidence(path, line, rec.get("record_id"), rec.get("ts"), record, raw)
-    raw = lines.get((path, int(line))) if line else None
-    record = {k: v for k, v in rec.items() if not k.startswith("_") and v is not None}
-    fields = rec.get("_fields")
-    if raw is not None and fields:
-        record = record_from_line(raw, fields, table == "log_iis") or record
-    return Evidence(path, line, None, rec.get("_ts"), record, raw)
-
-
-def record_from_line(raw: str, fields_directive: str, w3c: bool) -> dict[str, str] | None:
-    """The parsed fields of one raw log line, bound to the `#Fields` in force at that line."""
-    names = fields_directive.split() if w3c else split_csv_line(fields_directive)
-    values = split_w3c_line(raw) if w3c else split_csv_line(raw)
-    if not names or not values:
-        return None
-    empty = ("-", "") if w3c else ("",)
-    return {n: v for n, v in zip(names, values, strict=False) if v not in empty}
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
 
 
 def _save_results(store: Store, result: ScanResult) -> None:
