@@ -106,3 +106,13 @@ def test_only_selected_rules_run(collection: Path):
     assert {f["rule"] for f in json.loads(res.stdout)["findings"]} == {"proxylogon-ssrf-anchor"}
     res = runner.invoke(app, ["scan", str(collection), "--rule", "nope", "-q"])
     assert res.exit_code == 2 and "no rule with id nope" in res.output
+
+
+def test_query_csv_neutralises_formulas(collection: Path, tmp_path: Path):
+    write(collection, f"{INSTALL}/Logging/HttpProxy/Owa/HttpProxy_2021030301-1.LOG",
+          httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "UserAgent": "=HYPERLINK(\"http://evil\")"}]))  # fmt: skip
+    case = tmp_path / "c.duckdb"
+    assert runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"]).exit_code in (0, 3)
+    res = runner.invoke(app, ["query", str(case), "SELECT UserAgent FROM log_httpproxy", "--csv"])
+    assert res.exit_code == 0
+    assert res.stdout.splitlines() == ["UserAgent", '"\'=HYPERLINK(""http://evil"")"']

@@ -162,6 +162,10 @@ def query(
     case: Annotated[Path, typer.Argument(help="A case file written by 'exhunt scan --case'.")],
     sql: Annotated[str, typer.Argument(help='SQL to run, e.g. "SELECT rule, count FROM findings".')],
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON lines instead of a table.")] = False,
+    as_csv: Annotated[
+        bool,
+        typer.Option("--csv", help="Print rows as CSV (cells that a spreadsheet would run as formulas are quoted)."),
+    ] = False,
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
     """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
@@ -183,6 +187,15 @@ def query(
     if as_json:
         for row in rows:
             sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False) + "\n")
+        return
+    if as_csv:
+        import csv
+
+        from exhunt.output.safe import csv_cell
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([csv_cell(n) for n in names])
+        writer.writerows([csv_cell(v) for v in row] for row in rows)
         return
     table = Table(show_edge=False)
     for n in names:
