@@ -79,7 +79,7 @@ def test_usage_errors_exit_2_with_one_line(app: typer.Typer, args: list[str]) ->
     assert result.exit_code == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("exhunt: error: ")
 
 
 def test_url_json(app: typer.Typer, http_server: FakeServer) -> None:

@@ -34,7 +34,7 @@ def _one_line(text: str) -> str:
 
 
 def _fail(error: UsageError) -> typer.Exit:
-    typer.echo(f"error: {_one_line(str(error))}", err=True)
+    typer.echo(f"exhunt: error: {_one_line(str(error))}", err=True)
     return typer.Exit(2)
 
 
