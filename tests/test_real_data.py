@@ -51,3 +51,12 @@ def test_logon_only_evtx_gives_nothing_high(tmp_path: Path):
     result = scan(real_evtx(tmp_path, "CA_4624_4625_LogonType2_LogonProc_chrome.evtx"))
     assert not [f for f in result.findings if f.severity in ("high", "critical")]
     assert result.verdict == "INCOMPLETE"  # events only: no web logs to judge exploitation by
+
+
+def test_real_iis_tunnel_log_shows_the_web_shell_tunnel():
+    log = shared_path("data", "iis", "Tunna_rdp_tunnel_IIS.log")
+    result = scan(log, ScanOptions(all_evidence=True))
+    (finding,) = [f for f in result.findings if f.rule.id == "webshell-tcp-tunnel"]
+    assert finding.group == {"c-ip": "10.0.2.17", "cs-uri-stem": "/erp/conn.aspx"}
+    assert "proxy&port=3389&ip=127.0.0.1" in finding.evidence[0].raw
+    assert result.verdict == "COMPROMISED"
