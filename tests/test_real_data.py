@@ -60,3 +60,20 @@ def test_real_iis_tunnel_log_shows_the_web_shell_tunnel():
     assert finding.group == {"c-ip": "10.0.2.17", "cs-uri-stem": "/erp/conn.aspx"}
     assert "proxy&port=3389&ip=127.0.0.1" in finding.evidence[0].raw
     assert result.verdict == "COMPROMISED"
+
+
+@pytest.mark.parametrize(
+    ("folder", "expected"),
+    [
+        ("file_event_win_taskmgr_lsass_dump", {"file-event-lsass-dump"}),  # taskmgr.exe -> ...\Temp\lsass.DMP
+        ("file_event_win_dump_file_susp_creation", {"file-event-lsass-dump"}),  # cmd.exe -> C:\lsass.dmp
+        ("file_event_win_cred_dump_tools_dropped_files", set()),  # procdump downloads: no dump written
+    ],
+)
+def test_lsass_dump_files_in_real_sysmon_events(tmp_path: Path, folder: str, expected: set[str]):
+    base = shared_path("data", "sigma", "regression_data", "rules", "windows", "file", "file_event", folder)
+    (evtx,) = base.glob("*.evtx")
+    dest = tmp_path / "HOST" / "EventLogs" / evtx.name
+    dest.parent.mkdir(parents=True)
+    shutil.copy(evtx, dest)
+    assert {f.rule.id for f in scan(tmp_path).findings if f.severity in ("high", "critical")} == expected
