@@ -90,7 +90,7 @@ import dataclasses
 import re
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -472,31 +472,37 @@ def _events_base(used: list[str]) -> tuple[str, dict[str, str]]:
     return base, exprs
 
 
-def _iis_base(used: list[str]) -> tuple[str, dict[str, str]]:
-    """The log_iis subquery (absent columns added as NULL) and each field's expression over it."""
-    url = "(b.\"cs-uri-stem\" || coalesce('?' || b.\"cs-uri-query\", ''))"
-    special = {
-        "@url": url, "@uri_query": url, "@user_agent": "replace(b.\"cs(User-Agent)\", '+', ' ')", "@text": "b._text",
-    }  # fmt: skip
-    needs = {"@url": ["cs-uri-stem", "cs-uri-query"], "@uri_query": ["cs-uri-stem", "cs-uri-query"],
-             "@user_agent": ["cs(User-Agent)"]}  # fmt: skip
+def _web_base(
+    used: list[str], table: str, special: dict[str, tuple[str, list[str]]], column_of: Callable[[str], str | None]
+) -> tuple[str, dict[str, str]]:
+    """A web-log table's subquery (columns the rule needs but the collection lacks added as NULL) and
+    each Sigma field's expression over it. `special`: name -> (expression, columns it reads)."""
     columns: list[str] = []
     exprs: dict[str, str] = {}
     for name in used:
         if name in special:
-            exprs[name] = special[name]
-            columns.extend(needs.get(name, []))
-        elif W3C_NAME.match(name):
-            exprs[name] = f"b.{_quote(name)}"
-            columns.append(name)
+            exprs[name], needs = special[name]
+            columns.extend(needs)
+        elif (column := column_of(name)) is not None:
+            exprs[name] = f"b.{_quote(column)}"
+            columns.append(column)
         else:
-            raise NotApplicable(f"field {name!r} has no IIS log column")
+            raise NotApplicable(f"field {name!r} has no {table} column")
     text = ", concat_ws(' ', *COLUMNS('^[^_]')) AS _text" if "@text" in used else ""
-    base = f"SELECT rowid AS _rid, *{text} FROM log_iis"
+    base = f"SELECT rowid AS _rid, *{text} FROM {table}"
     if columns:
         nulls = ", ".join(f"NULL::VARCHAR AS {_quote(c)}" for c in dict.fromkeys(columns))
         base += f" UNION ALL BY NAME SELECT {nulls} WHERE false"
     return base, exprs
+
+
+def _iis_base(used: list[str]) -> tuple[str, dict[str, str]]:
+    url = ("(b.\"cs-uri-stem\" || coalesce('?' || b.\"cs-uri-query\", ''))", ["cs-uri-stem", "cs-uri-query"])
+    special = {
+        "@url": url, "@uri_query": url, "@text": ("b._text", []),
+        "@user_agent": ("replace(b.\"cs(User-Agent)\", '+', ' ')", ["cs(User-Agent)"]),
+    }  # fmt: skip
+    return _web_base(used, "log_iis", special, lambda n: n if W3C_NAME.match(n) else None)
 
 
 # W3C field -> HttpProxy column (Exchange's front-end proxy log records the same request)
@@ -507,28 +513,15 @@ HTTPPROXY_COLUMNS = {
 
 
 def _httpproxy_base(used: list[str]) -> tuple[str, dict[str, str]]:
-    """The log_httpproxy subquery and field expressions. UrlQuery keeps its leading `?`; user agents
-    have real spaces (commas are stripped by Exchange)."""
-    url = '(b."UrlStem" || coalesce(b."UrlQuery", \'\'))'
-    special = {"@url": url, "@uri_query": url, "@user_agent": 'b."UserAgent"', "@text": "b._text"}
-    needs = {"@url": ["UrlStem", "UrlQuery"], "@uri_query": ["UrlStem", "UrlQuery"], "@user_agent": ["UserAgent"]}
-    columns: list[str] = []
-    exprs: dict[str, str] = {}
-    for name in used:
-        if name in special:
-            exprs[name] = special[name]
-            columns.extend(needs.get(name, []))
-        elif name in HTTPPROXY_COLUMNS:
-            exprs[name] = f"b.{_quote(HTTPPROXY_COLUMNS[name])}"
-            columns.append(HTTPPROXY_COLUMNS[name])
-        else:
-            raise NotApplicable(f"field {name!r} has no HttpProxy log column")
-    text = ", concat_ws(' ', *COLUMNS('^[^_]')) AS _text" if "@text" in used else ""
-    base = f"SELECT rowid AS _rid, *{text} FROM log_httpproxy"
-    if columns:
-        nulls = ", ".join(f"NULL::VARCHAR AS {_quote(c)}" for c in dict.fromkeys(columns))
-        base += f" UNION ALL BY NAME SELECT {nulls} WHERE false"
-    return base, exprs
+    """UrlQuery keeps its leading `?`; user agents have real spaces (Exchange strips their commas)."""
+    url = ('(b."UrlStem" || coalesce(b."UrlQuery", \'\'))', ["UrlStem", "UrlQuery"])
+    special = {
+        "@url": url,
+        "@uri_query": url,
+        "@text": ("b._text", []),
+        "@user_agent": ('b."UserAgent"', ["UserAgent"]),
+    }
+    return _web_base(used, "log_httpproxy", special, HTTPPROXY_COLUMNS.get)
 
 
 BASES = {"events": "_events_base", "iis": "_iis_base", "httpproxy": "_httpproxy_base"}
