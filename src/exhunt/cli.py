@@ -103,7 +103,9 @@ def scan(
     sigma: Annotated[
         list[Path] | None,
         typer.Option(
-            "--sigma", metavar="FILE_OR_DIR", help="Also run these Sigma rules (events and IIS logs). Repeatable."
+            "--sigma",
+            metavar="FILE_OR_DIR",
+            help="Also run these Sigma rules (on events, IIS and HttpProxy logs). Repeatable.",
         ),
     ] = None,
 ) -> None:
