@@ -112,8 +112,10 @@ def verdict(findings: list[Finding], has_web_logs: bool) -> tuple[str, str]:
     """The one-line answer and its reason."""
     top = max((severity_rank(f.severity) for f in findings if f.rule.kind != "scanning"), default=-1)
     if top >= severity_rank("high"):
-        worst = [f for f in findings if severity_rank(f.severity) == top]
-        titles = sorted({f.rule.title for f in worst})
+        worst = sorted(
+            (f for f in findings if severity_rank(f.severity) == top), key=lambda f: f.first_seen or datetime.max
+        )
+        titles = list(dict.fromkeys(f.rule.title for f in worst))  # in time order: how the intrusion began
         return "COMPROMISED", f"{len(worst)} {SEVERITIES[top]} finding(s): " + "; ".join(titles[:3])
     if top == severity_rank("medium"):
         titles = sorted({f.rule.title for f in findings if f.severity == "medium"})
