@@ -15,7 +15,6 @@ from typing import Any
 from exhunt.rules.model import SEVERITIES, Rule
 
 COMPROMISE_KINDS = {"exploitation", "webshell", "post-exploitation"}
-VERDICTS = ("COMPROMISED", "SUSPICIOUS", "NO EVIDENCE FOUND", "INCOMPLETE")
 
 
 def severity_rank(sev: str) -> int:
@@ -65,7 +64,7 @@ class Finding:
             "cves": list(self.rule.cves),
             "attack": list(self.rule.attack),
             "host": self.host,
-            "group": {k: v for k, v in self.group.items()},
+            "group": dict(self.group),
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),
             "count": self.count,

@@ -9,6 +9,7 @@ become `errors[]` entries and never stop the scan.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -211,7 +212,7 @@ def _scan(
 
     install = next((p for r in rows if (p := install_path_of(r["win_path"]))), None)
     params = {"install_path": install or DEFAULT_INSTALL}
-    params["install_path_re"] = _re_escape(params["install_path"])
+    params["install_path_re"] = re.escape(params["install_path"])
     samples = None if options.all_evidence else options.samples
     raw: list[RawFinding] = []
     for rule in rules:
@@ -246,10 +247,6 @@ def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> No
         top = r["path"].split("/", 1)[0]
         if r["host"] == default and top in hosts:
             r["host"] = top
-
-
-def _re_escape(text: str) -> str:
-    return "".join("\\" + ch if not ch.isalnum() else ch for ch in text)
 
 
 def _save_results(store: Store, result: ScanResult) -> None:

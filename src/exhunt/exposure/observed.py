@@ -8,7 +8,6 @@ Observations are kept per build and day, then merged by `exposure_windows`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from exhunt.exposure.builds import Observation, exposure_windows
@@ -56,7 +55,3 @@ def exposure_report(store: Store) -> dict[str, Any]:
             "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
         )
     return {"windows": [w.to_dict() for w in windows], "mitigations": mitigations, "text": [w.text for w in windows]}
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None

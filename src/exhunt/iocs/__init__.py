@@ -128,14 +128,9 @@ def _match(field: str, op: str, values: list[str]) -> dict[str, Any]:
     """One leaf; a long contains/endswith list becomes one case-insensitive regex alternation."""
     values = sorted(set(values), key=str.lower)
     if op in ("contains", "endswith") and len(values) > REGEX_OVER:
-        alternation = "|".join(_re_escape(v) for v in values)
+        alternation = "|".join(re.escape(v) for v in values)  # RE2 reads re.escape's output literally
         return {"field": field, "regex": f"(?:{alternation}){'$' if op == 'endswith' else ''}"}
     return {"field": field, op: values}
-
-
-def _re_escape(text: str) -> str:
-    """Escape for both Python `re` and RE2 (DuckDB): only regex metacharacters get a backslash."""
-    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
 
 
 def _any(*leaves: dict[str, Any] | None) -> dict[str, Any] | None:
