@@ -6,10 +6,12 @@ import json
 import zipfile
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
 from typer.testing import CliRunner
 
 from exhunt.cli import app
-from exhunt.scan import scan
+from exhunt.scan import ScanOptions, scan
 from tests.conftest import INSTALL, SHARED, httpproxy_log, iis_log, write
 
 HP = f"{INSTALL}/Logging/HttpProxy/Ecp/HttpProxy_2021030301-1.LOG"
@@ -101,3 +103,36 @@ def test_case_database_must_not_be_written_into_the_evidence(collection: Path):
     res = runner.invoke(app, ["scan", str(collection), "--case", str(collection / "case.duckdb")])
     assert res.exit_code == 2 and "outside the evidence folder" in res.output
     assert not (collection / "case.duckdb").exists()
+
+
+@pytest.mark.parametrize("case", [False, True])
+def test_field_names_spelled_like_provenance_columns(collection: Path, tmp_path: Path, case: bool):
+    """#Fields is written by whoever wrote the log: `_line` or `_artifact` must not clash with exhunt's own."""
+    hostile = ("#Software: Microsoft Exchange Server\n#Log-type: HttpProxy Logs\n"
+               "#Fields: DateTime,_line,_artifact,_ts,,AnchorMailbox\n"
+               "2021-03-03T01:00:00.000Z,x,y,z,blank!,ServerInfo~a]@x:444/mapi/?#\n")  # fmt: skip
+    write(collection, HP, hostile)
+    result = scan(collection, ScanOptions(all_evidence=True, case=tmp_path / "c.duckdb" if case else None))
+    assert result.errors == []
+    (finding,) = [f for f in result.findings if f.rule.id == "proxylogon-ssrf-anchor"]
+    ev = finding.evidence[0]
+    assert (ev.path, ev.line) == (HP, 4)
+    assert {"field_line": "x", "field_artifact": "y", "field_ts": "z", "blank": "blank!"}.items() <= ev.record.items()
+
+
+def test_a_batch_the_store_refuses_is_reported_and_the_rest_scanned(collection: Path, monkeypatch):
+    from exhunt.store import Store
+
+    build_broken_collection(collection)
+    real = Store._insert
+
+    def refuse_iis(self, table, parts):
+        if table == "log_iis":
+            raise pa.ArrowInvalid("simulated refusal")
+        return real(self, table, parts)
+
+    monkeypatch.setattr(Store, "_insert", refuse_iis)
+    result = scan(collection)
+    refused = [e for e in result.errors if "records not stored: ArrowInvalid: simulated refusal" in e["reason"]]
+    assert [e["path"] for e in refused] == ["EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"]
+    assert "proxylogon-ssrf-anchor" in {f.rule.id for f in result.findings}  # HttpProxy evidence still judged

@@ -15,7 +15,7 @@ from typing import Any
 from exhunt.collection import Collection
 from exhunt.findings import Evidence, Finding
 from exhunt.rules.native import VIEWS, RawFinding
-from exhunt.sources.delimited import split_csv_line, split_w3c_line
+from exhunt.sources.delimited import column_names, split_csv_line, split_w3c_line
 from exhunt.store import Store, _q
 
 MAX_RAW_CHARS = 16_384
@@ -120,7 +120,7 @@ def _evidence(table: str, rec: dict[str, Any], lines: dict[tuple[str, int], str]
 
 def record_from_line(raw: str, fields_directive: str, w3c: bool) -> dict[str, str] | None:
     """The parsed fields of one raw log line, bound to the `#Fields` in force at that line."""
-    names = fields_directive.split() if w3c else split_csv_line(fields_directive)
+    names = column_names(fields_directive)
     values = split_w3c_line(raw) if w3c else split_csv_line(raw)
     if not names or not values:
         return None

@@ -207,6 +207,10 @@ def _scan(
         records += info.records
         directives.extend((item.artifact_id, ln, k, v) for ln, k, v in info.directives)
         errors.extend({"path": info.path, "line": ln, "reason": why} for ln, why in info.errors)
+    for ids, why in store.failed:
+        errors.extend(
+            {"path": reader.rows[i]["path"], "line": None, "reason": f"records not stored: {why}"} for i in ids
+        )
     store.add_directives(directives)
     store.add_errors([(e["path"], e["line"], e["reason"]) for e in errors])
 

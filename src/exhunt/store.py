@@ -59,6 +59,7 @@ class Store:
         self._columns: dict[str, set[str]] = {}
         self._pending: dict[str, list[pa.Table]] = {}
         self._pending_bytes: dict[str, int] = {}
+        self.failed: list[tuple[set[int], str]] = []  # (artifact ids, why) of batches that could not be stored
 
     # -- writing -----------------------------------------------------------------------------
     def append(self, table: str, rows: pa.Table, artifact_id: int) -> None:
@@ -77,6 +78,13 @@ class Store:
         self._pending_bytes.pop(table, None)
         if not parts:
             return
+        try:
+            self._insert(table, parts)
+        except (duckdb.Error, pa.ArrowException) as exc:  # one bad batch never stops the scan
+            ids = {int(i) for p in parts for i in p.column("_artifact").unique().to_pylist()}
+            self.failed.append((ids, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+
+    def _insert(self, table: str, parts: list[pa.Table]) -> None:
         # one contiguous chunk per column: DuckDB pays per Arrow chunk and column, and hundreds of small
         # per-file chunks made wide HttpProxy inserts 10x slower (measured: 12k vs 122k rows/s)
         batch = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
@@ -94,8 +102,10 @@ class Store:
         else:
             ts_expr = "NULL::TIMESTAMP"
         self.con.register("_batch", batch)
-        self.con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT *, {ts_expr} AS _ts FROM _batch")
-        self.con.unregister("_batch")
+        try:
+            self.con.execute(f"INSERT INTO {_q(table)} BY NAME SELECT *, {ts_expr} AS _ts FROM _batch")
+        finally:
+            self.con.unregister("_batch")
 
     def _ensure_columns(self, table: str, schema: pa.Schema) -> None:
         have = self._columns.get(table)

@@ -164,3 +164,9 @@ def test_csv_round_trip_values_and_lines(rows):
     got, _ = read_exchange(data)
     assert [(g["A"], g["B"] or "", g["C"] or "") for g in got] == [("x" + r[0], r[1], r[2]) for r in rows]
     assert [g["_line"] for g in got] == list(range(6, 6 + len(rows)))
+
+
+def test_field_names_are_made_safe_and_unique():
+    assert delimited.column_names("a,A,,_line,_artifact,a_1,b") == [
+        "a", "A_1", "blank", "field_line", "field_artifact", "a_1_1", "b",
+    ]  # fmt: skip

@@ -63,19 +63,33 @@ class ReadState:
     include: Include | None = None
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+def _safe_names(names: list[str]) -> list[str]:
+    """Column names for one `#Fields` list, which the log's writer (or an attacker) chose.
+
+    Names starting with `_` are exhunt's provenance columns (`_line`, `_artifact`, `_ts`), so a field
+    spelled like one gets a `field` prefix; blank names become `blank`; duplicates (compared without
+    case, as DuckDB does) are numbered.
+    """
+    used: set[str] = set()
     out = []
-    for n in names:
-        key = n.lower() or "_blank"
-        if key in seen:
-            seen[key] += 1
-            n = f"{n or '_blank'}_{seen[key]}"
-        else:
-            seen[key] = 0
-            n = n or "_blank"
-        out.append(n)
+    for name in names:
+        name = name or "blank"
+        if name.startswith("_"):
+            name = "field" + name
+        base, n = name, 0
+        while name.lower() in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name.lower())
+        out.append(name)
     return out
+
+
+def column_names(fields_value: str) -> list[str]:
+    """The columns a `#Fields:` value names (comma-separated in Exchange logs, spaces in W3C), made
+    safe as above. The reader and the evidence builder both bind rows through this one function."""
+    names = fields_value.split(",") if "," in fields_value else fields_value.split()
+    return _safe_names([n.strip() for n in names])
 
 
 def iter_lines_chunks(stream: BinaryIO, state: ReadState, hasher: object | None) -> Iterator[tuple[bytes, int]]:
@@ -169,8 +183,7 @@ def _directive(raw: bytes, line: int, state: ReadState) -> None:
     key, value = key.strip(), value.strip()
     state.seen_directives.append((line, key, value))
     if key.lower() == "fields":
-        names = value.split(",") if "," in value else value.split()
-        state.fields = _unique([n.strip() for n in names])
+        state.fields = column_names(value)
     else:
         state.directives[key] = value
 
@@ -185,7 +198,7 @@ def _segment(data: bytes, line: int, fmt: DelimitedFormat, state: ReadState) -> 
             return
         eol = data.find(b"\n")
         head = data[: eol if eol != -1 else len(data)].decode("utf-8", "backslashreplace").rstrip("\r")
-        state.fields = _unique([f.strip() for f in fmt.split_fields(head)])
+        state.fields = _safe_names([f.strip() for f in fmt.split_fields(head)])
         if eol == -1:
             return
         data, line = data[eol + 1 :], line + 1
