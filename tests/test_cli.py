@@ -116,3 +116,12 @@ def test_query_csv_neutralises_formulas(collection: Path, tmp_path: Path):
     res = runner.invoke(app, ["query", str(case), "SELECT UserAgent FROM log_httpproxy", "--csv"])
     assert res.exit_code == 0
     assert res.stdout.splitlines() == ["UserAgent", '"\'=HYPERLINK(""http://evil"")"']
+
+
+def test_error_messages_show_outside_text_inert(tmp_path: Path):
+    bad = tmp_path / "[bold]x\x1b[31m.yar"
+    bad.write_text("rule { broken")
+    res = runner.invoke(app, ["scan", str(tmp_path), "--yara", str(bad), "-q"], color=True)
+    assert res.exit_code == 2
+    assert "\x1b[31m.yar" not in res.output and "\\x1b[31m.yar" in res.output
+    assert "[bold]x" in res.output  # shown literally, not taken as markup

@@ -21,6 +21,7 @@ from rich.progress import (
 from exhunt import __version__
 from exhunt.errors import ExhuntError
 from exhunt.exposure.command import register as register_exposure
+from exhunt.output.safe import terminal_text
 
 app = typer.Typer(
     name="exhunt",
@@ -43,7 +44,8 @@ DEBUG = {"on": False}
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]exhunt: error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # the message can carry outside text (a zip member, a rule file's content): shown inert
+    err.print(f"[red]exhunt: error:[/] {terminal_text(message, 2000)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -248,7 +250,9 @@ def synth(
         )
     )
     traces = len(key.get("traces", []))
-    err.print(f"wrote {outdir} ({traces} planted traces; answer key: {outdir / 'answer_key.json'})")
+    err.print(
+        f"wrote {terminal_text(outdir)} ({traces} planted traces; answer key: {terminal_text(outdir / 'answer_key.json')})"
+    )
 
 
 @rules_app.command("list")

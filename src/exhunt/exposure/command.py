@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from exhunt.errors import UsageError
 from exhunt.exposure.builds import PATCHED, PROBABLY_PATCHED, VULNERABLE, Assessment, assess, parse_build
 from exhunt.exposure.probe import ProbeResult, probe_url
+from exhunt.output.safe import terminal_text  # markup and control characters: page text comes from the network
 
 MAX_TIMEOUT = 300.0
 _STYLE = {VULNERABLE: "bold red", PATCHED: "green", PROBABLY_PATCHED: "yellow"}
@@ -50,37 +50,37 @@ def _run(build: str | None, url: str | None, timeout: float, insecure: bool) -> 
 
 def _status(status: str) -> str:
     style = _STYLE.get(status, "dim")
-    return f"[{style}]{escape(status)}[/{style}]"
+    return f"[{style}]{terminal_text(status)}[/{style}]"
 
 
 def _table(assessment: Assessment) -> Table:
     title = f"{assessment.build}: {assessment.where}"
-    table = Table(title=escape(title), show_lines=True)
+    table = Table(title=terminal_text(title), show_lines=True)
     for column in ("Family", "Status", "CVEs", "Fixed by", "Notes"):
         table.add_column(column)
     for fam in assessment.families:
-        cves = "\n".join(f"{escape(c.cve)} {_status(c.status)}" for c in fam.cves)
+        cves = "\n".join(f"{terminal_text(c.cve)} {_status(c.status)}" for c in fam.cves)
         notes = dict.fromkeys(n for n in [fam.note, *(c.note for c in fam.cves)] if n)
         table.add_row(
-            escape(fam.label),
+            terminal_text(fam.label),
             _status(fam.status),
             cves,
-            escape(", ".join(fam.fixed_by)),
-            escape("\n".join(notes)),
+            terminal_text(", ".join(fam.fixed_by)),
+            terminal_text("\n".join(notes)),
         )
     return table
 
 
 def _render(console: Console, result: Assessment | ProbeResult) -> None:
     if isinstance(result, ProbeResult):
-        console.print(escape(result.message))
+        console.print(terminal_text(result.message))
         for evidence in result.evidence:
-            console.print(f"  seen: {escape(evidence.value)} ({escape(evidence.source)})")
+            console.print(f"  seen: {terminal_text(evidence.value)} ({terminal_text(evidence.source)})")
         if result.assessment is None:
             return
         result = result.assessment
     if result.note:
-        console.print(escape(result.note))
+        console.print(terminal_text(result.note))
     console.print(_table(result))
 
 
