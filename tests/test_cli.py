@@ -125,3 +125,16 @@ def test_error_messages_show_outside_text_inert(tmp_path: Path):
     assert res.exit_code == 2
     assert "\x1b[31m.yar" not in res.output and "\\x1b[31m.yar" in res.output
     assert "[bold]x" in res.output  # shown literally, not taken as markup
+
+
+def test_case_option_never_overwrites_a_file_that_is_not_a_case(collection: Path, tmp_path: Path):
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
+          iis_log(["2021-03-03 01:00:03 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0 - 200 0 0 9"]))  # fmt: skip
+    precious = tmp_path / "report.json"
+    precious.write_text('{"keep": "me"}')
+    res = runner.invoke(app, ["scan", str(collection), "--case", str(precious), "-q"])
+    assert res.exit_code == 2 and "not a DuckDB case file" in res.output
+    assert precious.read_text() == '{"keep": "me"}'
+    case = tmp_path / "case.duckdb"
+    assert runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"]).exit_code == 0  # re-run replaces it

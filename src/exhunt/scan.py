@@ -138,6 +138,7 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
         db_path = Path(tmpdir) / "case.duckdb"
     else:
         db_path = options.case
+        _replaceable_case(db_path)
         for p in (db_path, Path(str(db_path) + ".wal")):
             if p.exists():
                 p.unlink()
@@ -149,6 +150,17 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _replaceable_case(path: Path) -> None:
+    """An earlier case file may be replaced; any other existing file is refused, never deleted."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(f"--case {path}: exists and is not a file")
+    with open(path, "rb") as fh:
+        if fh.read(12)[8:12] != b"DUCK":
+            raise UsageError(f"--case {path}: exists and is not a DuckDB case file; refusing to overwrite it")
 
 
 def _inside(child: Path, parent: Path) -> bool:
