@@ -41,10 +41,11 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
         table = VIEWS[rule.source].table
         if table not in PROJECTED or keep[table] is None:
             continue
-        if rule.where is None or "text" in _used(rule):
+        used = _used(rule)
+        if rule.where is None or "text" in used:
             keep[table] = None  # generated SQL or free-text search: keep everything
             continue
-        keep[table] |= {f.lower() for f in _used(rule)}  # type: ignore[operator]
+        keep[table] |= {f.lower() for f in used}  # type: ignore[operator]
     return keep
 
 

@@ -25,7 +25,7 @@ class SourceView:
     """Where a rule source lives and how its common fields are spelled."""
 
     table: str
-    ts: str
+    ts: str  # SQL for the record's time over alias `t`
     default_group: tuple[str, ...]
     aliases: dict[str, Callable[[Col], str]]
 
@@ -36,24 +36,24 @@ def _iis_site(c: Col) -> str:
 
 VIEWS: dict[str, SourceView] = {
     "iis": SourceView(
-        "log_iis", "_ts", ("c-ip",),
+        "log_iis", "t._ts", ("c-ip",),
         {
             "user_agent": lambda c: f"replace({c('cs(User-Agent)')}, '+', ' ')",
             "url": lambda c: f"{c('cs-uri-stem')} || coalesce('?' || {c('cs-uri-query')}, '')",
             "site": _iis_site,
         },
     ),
-    "httpproxy": SourceView("log_httpproxy", "_ts", ("ClientIpAddress",), {}),
-    "ecp_server": SourceView("log_ecp_server", "_ts", ("ServerName",), {}),
-    "oab_generator": SourceView("log_oab_generator", "_ts", (), {}),
-    "ews": SourceView("log_ews", "_ts", ("ClientIpAddress",), {}),
-    "rps_http": SourceView("log_rps_http", "_ts", ("ClientIpAddress",), {}),
-    "rps_cmdlet": SourceView("log_rps_cmdlet", "_ts", ("AuthenticatedUser",), {}),
+    "httpproxy": SourceView("log_httpproxy", "t._ts", ("ClientIpAddress",), {}),
+    "ecp_server": SourceView("log_ecp_server", "t._ts", ("ServerName",), {}),
+    "oab_generator": SourceView("log_oab_generator", "t._ts", (), {}),
+    "ews": SourceView("log_ews", "t._ts", ("ClientIpAddress",), {}),
+    "rps_http": SourceView("log_rps_http", "t._ts", ("ClientIpAddress",), {}),
+    "rps_cmdlet": SourceView("log_rps_cmdlet", "t._ts", ("AuthenticatedUser",), {}),
     "events": SourceView(
-        "events", "ts", ("computer",),
+        "events", "t.ts", ("computer",),
         {"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
     ),
-    "files": SourceView("artifacts", "mtime", ("win_path",), {}),
+    "files": SourceView("artifacts", "t.mtime", ("win_path",), {}),
     "config_vdirs": SourceView("cfg_suspicious_vdirs", "NULL::TIMESTAMP", ("physical_path",), {}),
 }  # fmt: skip
 
@@ -203,10 +203,9 @@ def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | No
     group_sql = "struct_pack(" + ", ".join(f"{_q(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = "t.id" if view.table == "artifacts" else "t._artifact"
     limit = "" if samples is None else f"[1:{int(samples)}]"
-    ts = view.ts if view.ts.startswith("NULL") else f"t.{view.ts}"
     sql = f"""
         WITH hits AS (
-            SELECT t.rowid AS rid, {art} AS art, {ts} AS ts, {group_sql} AS grp
+            SELECT t.rowid AS rid, {art} AS art, {view.ts} AS ts, {group_sql} AS grp
             FROM {_q(view.table)} t WHERE {where}
         )
         SELECT a.host, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
