@@ -50,6 +50,11 @@ MAGIC_A = "1942062522"
 ADMIN_RID = 500
 
 
+def chopper_cmd(cwd: str, inner: str) -> str:
+    """The cmd.exe line a China Chopper-style shell runs: change folder, run, print markers."""
+    return f'"cmd" /c cd /d "{cwd}"&{inner}&echo [S]&cd&echo [E]'
+
+
 @dataclass(frozen=True)
 class _Step:
     """One request of the ProxyLogon SSRF chain."""
@@ -377,7 +382,7 @@ class Attacks:
         """w3wp (pool) -> cmd.exe /c <inner>; returns the cmd.exe pid."""
         w3 = pool_pid(pool, self.tl.build_switch is not None and t >= self.tl.build_switch)
         pid = 6000 + self.rng.randrange(2000) * 4
-        cmd = f'"cmd" /c cd /d "{cwd}"&{inner}&echo [S]&cd&echo [E]'
+        cmd = chopper_cmd(cwd, inner)
         ev = self.w.event(
             "sysmon",
             t,
@@ -512,7 +517,7 @@ class Attacks:
                 "C:\\root\\procdump64.exe",
                 "C:\\root\\procdump64.exe  -accepteula -ma lsass.exe C:\\root\\lsass.dmp",
                 cpid,
-                f'"cmd" /c cd /d "{auth_dir}"&{inner}&echo [S]&cd&echo [E]',
+                chopper_cmd(auth_dir, inner),
                 "process-lsass-dump",
                 "-ma lsass.exe",
                 "ProcDump writes a full LSASS dump to C:\\root",
@@ -548,7 +553,7 @@ class Attacks:
                 "C:\\Windows\\System32\\rundll32.exe",
                 inner,
                 cpid,
-                f'"cmd" /c cd /d "{auth_dir}"&{inner}&echo [S]&cd&echo [E]',
+                chopper_cmd(auth_dir, inner),
                 "process-lsass-dump",
                 "comsvcs.dll, MiniDump",
                 "LSASS dump via comsvcs.dll MiniDump into the web root",
@@ -572,7 +577,7 @@ class Attacks:
                 "C:\\ProgramData\\7z.exe",
                 inner,
                 cpid,
-                f'"cmd" /c cd /d "{auth_dir}"&{inner}&echo [S]&cd&echo [E]',
+                chopper_cmd(auth_dir, inner),
                 "process-archive-staging",
                 "-t7z C:\\ProgramData\\it.zip",
                 "7-Zip stages exported mailboxes in C:\\ProgramData",

@@ -187,25 +187,7 @@ IIS_FIELDS = [
     "time-taken",
 ]
 # The list an administrator switched on for a while: adds cs-host and sc-bytes.
-IIS_FIELDS_EXT = [
-    "date",
-    "time",
-    "s-ip",
-    "cs-method",
-    "cs-uri-stem",
-    "cs-uri-query",
-    "s-port",
-    "cs-username",
-    "c-ip",
-    "cs(User-Agent)",
-    "cs(Referer)",
-    "cs-host",
-    "sc-status",
-    "sc-substatus",
-    "sc-win32-status",
-    "sc-bytes",
-    "time-taken",
-]
+IIS_FIELDS_EXT = [*IIS_FIELDS[:11], "cs-host", *IIS_FIELDS[11:14], "sc-bytes", *IIS_FIELDS[14:]]
 
 # --- renderers ---------------------------------------------------------------------------------
 
