@@ -136,3 +136,17 @@ def test_a_batch_the_store_refuses_is_reported_and_the_rest_scanned(collection: 
     refused = [e for e in result.errors if "records not stored: ArrowInvalid: simulated refusal" in e["reason"]]
     assert [e["path"] for e in refused] == ["EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"]
     assert "proxylogon-ssrf-anchor" in {f.rule.id for f in result.findings}  # HttpProxy evidence still judged
+
+
+def test_a_rule_that_fails_on_the_data_is_reported_and_the_rest_run(collection: Path):
+    import dataclasses
+
+    from exhunt.rules.model import load_rules
+
+    build_broken_collection(collection)
+    good = load_rules()
+    broken = dataclasses.replace(good[0], id="broken-rule", source="iis", where=None,
+                                 sql="CAST(t.\"cs-method\" AS INTEGER) > 1")  # 'GET' cannot be an integer # fmt: skip
+    result = scan(collection, ScanOptions(rules=[broken, *good]))
+    assert any(e["reason"].startswith("rule broken-rule failed: Conversion Error") for e in result.errors)
+    assert result.verdict == "COMPROMISED"

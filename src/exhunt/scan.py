@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from exhunt import __version__
@@ -224,7 +225,6 @@ def _scan(
             {"path": reader.rows[i]["path"], "line": None, "reason": f"records not stored: {why}"} for i in ids
         )
     store.add_directives(directives)
-    store.add_errors([(e["path"], e["line"], e["reason"]) for e in errors])
 
     install = next((p for r in rows if (p := install_path_of(r["win_path"]))), None)
     params = {"install_path": install or DEFAULT_INSTALL}
@@ -232,7 +232,12 @@ def _scan(
     samples = None if options.all_evidence else options.samples
     raw: list[RawFinding] = []
     for rule in rules:
-        raw.extend(run_rule(store, rule, params, samples))
+        try:
+            raw.extend(run_rule(store, rule, params, samples))
+        except duckdb.Error as exc:  # one rule failing on this data never loses the rest of the scan
+            why = str(exc).splitlines()[0][:200]
+            errors.append({"path": rule.origin or rule.id, "line": None, "reason": f"rule {rule.id} failed: {why}"})
+    store.add_errors([(e["path"], e["line"], e["reason"]) for e in errors])
     findings = build_findings(raw, store, collection)
     escalate_context(findings)
     compose_severity(findings)
