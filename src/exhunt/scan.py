@@ -33,7 +33,7 @@ from exhunt.exposure.observed import exposure_report
 from exhunt.findings import Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.layout import DEFAULT_INSTALL, install_path_of
-from exhunt.reader import Item, Reader
+from exhunt.reader import Item, Reader, bundles
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import RawFinding, run_rule
@@ -192,15 +192,15 @@ def _scan(
 
     def run_all() -> None:
         with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-            list(pool.map(reader.work, items))
+            list(pool.map(reader.work, bundles(items)))
         reader.out.put(("end", None))
 
     threading.Thread(target=run_all, daemon=True).start()
     while True:
         kind, payload = reader.out.get()
         if kind == "rows":
-            table, batch, artifact_id = payload
-            store.append(table, batch, artifact_id)
+            table, batch = payload
+            store.append(table, batch)
             reader.budget.give(batch.nbytes)
         elif kind == "done":
             done_bytes += payload

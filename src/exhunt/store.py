@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 # Timestamp columns, tried in order, per log family (first present one wins).
 TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
-FLUSH_BYTES = 64 << 20  # batches of about this size keep inserts efficient and memory flat
+ROW_GROUP_ROWS = 122_880  # DuckDB's row group size: inserts are cut to whole row groups
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -58,24 +57,31 @@ class Store:
         self.con.execute(SCHEMA)
         self._columns: dict[str, set[str]] = {}
         self._pending: dict[str, list[pa.Table]] = {}
-        self._pending_bytes: dict[str, int] = {}
+        self._pending_rows: dict[str, int] = {}
         self.failed: list[tuple[set[int], str]] = []  # (artifact ids, why) of batches that could not be stored
 
     # -- writing -----------------------------------------------------------------------------
-    def append(self, table: str, rows: pa.Table, artifact_id: int) -> None:
-        rows = rows.append_column("_artifact", pa.array(np.full(rows.num_rows, artifact_id, dtype=np.int32)))
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Queue rows (carrying their int32 `_artifact`) for `table`; written in whole row groups."""
         self._pending.setdefault(table, []).append(rows)
-        self._pending_bytes[table] = self._pending_bytes.get(table, 0) + rows.nbytes
-        if self._pending_bytes[table] >= FLUSH_BYTES:
-            self._flush(table)
+        self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
+        if self._pending_rows[table] >= ROW_GROUP_ROWS:
+            self._flush(table, whole_row_groups=True)
 
     def flush(self) -> None:
         for table in list(self._pending):
             self._flush(table)
 
-    def _flush(self, table: str) -> None:
+    def _flush(self, table: str, whole_row_groups: bool = False) -> None:
         parts = self._pending.pop(table, [])
-        self._pending_bytes.pop(table, None)
+        n = self._pending_rows.pop(table, 0)
+        if whole_row_groups and n % ROW_GROUP_ROWS:
+            # an insert of whole row groups is written straight to the file; a partial one goes through
+            # the write-ahead log and is written again at checkpoint (measured: 15.4 s vs 6.5 s for 1.2 GB)
+            rest = n % ROW_GROUP_ROWS
+            batch = pa.concat_tables(parts, promote_options="permissive")
+            parts = [batch.slice(0, n - rest)]
+            self._pending[table], self._pending_rows[table] = [batch.slice(n - rest)], rest
         if not parts:
             return
         try:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exhunt.sources import delimited
-from exhunt.sources.base import ArtifactInfo
+from exhunt.sources.base import ArtifactInfo, read_tables
 from exhunt.sources.exchange_csv import ExchangeCsvSource, table_for_log_type
 from exhunt.sources.w3c import W3CSource
 
@@ -18,7 +18,7 @@ from exhunt.sources.w3c import W3CSource
 def read_exchange(data: bytes) -> tuple[list[dict], ArtifactInfo]:
     info = ArtifactInfo("x.LOG")
     rows = []
-    for _table, t in ExchangeCsvSource().read(io.BytesIO(data), info, hashlib.sha256()):
+    for _table, t in read_tables(ExchangeCsvSource(), io.BytesIO(data), info, hashlib.sha256()):
         rows.extend(t.to_pylist())
     return rows, info
 
@@ -26,7 +26,7 @@ def read_exchange(data: bytes) -> tuple[list[dict], ArtifactInfo]:
 def read_w3c(data: bytes) -> tuple[list[dict], ArtifactInfo]:
     info = ArtifactInfo("u_ex.log")
     rows = []
-    for _table, t in W3CSource().read(io.BytesIO(data), info, None):
+    for _table, t in read_tables(W3CSource(), io.BytesIO(data), info):
         rows.extend(t.to_pylist())
     return rows, info
 
@@ -170,3 +170,49 @@ def test_field_names_are_made_safe_and_unique():
     assert delimited.column_names("a,A,,_line,_artifact,a_1,b") == [
         "a", "A_1", "blank", "field_line", "field_artifact", "a_1_1", "b",
     ]  # fmt: skip
+
+
+file_line = st.one_of(
+    st.lists(cell, min_size=1, max_size=5).map(lambda vs: ",".join(f'"{v}"' if "," in v else v for v in vs)),
+    st.sampled_from(["", "A,B,C", '1,"two\r\nlines",3', "1,caf\udce9,3", "x" * 300]),
+)
+
+
+def _exchange_file(lines: list[str], truncated: bool) -> bytes:
+    body = "\r\n".join(lines) + ("" if truncated else "\r\n")
+    return (HEAD + "#Fields: A,B,C\r\n" + body).encode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(file_line, min_size=1, max_size=8), st.booleans()), min_size=1, max_size=5))
+def test_runs_parsed_together_give_the_same_rows_as_parsed_alone(files):
+    """The scan parses runs of lines from many files in one call: each row must keep its file and line,
+    whatever quirks (ragged, empty, quoted newline, bad UTF-8, truncated) the files hold."""
+    alone, runs = [], []
+    for i, (lines, truncated) in enumerate(files):
+        data = _exchange_file(lines, truncated)
+        rows, _ = read_exchange(data)
+        alone.extend((i, r) for r in rows)
+        state = delimited.ReadState()
+        runs.extend((i, raw) for raw in delimited.split_rows(io.BytesIO(data), delimited.EXCHANGE_CSV, state))
+    if not runs:  # only empty lines
+        assert alone == []
+        return
+    table, run_index = delimited.parse_batch([raw for _, raw in runs])
+    together = [(runs[k][0], r) for k, r in zip(run_index.tolist(), table.to_pylist(), strict=True)]
+    norm = [(i, {k: v for k, v in r.items() if v is not None}) for i, r in together]
+    assert norm == [(i, {k: v for k, v in r.items() if v is not None}) for i, r in alone]
+    projected, _ = delimited.parse_batch([raw for _, raw in runs], keep={"c"})  # the first column is always kept
+    assert projected.column_names == ["A", "C", "_line"]
+    assert projected.to_pylist() == [{k: r[k] for k in ("A", "C", "_line")} for _, r in together]
+
+
+def test_batch_with_a_quoted_newline_keeps_every_file_exact():
+    a = _exchange_file(["1,x,y", "2,x,y"], False)
+    b = _exchange_file(['3,"multi\r\nline",z', "4,x,y"], False)
+    runs = [
+        r for d in (a, b) for r in delimited.split_rows(io.BytesIO(d), delimited.EXCHANGE_CSV, delimited.ReadState())
+    ]
+    table, run_index = delimited.parse_batch(runs)
+    assert [(r["A"], r["_line"]) for r in table.to_pylist()] == [("1", 6), ("2", 7), ("3", 6), ("4", 8)]
+    assert run_index.tolist() == [0, 0, 1, 1]

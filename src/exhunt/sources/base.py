@@ -13,6 +13,8 @@ from typing import BinaryIO, ClassVar
 
 import pyarrow as pa
 
+from exhunt.sources.delimited import RawRows, parse_batch
+
 
 @dataclass
 class ArtifactInfo:
@@ -41,9 +43,22 @@ class Source:
     def sniff(cls, head: bytes, path: str) -> bool:
         raise NotImplementedError
 
-    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
-        """Yield (store table name, rows). Each table carries an int64 `_line` (or `_record`) column."""
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table | RawRows]]:
+        """Yield (store table name, rows). Rows are an Arrow table with an int64 `_line` column, or
+        unparsed `RawRows` that the caller parses, batched with other files' (see `read_tables`)."""
         raise NotImplementedError
+
+
+def read_tables(
+    source: Source, stream: BinaryIO, info: ArtifactInfo, hasher: object | None = None
+) -> Iterator[tuple[str, pa.Table]]:
+    """Read one artifact into Arrow tables, parsing its runs of data lines one by one. The scan's
+    reader batches runs across files instead; both give the same rows."""
+    for table, part in source.read(stream, info, hasher):
+        if isinstance(part, RawRows):
+            part, _ = parse_batch([part], source.keep.get(table))
+            info.records += part.num_rows
+        yield table, part
 
 
 def text_head(head: bytes) -> str:

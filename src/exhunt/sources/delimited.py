@@ -2,9 +2,10 @@
 
 Both formats interleave directive lines (`#Software`, `#Version`, `#Log-type`, `#Date`, `#Fields`) with
 data rows, and a `#Fields` line may reappear mid-file with a different column list. The file is read
-in bounded chunks cut at line ends; each run of data lines between directives is parsed by pyarrow's
-C++ CSV reader with the column names of the `#Fields` in force, so memory stays bounded and the hot
-loop is not Python. Every row keeps its 1-based physical line number (`_line`).
+in bounded chunks cut at line ends and split into directives and runs of data lines (`split_rows`);
+`parse_batch` then parses runs that share a `#Fields` list, from one file or many, in one call of
+pyarrow's C++ CSV reader, so memory stays bounded and the hot loop is not Python. Every row keeps its
+1-based physical line number (`_line`).
 
 Quirks handled: UTF-8 BOM, CRLF, an optional bare CSV header row before the directives (Exchange),
 header-looking rows repeated inside data, ragged rows (padded or cut to the field count), quoted
@@ -30,19 +31,6 @@ MAX_LINE_BYTES = 64 << 20
 BOM = b"\xef\xbb\xbf"
 
 
-def _has_empty_line(data: bytes) -> bool:
-    """Byte searches run at memchr speed; a regex over an 8 MiB segment cost 70% of the CSV parse."""
-    return data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data
-
-
-@dataclass
-class Segment:
-    """Rows parsed under one set of directives."""
-
-    table: pa.Table  # string columns named after #Fields, plus int64 `_line`
-    directives: dict[str, str]
-
-
 @dataclass
 class DelimitedFormat:
     """How one family of `#`-directive logs is split into fields."""
@@ -55,12 +43,25 @@ class DelimitedFormat:
 
 
 @dataclass
+class RawRows:
+    """Data lines under one `#Fields` list, not parsed yet. `parse_batch` parses many of them (from
+    many files) in one call: one pyarrow call per small file cost more than the parsing itself."""
+
+    data: bytes  # whole lines; the last one ends in a line break too
+    first_line: int  # 1-based physical line number of the first line
+    n_lines: int
+    fields: list[str]
+    directives: dict[str, str]  # the directives in force (`Log-type`, `Version`, ...)
+    fmt: DelimitedFormat
+    errors: list[tuple[int | None, str]]  # the artifact's error list: problems with these lines go there
+
+
+@dataclass
 class ReadState:
     fields: list[str] | None = None
     directives: dict[str, str] = field(default_factory=dict)
     seen_directives: list[tuple[int, str, str]] = field(default_factory=list)  # (line, key, value)
     errors: list[tuple[int | None, str]] = field(default_factory=list)
-    include: Include | None = None
 
 
 def _safe_names(names: list[str]) -> list[str]:
@@ -135,27 +136,16 @@ def iter_lines_chunks(stream: BinaryIO, state: ReadState, hasher: object | None)
         line_no += chunk.count(b"\n")
 
 
-Include = Callable[[dict[str, str]], "set[str] | None"]
-
-
-def read_delimited(
-    stream: BinaryIO,
-    fmt: DelimitedFormat,
-    state: ReadState,
-    hasher: object | None = None,
-    include: Include | None = None,
-) -> Iterator[Segment]:
-    """Parse a whole file into Segments; problems go to `state.errors`, never raised.
-
-    `include(directives)` may name the (lower-cased) columns to build for the rows under those
-    directives; the C++ parser then skips converting the others.
-    """
-    state.include = include
+def split_rows(
+    stream: BinaryIO, fmt: DelimitedFormat, state: ReadState, hasher: object | None = None
+) -> Iterator[RawRows]:
+    """Split a file into directives (kept in `state`) and runs of data lines (yielded, unparsed).
+    Problems go to `state.errors`, never raised."""
     for chunk, first_line in iter_lines_chunks(stream, state, hasher):
-        yield from _parse_chunk(chunk, first_line, fmt, state)
+        yield from _split_chunk(chunk, first_line, fmt, state)
 
 
-def _parse_chunk(buf: bytes, first_line: int, fmt: DelimitedFormat, state: ReadState) -> Iterator[Segment]:
+def _split_chunk(buf: bytes, first_line: int, fmt: DelimitedFormat, state: ReadState) -> Iterator[RawRows]:
     starts = []
     if buf.startswith(b"#"):
         starts.append(0)
@@ -166,7 +156,7 @@ def _parse_chunk(buf: bytes, first_line: int, fmt: DelimitedFormat, state: ReadS
     pos, line = 0, first_line
     for h in starts:
         if h > pos:
-            yield from _segment(buf[pos:h], line, fmt, state)
+            yield from _data_lines(buf[pos:h], line, fmt, state)
             line += buf.count(b"\n", pos, h)
         eol = buf.find(b"\n", h)
         eol = len(buf) if eol == -1 else eol
@@ -174,7 +164,7 @@ def _parse_chunk(buf: bytes, first_line: int, fmt: DelimitedFormat, state: ReadS
         pos = eol + 1
         line += 1
     if pos < len(buf):
-        yield from _segment(buf[pos:], line, fmt, state)
+        yield from _data_lines(buf[pos:], line, fmt, state)
 
 
 def _directive(raw: bytes, line: int, state: ReadState) -> None:
@@ -188,13 +178,12 @@ def _directive(raw: bytes, line: int, state: ReadState) -> None:
         state.directives[key] = value
 
 
-def _segment(data: bytes, line: int, fmt: DelimitedFormat, state: ReadState) -> Iterator[Segment]:
+def _data_lines(data: bytes, line: int, fmt: DelimitedFormat, state: ReadState) -> Iterator[RawRows]:
     if not data.strip():
         return
     if state.fields is None:
         if not fmt.bare_header:
-            n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-            state.errors.append((line, f"{n} data line(s) before any #Fields header skipped"))
+            state.errors.append((line, f"{_count_lines(data)} data line(s) before any #Fields header skipped"))
             return
         eol = data.find(b"\n")
         head = data[: eol if eol != -1 else len(data)].decode("utf-8", "backslashreplace").rstrip("\r")
@@ -204,38 +193,83 @@ def _segment(data: bytes, line: int, fmt: DelimitedFormat, state: ReadState) -> 
         data, line = data[eol + 1 :], line + 1
         if not data.strip():
             return
-    table = _parse_rows(data, line, state.fields, fmt, state)
-    if table is not None and table.num_rows:
-        # drop header-looking rows repeated inside data, and empty lines, where the bytes show some:
-        # filtering every segment cost 0.4 ms per file in pyarrow calls (a third of small-file time)
-        keep = None
-        needle = (state.fields[0] + fmt.delimiter).encode()
-        if data.startswith(needle) or b"\n" + needle in data:
-            keep = pc.invert(pc.fill_null(pc.equal(table.column(0), state.fields[0]), False))
-        if _has_empty_line(data):
-            valid = _not_all_null(table)
-            keep = valid if keep is None else pc.and_(keep, valid)
-        if keep is not None:
-            table = table.filter(keep)
-        if table.num_rows:
-            yield Segment(table, dict(state.directives))
+    n_lines = _count_lines(data)
+    if not data.endswith(b"\n"):
+        data += b"\n"  # a truncated last line; ending it lets runs from several files be joined
+    yield RawRows(data, line, n_lines, state.fields, dict(state.directives), fmt, state.errors)
 
 
-def _not_all_null(table: pa.Table) -> pa.ChunkedArray:
-    mask = None
-    for name in table.column_names:
-        if name == "_line":
-            continue
-        valid = pc.is_valid(table.column(name))
-        mask = valid if mask is None else pc.or_(mask, valid)
-    return mask
+def _count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def _parse_rows(data: bytes, line: int, fields: list[str], fmt: DelimitedFormat, state: ReadState) -> pa.Table | None:
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    bad: list[tuple[int, str]] = []
-    keep = state.include(state.directives) if state.include else None
+def parse_batch(raws: list[RawRows], keep: set[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+    """Parse runs of data lines that share one `#Fields` list in a single pyarrow call.
+
+    Returns the rows (string columns named after the fields, plus int64 `_line`) and, for each row,
+    the index of the run in `raws` it came from. `keep` may name the (lower-cased) columns to build;
+    the C++ parser then skips converting the others. Header-looking rows repeated inside the data and
+    empty lines are dropped; ragged rows are padded or cut to the field count.
+    """
+    fields, fmt = raws[0].fields, raws[0].fmt
     wanted = None if keep is None else [f for i, f in enumerate(fields) if i == 0 or f.lower() in keep]
+    data = raws[0].data if len(raws) == 1 else b"".join(r.data for r in raws)
+    counts = np.fromiter((r.n_lines for r in raws), np.int64, len(raws))
+    run_of_line = np.repeat(np.arange(len(raws), dtype=np.int32), counts)
+    starts = np.fromiter((r.first_line for r in raws), np.int64, len(raws)) - (np.cumsum(counts) - counts)
+    line_of_line = np.arange(len(run_of_line), dtype=np.int64) + starts[run_of_line]
+
+    parsed = _read_csv(data, fields, wanted, fmt)
+    if parsed is None or parsed[0].num_rows + len(parsed[1]) != len(run_of_line):
+        # a quoted value spans lines (or the C++ parser gave up): parse each run alone, exactly
+        if len(raws) > 1:
+            parts = [parse_batch([r], keep) for r in raws]
+            return (
+                pa.concat_tables([t for t, _ in parts]),
+                np.concatenate([np.full(len(idx), i, np.int32) for i, (_, idx) in enumerate(parts)]),
+            )
+        if parsed is None:
+            raws[0].errors.append(
+                (raws[0].first_line, "rows could not be parsed by the fast reader; using the slow path")
+            )
+        table = _slow_rows(data, raws[0].first_line, fields, fmt).select([*(wanted or fields), "_line"])
+        table = _drop_noise(table, data, fields, fmt)
+        return table, np.zeros(table.num_rows, np.int32)
+
+    table, bad = parsed
+    parsed_whole = np.ones(len(run_of_line), dtype=bool)
+    parsed_whole[np.array([num for num, _ in bad], dtype=np.int64) - 1] = False
+    table = table.append_column("_row", pa.array(np.flatnonzero(parsed_whole), pa.int64()))
+    if bad:  # rows with another field count: padded or cut, on their own line
+        extra = _rows_to_table([(num - 1, fmt.split_fields(text)) for num, text in bad], fields, fmt.null_values)
+        extra = extra.rename_columns([*fields, "_row"]).select(table.column_names)
+        table = pa.concat_tables([table, extra]).sort_by("_row")
+    empty = _empty_lines(data)
+    if empty is not None:
+        table = table.filter(pc.invert(pc.is_in(table.column("_row"), pa.array(empty))))
+    table = _drop_noise(table, data, fields, fmt)
+    rows = table.column("_row").to_numpy()
+    table = table.drop_columns(["_row"]).append_column("_line", pa.array(line_of_line[rows], pa.int64()))
+    return table, run_of_line[rows]
+
+
+def _empty_lines(data: bytes) -> np.ndarray | None:
+    """0-based indices of the empty lines of `data` (which ends in a line break), or None when the
+    byte search, at memchr speed, finds none: the common case."""
+    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
+        return None
+    raw = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(raw == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    width = ends - starts
+    return np.flatnonzero((width == 0) | ((width == 1) & (raw[starts] == 13)))
+
+
+def _read_csv(
+    data: bytes, fields: list[str], wanted: list[str] | None, fmt: DelimitedFormat
+) -> tuple[pa.Table, list[tuple[int, str]]] | None:
+    """One pyarrow parse; rows with the wrong field count come back as (1-based line, text)."""
+    bad: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         bad.append((row.number or 0, row.text))
@@ -267,32 +301,22 @@ def _parse_rows(data: bytes, line: int, fields: list[str], fmt: DelimitedFormat,
 
     try:
         try:
-            table = parse(data)
+            return parse(data), bad
         except pa.ArrowInvalid as exc:
-            if "UTF8" not in str(exc) and "utf8" not in str(exc).lower():
+            if "utf8" not in str(exc).lower():
                 raise
-            data = data.decode("utf-8", "backslashreplace").encode("utf-8")
-            table = parse(data)
-    except pa.ArrowInvalid as exc:
-        state.errors.append((line, f"rows could not be parsed ({str(exc).splitlines()[0]}); using slow path"))
-        return _slow_rows(data, line, fields, fmt).select([*(wanted or fields), "_line"])
+            return parse(data.decode("utf-8", "backslashreplace").encode("utf-8")), bad
+    except pa.ArrowInvalid:
+        return None
 
-    if table.num_rows + len(bad) != n_lines:
-        # a quoted value spans lines: fall back to the exact, line-tracking reader
-        return _slow_rows(data, line, fields, fmt).select([*(wanted or fields), "_line"])
 
-    bad_numbers = np.array([b[0] for b in bad], dtype=np.int64)
-    good = np.ones(n_lines, dtype=bool)
-    if len(bad_numbers):
-        good[bad_numbers - 1] = False
-    lines = np.flatnonzero(good).astype(np.int64) + line
-    table = table.append_column("_line", pa.array(lines, pa.int64()))
-    if bad:
-        ragged = _rows_to_table(
-            [(line + num - 1, fmt.split_fields(text)) for num, text in bad], fields, fmt.null_values
-        )
-        table = pa.concat_tables([table, ragged.select(table.column_names)]).sort_by("_line")
-    return table
+def _drop_noise(table: pa.Table, data: bytes, fields: list[str], fmt: DelimitedFormat) -> pa.Table:
+    """Drop header-looking rows repeated inside the data; the byte search first spares the pyarrow
+    calls where there are none (filtering every batch cost a third of small-file time)."""
+    needle = (fields[0] + fmt.delimiter).encode()
+    if not (data.startswith(needle) or b"\n" + needle in data):
+        return table
+    return table.filter(pc.invert(pc.fill_null(pc.equal(table.column(0), fields[0]), False)))
 
 
 def _slow_rows(data: bytes, line: int, fields: list[str], fmt: DelimitedFormat) -> pa.Table:
@@ -302,7 +326,8 @@ def _slow_rows(data: bytes, line: int, fields: list[str], fmt: DelimitedFormat) 
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter)
         start = 1
         for rec in reader:
-            rows.append((line + start - 1, rec))
+            if rec:  # not an empty line
+                rows.append((line + start - 1, rec))
             start = reader.line_num + 1
     else:
         for i, raw in enumerate(text.split("\n")):

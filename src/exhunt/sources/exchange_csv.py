@@ -12,10 +12,8 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-import pyarrow as pa
-
 from exhunt.sources.base import ArtifactInfo, Source, text_head
-from exhunt.sources.delimited import EXCHANGE_CSV, ReadState, read_delimited
+from exhunt.sources.delimited import EXCHANGE_CSV, RawRows, ReadState, split_rows
 
 # '#Log-type' value -> store table. Unknown types get a table named after their slug.
 LOG_TYPE_TABLES = {
@@ -56,21 +54,19 @@ class ExchangeCsvSource(Source):
             return True
         return bool(_BARE_HEADER.match(text)) and "#Fields:" in text
 
-    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
+        state.errors = info.errors
         try:
-            include = (lambda d: self.keep.get(table_for_log_type(d.get("Log-type"), info.path))) if self.keep else None
-            for seg in read_delimited(stream, EXCHANGE_CSV, state, hasher, include):
-                log_type = seg.directives.get("Log-type")
+            for rows in split_rows(stream, EXCHANGE_CSV, state, hasher):
+                log_type = rows.directives.get("Log-type")
                 table = table_for_log_type(log_type, info.path)
                 if info.table is None:
                     info.table, info.log_type = table, log_type
-                    info.version = seg.directives.get("Version")
-                info.records += seg.table.num_rows
-                yield table, seg.table
+                    info.version = rows.directives.get("Version")
+                yield table, rows
         finally:
             info.directives = state.seen_directives
-            info.errors.extend(state.errors)
             if info.table is None:
                 lt = state.directives.get("Log-type")
                 info.table, info.log_type = table_for_log_type(lt, info.path), lt

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-import pyarrow as pa
-
 from exhunt.sources.base import ArtifactInfo, Source, text_head
-from exhunt.sources.delimited import W3C, ReadState, read_delimited
+from exhunt.sources.delimited import W3C, RawRows, ReadState, split_rows
 
 
 class W3CSource(Source):
@@ -27,14 +25,13 @@ class W3CSource(Source):
             return True
         return "\n#Fields: date time" in "\n" + text or "#Fields: date time" in text[:4096]
 
-    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
+        state.errors = info.errors
         info.table = "log_iis"
         info.log_type = "IIS W3C"
         try:
-            for seg in read_delimited(stream, W3C, state, hasher):
-                info.records += seg.table.num_rows
-                yield "log_iis", seg.table
+            for rows in split_rows(stream, W3C, state, hasher):
+                yield "log_iis", rows
         finally:
             info.directives = state.seen_directives
-            info.errors.extend(state.errors)

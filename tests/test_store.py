@@ -1,0 +1,46 @@
+"""The case store: rows arrive in any batch sizes and are written in whole row groups, none lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from exhunt import store as store_mod
+from exhunt.store import Store
+
+
+def _rows(start: int, n: int, artifact: int) -> pa.Table:
+    return pa.table(
+        {
+            "DateTime": [f"2021-03-03T01:00:{i % 60:02d}.000Z" for i in range(n)],
+            "Value": [f"v{start + i}" for i in range(n)],
+            "_line": pa.array(np.arange(start, start + n), pa.int64()),
+            "_artifact": pa.array(np.full(n, artifact), pa.int32()),
+        }
+    )
+
+
+def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 100)
+    inserted: list[int] = []
+    real = Store._insert
+
+    def spy(self, table, parts):
+        inserted.append(sum(p.num_rows for p in parts))
+        return real(self, table, parts)
+
+    monkeypatch.setattr(Store, "_insert", spy)
+    st = Store(tmp_path / "c.duckdb")
+    start = 0
+    for size in (30, 50, 40, 170, 7):  # 297 rows in uneven batches
+        st.append("log_x", _rows(start, size, 1 + start % 3))
+        start += size
+    assert inserted == [100, 100]  # whole row groups only while reading (120 -> 100 + 20, 190 -> 100 + 90)
+    st.flush()
+    assert inserted == [100, 100, 97]
+    got = st.query('SELECT "Value", _line, _ts FROM log_x ORDER BY _line')
+    assert [r["Value"] for r in got] == [f"v{i}" for i in range(297)]
+    assert all(r["_ts"] is not None for r in got)
+    st.close()
