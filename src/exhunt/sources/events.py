@@ -264,7 +264,7 @@ class JsonLinesEventSource(Source):
         info.table, info.log_type = "events", "JSON lines"
         state = ReadState()
         batch = _Batcher()
-        for chunk, first_line in iter_lines_chunks(stream, state, hasher):
+        for chunk, first_line, _ in iter_lines_chunks(stream, state, hasher):
             for i, raw in enumerate(chunk.split(b"\n")):
                 if not raw.strip():
                     continue
