@@ -480,3 +480,22 @@ def test_ip_indicators_also_match_ews_and_rps_logs(tmp_path: Path):
     sources = sorted(f.rule.source for f in result.findings)
     assert sources == ["ews", "rps_http"]
     assert all(f.severity == "medium" and f.evidence[0].line == 6 for f in result.findings)
+
+
+def test_url_indicators_in_iis_stem_query_referer_and_across_the_question_mark(collection: Path, tmp_path: Path):
+    feed = tmp_path / "urls.txt"
+    feed.write_text("hxxp://206.188.196.77:8080/themes.aspx\n/owa/auth/x.js\n/ecp/y.js?cmd=run\n")
+    row = "2021-03-03 01:00:0{n} 10.0.0.5 GET {stem} {query} 443 - 203.0.113.{n} Mozilla/5.0 {ref} 200 0 0 1"
+    lines = [
+        row.format(n=1, stem="/owa/", query="u=http://206.188.196.77:8080/themes.aspx", ref="-"),
+        row.format(n=2, stem="/owa/", query="-", ref="http://206.188.196.77:8080/themes.aspx"),
+        row.format(n=3, stem="/owa/auth/x.js", query="-", ref="-"),
+        row.format(n=4, stem="/ecp/y.js", query="cmd=run", ref="-"),
+        row.format(n=5, stem="/ecp/y.js", query="cmd=list", ref="-"),  # the path alone is not the indicator
+        row.format(n=6, stem="/owa/auth/logon.aspx", query="x=/owa/auth/x.jsonp", ref="-"),  # contains, still a hit
+        row.format(n=7, stem="/owa/", query="-", ref="-"),
+    ]
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log", iis_log(lines))
+    result = run(collection, [feed])
+    hits = sorted(e.line for f in by_rule(result, "ioc:urls:url:iis") for e in f.evidence)
+    assert hits == [5, 6, 7, 8, 10]

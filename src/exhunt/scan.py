@@ -209,7 +209,7 @@ def _scan(
                 options.progress(done_bytes, total, f"{finished}/{len(items)} files")
         else:
             break
-    store.flush()
+    store.ready_for_queries()
 
     rows = [reader.rows[i.artifact_id] for i in items]
     _attach_loose_files_to_hosts(rows, collection.name)

@@ -14,6 +14,7 @@ Tables
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,11 @@ class Store:
         self.con.execute("INSERT INTO meta VALUES (?, ?)", [key, json.dumps(value, default=str)])
 
     # -- reading -----------------------------------------------------------------------------
+    def ready_for_queries(self) -> None:
+        """Writes are done: let queries use every core (inserts stay on one, beside the readers)."""
+        self.flush()
+        self.con.execute(f"SET threads={os.cpu_count() or 1}")
+
     def tables(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 

@@ -241,9 +241,15 @@ def _url_parts(items: list[Indicator]) -> tuple[list[str], list[str]]:
 
 def _url_iis(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
     full, server = _url_parts(items)
+    # a value without `?` cannot span the stem and the query, so it is looked for in each: joining
+    # them on every row cost 0.2 s of 1.2 M IIS rows, the costliest IOC rule
+    joined = [v for v in full + server if "?" in v]
+    apart = [v for v in full + server if "?" not in v]
     where = _any(
         _match("cs(Referer)", "contains", full) if full else None,
-        _match("url", "contains", full + server) if full or server else None,
+        _match("cs-uri-stem", "contains", apart) if apart else None,
+        _match("cs-uri-query", "contains", apart) if apart else None,
+        _match("url", "contains", joined) if joined else None,
     )
     return where, ["c-ip"]
 

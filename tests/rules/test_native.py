@@ -1,0 +1,57 @@
+"""Rule conditions compiled to SQL: values are literal text whatever characters they hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from exhunt.rules.model import rule_from_dict
+from exhunt.rules.native import run_rule
+from exhunt.store import Store
+
+QUERIES = ["a=50%_off", "a=50x_off", "a=50%Xoff", "path=C:\\temp\\x", "path=C:/temp/x", "Q=PORT=1", None]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    st = Store(tmp_path / "c.duckdb")
+    n = len(QUERIES)
+    st.append(
+        "log_iis",
+        pa.table({
+            "date": ["2021-03-03"] * n, "time": ["01:00:00"] * n, "c-ip": [f"10.0.0.{i}" for i in range(n)],
+            "cs-uri-query": QUERIES, "_line": pa.array(np.arange(1, n + 1), pa.int64()),
+            "_artifact": pa.array(np.ones(n), pa.int32()),
+        }),
+    )  # fmt: skip
+    st.add_artifacts([{"id": 1, "path": "u_ex.log", "host": "EXCH01"}])
+    st.ready_for_queries()
+    yield st
+    st.close()
+
+
+def hits(store: Store, cond: dict) -> list[str]:
+    rule = rule_from_dict(
+        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
+         "where": cond, "group_by": ["cs-uri-query"]}, "test")  # fmt: skip
+    return sorted(f.group["cs-uri-query"] for f in run_rule(store, rule, {}, None))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("50%_off", ["a=50%_off"]),  # % and _ are not wildcards
+        ("C:\\temp", ["path=C:\\temp\\x"]),  # nor is the backslash an escape
+        ("port=", ["Q=PORT=1"]),  # case-insensitive by default
+    ],
+)
+def test_contains_reads_values_literally(store: Store, value: str, expected: list[str]):
+    assert hits(store, {"field": "cs-uri-query", "contains": value}) == expected
+
+
+def test_contains_case_sensitive_and_lists(store: Store):
+    assert hits(store, {"field": "cs-uri-query", "contains": "port=", "case_sensitive": True}) == []
+    assert hits(store, {"field": "cs-uri-query", "contains": ["50x", "PORT"]}) == ["Q=PORT=1", "a=50x_off"]
