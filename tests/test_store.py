@@ -22,7 +22,7 @@ def _rows(start: int, n: int, artifact: int) -> pa.Table:
     )
 
 
-def test_rows_are_written_in_whole_row_groups_keeping_one_back_for_the_last_insert(tmp_path: Path, monkeypatch):
+def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 100)
     inserted: list[int] = []
     real = Store._insert
@@ -34,32 +34,13 @@ def test_rows_are_written_in_whole_row_groups_keeping_one_back_for_the_last_inse
     monkeypatch.setattr(Store, "_insert", spy)
     st = Store(tmp_path / "c.duckdb")
     start = 0
-    for size in (30, 50, 140, 170, 7):  # 397 rows in uneven batches
+    for size in (30, 50, 40, 270, 7):  # 397 rows in uneven batches
         st.append("log_x", _rows(start, size, 1 + start % 3))
         start += size
-    assert inserted == [100, 100]  # 220 rows: 100 in, 120 kept; 290: 100 in, 190 kept
+    assert inserted == [100, 200]  # whole row groups only while reading (120 -> 100 + 20; 290 -> 200 + 90)
     st.flush()
-    assert inserted == [100, 100, 197]
-    assert all(n >= 100 for n in inserted[:-1])
+    assert inserted == [100, 200, 97]
     got = st.query('SELECT "Value", _line, _ts FROM log_x ORDER BY _line')
     assert [r["Value"] for r in got] == [f"v{i}" for i in range(397)]
     assert all(r["_ts"] is not None for r in got)
-    st.close()
-
-
-def test_the_last_insert_of_a_table_is_a_whole_row_group_or_more(tmp_path: Path, monkeypatch):
-    """Inserts below a row group go through DuckDB's write-ahead log; the kept-back row group means the
-    last insert of a table that reached one row group is never that small."""
-    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 100)
-    inserted: list[int] = []
-    real = Store._insert
-    monkeypatch.setattr(
-        Store, "_insert", lambda self, t, p: inserted.append(sum(x.num_rows for x in p)) or real(self, t, p)
-    )
-    st = Store(tmp_path / "c.duckdb")
-    for start in range(0, 530, 10):
-        st.append("log_x", _rows(start, 10, 1))
-    st.flush()
-    assert sum(inserted) == 530 and min(inserted) >= 100
-    assert st.query("SELECT count(*) AS n FROM log_x")[0]["n"] == 530
     st.close()
