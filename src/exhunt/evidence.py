@@ -8,9 +8,11 @@ and only up to its last wanted line. Long lines are cut to `MAX_RAW_CHARS` with 
 
 from __future__ import annotations
 
+import bisect
 import json
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from exhunt.collection import Collection
 from exhunt.findings import Evidence, Finding
@@ -19,6 +21,7 @@ from exhunt.sources.delimited import column_names, split_csv_line, split_w3c_lin
 from exhunt.store import Store, _q
 
 MAX_RAW_CHARS = 16_384
+FETCH_CHUNK = 1 << 20
 
 
 def fetch_lines(collection: Collection, wanted: dict[str, set[int]]) -> dict[tuple[str, int], str]:
@@ -27,22 +30,43 @@ def fetch_lines(collection: Collection, wanted: dict[str, set[int]]) -> dict[tup
     for path, lines in wanted.items():
         if not lines:
             continue
-        last = max(lines)
         try:
             with collection.open(path) as stream:
-                for number, raw in enumerate(stream, 1):
-                    if number in lines:
-                        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                            raw = raw[3:]
-                        text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
-                        if len(text) > MAX_RAW_CHARS:
-                            text = text[:MAX_RAW_CHARS] + f"... [cut: {len(text)} characters]"
-                        out[(path, number)] = text
-                    if number >= last:
-                        break
+                for number, raw in _numbered_lines(stream, lines):
+                    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                        raw = raw[3:]
+                    text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+                    if len(text) > MAX_RAW_CHARS:
+                        text = text[:MAX_RAW_CHARS] + f"... [cut: {len(text)} characters]"
+                    out[(path, number)] = text
         except (OSError, KeyError, ValueError):
             continue
     return out
+
+
+def _numbered_lines(stream: BinaryIO, wanted: set[int]) -> Iterator[tuple[int, bytes]]:
+    """The wanted lines (1-based) of a stream. Chunks without one are skipped by counting their
+    line breaks, not split (line by line, a line deep in a 17 MB IIS log cost 50 ms)."""
+    targets = sorted(wanted)
+    line, carry = 1, b""  # `line` is the number of the line that starts `carry`
+    while targets:
+        chunk = stream.read(FETCH_CHUNK)
+        buf = carry + chunk
+        if not chunk:  # the last line, without a line break
+            if buf and targets[0] == line:
+                yield line, buf
+            return
+        breaks = buf.count(b"\n")
+        if targets[0] >= line + breaks:  # no complete wanted line in this chunk
+            carry = buf[buf.rfind(b"\n") + 1 :] if breaks else buf
+            line += breaks
+            continue
+        *complete, carry = buf.split(b"\n")
+        for k, raw in enumerate(complete):
+            if targets and targets[0] == line + k:
+                yield line + k, raw
+                targets.pop(0)
+        line += breaks
 
 
 def build_findings(raw: list[RawFinding], store: Store, collection: Collection) -> list[Finding]:
@@ -58,21 +82,16 @@ def build_findings(raw: list[RawFinding], store: Store, collection: Collection) 
         ids = sorted(rowids)
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
-            fields = (
-                "(SELECT d.value FROM directives d WHERE d.artifact = t._artifact AND d.key = 'Fields' "
-                "AND d.line < t._line ORDER BY d.line DESC LIMIT 1) AS _fields, "
-                if table.startswith("log_")
-                else ""
-            )
             cur = store.con.execute(
-                f"SELECT t.rowid AS _rowid, {path} AS _path, {fields}t.* FROM {_q(table)} t{join} "
+                f"SELECT t.rowid AS _rowid, {path} AS _path, t.* FROM {_q(table)} t{join} "
                 f"WHERE t.rowid IN (SELECT unnest(?::BIGINT[]))",
                 [chunk],
             )
             names = [d[0] for d in cur.description]
-            for row in cur.fetchall():
-                rec = dict(zip(names, row, strict=True))
-                fetched[(table, rec["_rowid"])] = rec
+            recs = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            if table.startswith("log_"):
+                _attach_fields_directive(store, recs)
+            fetched.update(((table, rec["_rowid"]), rec) for rec in recs)
     wanted: dict[str, set[int]] = {}
     for (table, _), rec in fetched.items():
         if table != "artifacts" and rec.get("_line") is not None:
@@ -93,6 +112,26 @@ def build_findings(raw: list[RawFinding], store: Store, collection: Collection) 
             )
         )
     return findings
+
+
+def _attach_fields_directive(store: Store, recs: list[dict[str, Any]]) -> None:
+    """Give each log record the `#Fields` line in force at its line, as `_fields` (one query for all:
+    a subquery per record cost 75 ms per table)."""
+    artifacts = sorted({rec["_artifact"] for rec in recs})
+    rows = store.con.execute(
+        "SELECT artifact, line, value FROM directives WHERE key = 'Fields' "
+        "AND artifact IN (SELECT unnest(?::INTEGER[])) ORDER BY artifact, line",
+        [artifacts],
+    ).fetchall()
+    by_artifact: dict[int, tuple[list[int], list[str]]] = {}
+    for artifact, line, value in rows:
+        lines, values = by_artifact.setdefault(artifact, ([], []))
+        lines.append(line)
+        values.append(value)
+    for rec in recs:
+        lines, values = by_artifact.get(rec["_artifact"], ([], []))
+        k = bisect.bisect_left(lines, rec["_line"]) if rec["_line"] is not None else 0
+        rec["_fields"] = values[k - 1] if k else None
 
 
 def _evidence(table: str, rec: dict[str, Any], lines: dict[tuple[str, int], str]) -> Evidence:
