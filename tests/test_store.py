@@ -23,7 +23,7 @@ def _rows(start: int, n: int, artifact: int) -> pa.Table:
 
 
 def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 2048)  # DuckDB's smallest
     inserted: list[int] = []
     real = Store._insert
 
@@ -34,13 +34,16 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
     monkeypatch.setattr(Store, "_insert", spy)
     st = Store(tmp_path / "c.duckdb")
     start = 0
-    for size in (30, 50, 40, 270, 7):  # 397 rows in uneven batches
+    for size in (1000, 1500, 5000, 100):  # 7,600 rows in uneven batches
         st.append("log_x", _rows(start, size, 1 + start % 3))
         start += size
-    assert inserted == [100, 200]  # whole row groups only while reading (120 -> 100 + 20; 290 -> 200 + 90)
+    assert inserted == [
+        2048,
+        4096,
+    ]  # whole row groups only while reading (2,500 -> 2,048 + 452; 5,452 -> 4,096 + 1,356)
     st.flush()
-    assert inserted == [100, 200, 97]
+    assert inserted == [2048, 4096, 1456]
     got = st.query('SELECT "Value", _line, _ts FROM log_x ORDER BY _line')
-    assert [r["Value"] for r in got] == [f"v{i}" for i in range(397)]
+    assert [r["Value"] for r in got] == [f"v{i}" for i in range(7600)]
     assert all(r["_ts"] is not None for r in got)
     st.close()

@@ -23,7 +23,9 @@ import pyarrow as pa
 
 # Timestamp columns, tried in order, per log family (first present one wins).
 TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
-ROW_GROUP_ROWS = 122_880  # DuckDB's row group size: inserts are cut to whole row groups
+# Row group size of the case file: half DuckDB's default. Inserts are cut to whole row groups, so this
+# bounds the rows waiting per table (measured on 1 GB: peak memory 1.20 -> 1.07 GB, 10.8 -> 10.0 s).
+ROW_GROUP_ROWS = 61_440
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -60,7 +62,10 @@ class Store:
 
     def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 1) -> None:
         self.path = path
-        self.con = duckdb.connect(str(path))
+        self.con = duckdb.connect()
+        quoted = str(path).replace("'", "''")
+        self.con.execute(f"ATTACH '{quoted}' AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        self.con.execute("USE case_db")
         self.con.execute(f"SET memory_limit='{memory_limit}'; SET threads={int(threads)};")
         self.con.execute("SET preserve_insertion_order=false")
         self.con.execute(SCHEMA)
@@ -84,7 +89,7 @@ class Store:
     def _flush(self, table: str, keep: int = 0) -> None:
         """Insert the pending rows of `table` but the last `keep`.
 
-        DuckDB writes an insert of at least one row group (122,880 rows) straight to the file; a
+        DuckDB writes an insert of at least one row group (ROW_GROUP_ROWS) straight to the file; a
         smaller one goes through the write-ahead log and is compressed again at checkpoint (measured:
         15.4 s vs 6.5 s for 1.2 GB). So while reading, whole row groups are inserted. (Keeping one
         more back, so that the last insert is large too, moved work to the end and took 200 MB more
