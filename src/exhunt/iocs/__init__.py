@@ -44,7 +44,8 @@ from exhunt.rules.model import Rule, rule_from_dict
 
 __all__ = ["Feed", "Indicator", "IocSet", "builtin_iocs", "builtin_pack_path", "classify", "ioc_rules", "load_iocs"]
 
-REGEX_OVER = 50  # contains/endswith lists longer than this compile to one regex alternation
+REGEX_OVER = 4  # longer contains/endswith lists compile to one regex alternation (built-in hash and file
+# rules on events: 0.22 s -> 0.03 s with the JSON field extracted once instead of once per value)
 SOURCES_SHOWN = 8
 
 
