@@ -37,7 +37,6 @@ from exhunt.reader import Item, Reader, bundles
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.native import RawFinding, run_rule
-from exhunt.rules.sigma import load_sigma
 from exhunt.rules.yara import compile_rules as compile_yara
 from exhunt.store import Store
 
@@ -124,6 +123,8 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
     if options.iocs:
         rules = rules + ioc_rules(load_iocs(options.iocs))
     if options.sigma:
+        from exhunt.rules.sigma import load_sigma  # pySigma costs 0.12 s to import: only when asked
+
         rules = rules + load_sigma(options.sigma).rules
     if options.only:
         unknown = set(options.only) - {r.id for r in rules}
@@ -231,12 +232,12 @@ def _scan(
     params["install_path_re"] = re.escape(params["install_path"])
     samples = None if options.all_evidence else options.samples
     raw: list[RawFinding] = []
-    for rule in rules:
-        try:
-            raw.extend(run_rule(store, rule, params, samples))
-        except duckdb.Error as exc:  # one rule failing on this data never loses the rest of the scan
-            why = str(exc).splitlines()[0][:200]
+    for rule, outcome in zip(rules, _run_rules(store, rules, params, samples), strict=True):
+        if isinstance(outcome, duckdb.Error):  # one rule failing on this data never loses the rest of the scan
+            why = str(outcome).splitlines()[0][:200]
             errors.append({"path": rule.origin or rule.id, "line": None, "reason": f"rule {rule.id} failed: {why}"})
+        else:
+            raw.extend(outcome)
     store.add_errors([(e["path"], e["line"], e["reason"]) for e in errors])
     findings = build_findings(raw, store, collection)
     escalate_context(findings)
@@ -257,6 +258,31 @@ def _scan(
     )  # fmt: skip
     _save_results(store, result)
     return result
+
+
+def _run_rules(
+    store: Store, rules: list[Rule], params: dict[str, str], samples: int | None
+) -> list[list[RawFinding] | duckdb.Error]:
+    """Each rule's findings (or its error), in rule order. Rules run on two threads with a cursor each:
+    most rule queries are small and their planning is single-threaded (rules on 1 GB: 1.3 s -> 0.95 s)."""
+    local = threading.local()
+    views: list[Store] = []
+
+    def one(rule: Rule) -> list[RawFinding] | duckdb.Error:
+        if not hasattr(local, "store"):
+            local.store = store.cursor_view()
+            views.append(local.store)
+        try:
+            return run_rule(local.store, rule, params, samples)
+        except duckdb.Error as exc:
+            return exc
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(one, rules))
+    finally:
+        for view in views:
+            view.con.close()
 
 
 def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> None:

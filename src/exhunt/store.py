@@ -174,6 +174,14 @@ class Store:
         self.con.execute(f"SET threads={os.cpu_count() or 1}")
         self.flush()
 
+    def cursor_view(self) -> Store:
+        """A Store on its own cursor of the same database, for queries from another thread."""
+        view = object.__new__(Store)
+        view.__dict__.update(self.__dict__)
+        view.con = self.con.cursor()
+        view.con.execute("USE case_db")
+        return view
+
     def tables(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
 
