@@ -83,7 +83,10 @@ def scan(
     ] = False,
     samples: Annotated[int, typer.Option(min=1, max=1000, help="Evidence samples kept per finding.")] = 5,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no terminal summary.")] = False,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Reader threads.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Reader threads [default: one per core but one; that core writes the case]"),
+    ] = None,
     yara: Annotated[
         list[Path] | None,
         typer.Option(
