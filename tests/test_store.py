@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from exhunt import store as store_mod
 from exhunt.store import Store
@@ -47,3 +49,34 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
     assert [r["Value"] for r in got] == [f"v{i}" for i in range(7600)]
     assert all(r["_ts"] is not None for r in got)
     st.close()
+
+
+def _sql_time(values: dict[str, list[str | None]], expr: str) -> list:
+    con = duckdb.connect()
+    con.register("t", pa.table({k: pa.array(v, pa.string()) for k, v in values.items()}))
+    return [r[0] for r in con.execute(f"SELECT {expr} FROM t").fetchall()]
+
+
+@pytest.mark.parametrize(
+    ("values", "read_by_pyarrow"),
+    [
+        (["2021-03-03T04:12:01.415Z", "2021-03-03T04:12:01Z", None], True),
+        (["2021-03-03T04:12:01.415Z", "2021-03-03T04:12:01.4151234Z"], False),  # 7 digits
+        (["2021-03-03T04:12:01.415Z", "garbage"], False),  # SQL's TRY_CAST gives NULL for it
+    ],
+)
+def test_reader_side_time_is_the_sql_time_or_left_to_sql(values, read_by_pyarrow):
+    ts = store_mod.log_time(pa.table({"DateTime": pa.array(values, pa.string())}))
+    assert (ts is not None) == read_by_pyarrow
+    if ts is not None:
+        assert ts.to_pylist() == _sql_time({"DateTime": values}, "TRY_CAST(rtrim(DateTime, 'Z') AS TIMESTAMP)")
+
+
+def test_reader_side_time_of_w3c_rows():
+    date, time_ = ["2021-03-03", "2021-03-03", None, "2021-03-03"], ["04:12:01", "4:12:01", "01:00:00", "junk"]
+    ts = store_mod.log_time(pa.table({"date": date, "time": time_}))
+    assert ts is None  # "junk" cannot be read: the whole batch goes to SQL
+    ts = store_mod.log_time(pa.table({"date": date[:3], "time": time_[:3]}))
+    assert ts.to_pylist() == _sql_time(
+        {"date": date[:3], "time": time_[:3]}, "TRY_CAST(date || ' ' || time AS TIMESTAMP)"
+    )

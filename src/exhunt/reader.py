@@ -27,6 +27,7 @@ from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
 from exhunt.sources.iis_config import IisConfigSource
 from exhunt.sources.w3c import W3CSource
+from exhunt.store import log_time
 
 SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
@@ -125,6 +126,8 @@ class Reader:
 
     def emit(self, table: str, rows: pa.Table, artifact_ids: np.ndarray) -> None:
         """Hand rows (with their artifact ids) to the store, waiting while too many bytes are in flight."""
+        if table != "events" and (ts := log_time(rows)) is not None:
+            rows = rows.append_column("_ts", ts)
         rows = self._project(table, rows).append_column("_artifact", pa.array(artifact_ids, pa.int32()))
         self.budget.take(rows.nbytes)
         self.out.put(("rows", (table, rows)))

@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Timestamp columns, tried in order, per log family (first present one wins).
 TS_CANDIDATES = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
@@ -51,6 +52,26 @@ def _ts_sql(columns: list[str]) -> str:
         return 'TRY_CAST("date" || \' \' || "time" AS TIMESTAMP)'
     ts_col = next((c for c in TS_CANDIDATES if c in columns), None)
     return f"TRY_CAST(rtrim({_q(ts_col)}, 'Z') AS TIMESTAMP)" if ts_col else "NULL::TIMESTAMP"
+
+
+def log_time(rows: pa.Table) -> pa.Array | pa.ChunkedArray | None:
+    """The rows' time as pyarrow reads it: the values `_ts_sql` gives, or None when pyarrow cannot read
+    every one of them (then DuckDB's TRY_CAST runs in the insert). Readers call this, which takes the
+    parsing off the single writer the scan waits on (1 GB `--case`: about 0.4 s)."""
+    names = rows.column_names
+    try:
+        if "date" in names and "time" in names:
+            text = pc.binary_join_element_wise(rows["date"], rows["time"], " ")
+            ts = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+        else:
+            column = next((c for c in TS_CANDIDATES if c in names), None)
+            if column is None:
+                return None
+            text = rows[column]  # ISO 8601 with a Z, as Exchange writes it; anything else goes to SQL
+            ts = pc.cast(text, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+    except pa.ArrowException:
+        return None
+    return ts if ts.null_count == text.null_count else None
 
 
 class Store:
@@ -122,7 +143,8 @@ class Store:
             select = "SELECT * FROM _batch"
         else:
             self._ensure_columns(table, batch.schema)
-            select = f"SELECT *, {_ts_sql(batch.column_names)} AS _ts FROM _batch"
+            ts = "" if "_ts" in batch.column_names else f", {_ts_sql(batch.column_names)} AS _ts"
+            select = f"SELECT *{ts} FROM _batch"
         self.con.register("_batch", batch)
         try:
             self.con.execute(f"INSERT INTO {_q(table)} BY NAME {select}")
@@ -135,6 +157,7 @@ class Store:
             cols = ", ".join(
                 f"{_q(f.name)} {'INTEGER' if f.name == '_artifact' else 'BIGINT' if f.name == '_line' else 'VARCHAR'}"
                 for f in schema
+                if f.name != "_ts"
             )
             self.con.execute(f"CREATE TABLE {_q(table)} ({cols}, _ts TIMESTAMP)")
             self._columns[table] = {f.name.lower() for f in schema} | {"_ts"}
