@@ -83,7 +83,7 @@ class Store:
     reading is done, `ready_for_queries` gives the queries every core.
     """
 
-    def __init__(self, path: Path, *, memory_limit: str = "1GB", threads: int = 1) -> None:
+    def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 1) -> None:
         self.path = path
         self.con = duckdb.connect()
         quoted = str(path).replace("'", "''")
