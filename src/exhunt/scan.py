@@ -51,7 +51,9 @@ class ScanOptions:
     samples: int = 5
     rules: list[Rule] | None = None
     workers: int | None = None  # reader threads; default one per core but one (the writer's)
-    memory_limit: str = "512MB"  # DuckDB's share; with it a whole --case scan peaked at 0.9 GB on 1 GB of logs and 1.2 GB on 4 GB
+    memory_limit: str = (
+        "512MB"  # DuckDB's share; with it a whole --case scan peaked at 0.9 GB on 1 GB of logs and 1.2 GB on 4 GB
+    )
     yara: list[Path] | None = None  # the user's YARA files or folders, added to the built-in content rules
     iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
