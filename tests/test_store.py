@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -80,3 +81,20 @@ def test_reader_side_time_of_w3c_rows():
     assert ts.to_pylist() == _sql_time(
         {"date": date[:3], "time": time_[:3]}, "TRY_CAST(date || ' ' || time AS TIMESTAMP)"
     )
+
+
+def test_rows_whose_time_the_reader_left_to_sql_still_get_it(tmp_path: Path):
+    """One insert may mix batches with a reader-side `_ts` and batches without (pyarrow could not read
+    their times): the latter get DuckDB's TRY_CAST, not NULL."""
+    st = Store(tmp_path / "c.duckdb")
+    fast = _rows(0, 3, 1)
+    fast = fast.append_column("_ts", store_mod.log_time(fast))
+    slow = _rows(3, 2, 2).set_column(0, "DateTime", pa.array(["2021-03-03T01:00:00.1234567Z", "junk"]))
+    assert store_mod.log_time(slow) is None
+    st.append("log_x", fast)
+    st.append("log_x", slow)
+    st.flush()
+    got = [r["_ts"] for r in st.query("SELECT _ts FROM log_x ORDER BY _line")]
+    assert got[:3] == [datetime(2021, 3, 3, 1, 0, i) for i in range(3)]
+    assert got[3] == datetime(2021, 3, 3, 1, 0, 0, 123456) and got[4] is None
+    st.close()

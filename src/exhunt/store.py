@@ -143,8 +143,11 @@ class Store:
             select = "SELECT * FROM _batch"
         else:
             self._ensure_columns(table, batch.schema)
-            ts = "" if "_ts" in batch.column_names else f", {_ts_sql(batch.column_names)} AS _ts"
-            select = f"SELECT *{ts} FROM _batch"
+            ts = _ts_sql(batch.column_names)
+            if "_ts" in batch.column_names:  # read by the readers; batches they left to SQL have NULLs
+                select = f"SELECT * REPLACE (coalesce(_ts, {ts}) AS _ts) FROM _batch"
+            else:
+                select = f"SELECT *, {ts} AS _ts FROM _batch"
         self.con.register("_batch", batch)
         try:
             self.con.execute(f"INSERT INTO {_q(table)} BY NAME {select}")
