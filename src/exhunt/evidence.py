@@ -48,24 +48,24 @@ def _numbered_lines(stream: BinaryIO, wanted: set[int]) -> Iterator[tuple[int, b
     """The wanted lines (1-based) of a stream. Chunks without one are skipped by counting their
     line breaks, not split (line by line, a line deep in a 17 MB IIS log cost 50 ms)."""
     targets = sorted(wanted)
+    nxt = 0  # index of the next wanted line in `targets`
     line, carry = 1, b""  # `line` is the number of the line that starts `carry`
-    while targets:
+    while nxt < len(targets):
         chunk = stream.read(FETCH_CHUNK)
         buf = carry + chunk
         if not chunk:  # the last line, without a line break
-            if buf and targets[0] == line:
+            if buf and targets[nxt] == line:
                 yield line, buf
             return
         breaks = buf.count(b"\n")
-        if targets[0] >= line + breaks:  # no complete wanted line in this chunk
+        if targets[nxt] >= line + breaks:  # no complete wanted line in this chunk
             carry = buf[buf.rfind(b"\n") + 1 :] if breaks else buf
             line += breaks
             continue
         *complete, carry = buf.split(b"\n")
-        for k, raw in enumerate(complete):
-            if targets and targets[0] == line + k:
-                yield line + k, raw
-                targets.pop(0)
+        while nxt < len(targets) and targets[nxt] < line + breaks:
+            yield targets[nxt], complete[targets[nxt] - line]
+            nxt += 1
         line += breaks
 
 
