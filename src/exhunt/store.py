@@ -46,29 +46,37 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _ts_sql(columns: list[str]) -> str:
-    """SQL for a row's UTC time from the log's own time columns (W3C: date and time)."""
+def _time_columns(columns: list[str]) -> tuple[str, ...]:
+    """The log's own time columns: `date` and `time` (W3C), else the first of TS_CANDIDATES, else none."""
     if "date" in columns and "time" in columns:
-        return 'TRY_CAST("date" || \' \' || "time" AS TIMESTAMP)'
-    ts_col = next((c for c in TS_CANDIDATES if c in columns), None)
-    return f"TRY_CAST(rtrim({_q(ts_col)}, 'Z') AS TIMESTAMP)" if ts_col else "NULL::TIMESTAMP"
+        return ("date", "time")
+    return tuple(c for c in TS_CANDIDATES if c in columns)[:1]
+
+
+def _ts_sql(columns: list[str]) -> str:
+    """SQL for a row's UTC time from the log's own time columns."""
+    match _time_columns(columns):
+        case ("date", "time"):
+            return 'TRY_CAST("date" || \' \' || "time" AS TIMESTAMP)'
+        case (column,):
+            return f"TRY_CAST(rtrim({_q(column)}, 'Z') AS TIMESTAMP)"
+    return "NULL::TIMESTAMP"
 
 
 def log_time(rows: pa.Table) -> pa.Array | pa.ChunkedArray | None:
     """The rows' time as pyarrow reads it: the values `_ts_sql` gives, or None when pyarrow cannot read
     every one of them (then DuckDB's TRY_CAST runs in the insert). Readers call this, which takes the
     parsing off the single writer the scan waits on (1 GB `--case`: about 0.4 s)."""
-    names = rows.column_names
     try:
-        if "date" in names and "time" in names:
-            text = pc.binary_join_element_wise(rows["date"], rows["time"], " ")
-            ts = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
-        else:
-            column = next((c for c in TS_CANDIDATES if c in names), None)
-            if column is None:
+        match _time_columns(rows.column_names):
+            case ("date", "time"):
+                text = pc.binary_join_element_wise(rows["date"], rows["time"], " ")
+                ts = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+            case (column,):  # ISO 8601 with a Z, as Exchange writes it; anything else goes to SQL
+                text = rows[column]
+                ts = pc.cast(text, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+            case _:
                 return None
-            text = rows[column]  # ISO 8601 with a Z, as Exchange writes it; anything else goes to SQL
-            ts = pc.cast(text, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
     except pa.ArrowException:
         return None
     return ts if ts.null_count == text.null_count else None
