@@ -211,10 +211,10 @@ class Store:
         self.flush()
 
     def cursor_view(self) -> Store:
-        """A Store on its own cursor of the same database, for queries from another thread."""
+        """A Store on its own cursor of the same database, for queries from another thread. It has
+        no writer state: only the reading methods (`tables`, `columns`, `query`, `con`) are for it."""
         view = object.__new__(Store)
-        view.__dict__.update(self.__dict__)
-        view.con = self.con.cursor()
+        view.path, view.con = self.path, self.con.cursor()
         view.con.execute("USE case_db")
         return view
 
