@@ -150,3 +150,23 @@ def test_a_rule_that_fails_on_the_data_is_reported_and_the_rest_run(collection: 
     result = scan(collection, ScanOptions(rules=[broken, *good]))
     assert any(e["reason"].startswith("rule broken-rule failed: Conversion Error") for e in result.errors)
     assert result.verdict == "COMPROMISED"
+
+
+def test_a_failure_after_parsing_is_reported_and_the_scan_finishes(collection: Path, monkeypatch):
+    """Rows fail between parsing and the store (here: the reader-side time): the files are named in
+    errors[] and the reader thread carries on, instead of dying and leaving the scan waiting."""
+    import exhunt.reader
+
+    build_broken_collection(collection)
+    real = exhunt.reader.log_time
+
+    def fail_on_iis(rows):
+        if "cs-method" in rows.column_names:
+            raise RuntimeError("simulated")
+        return real(rows)
+
+    monkeypatch.setattr(exhunt.reader, "log_time", fail_on_iis)
+    result = scan(collection)
+    failed = [e for e in result.errors if "rows not stored: RuntimeError: simulated" in e["reason"]]
+    assert {e["path"] for e in failed} == {"EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"}
+    assert "proxylogon-ssrf-anchor" in {f.rule.id for f in result.findings}

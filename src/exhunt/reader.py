@@ -206,10 +206,15 @@ class _PendingRows:
                     one[1].errors.append((one[2].first_line, f"rows not parsed: {type(exc).__name__}: {exc}"[:240]))
         for members, rows, run in parts:
             ids = np.fromiter((a for a, _, _ in members), np.int32, len(members))
+            try:
+                if rows.num_rows:
+                    self.reader.emit(table, rows, ids[run])
+            except Exception as exc:  # never expected; a reader thread that raised would stall the scan
+                for _, info, raw in members:
+                    info.errors.append((raw.first_line, f"rows not stored: {type(exc).__name__}: {exc}"[:240]))
+                continue
             for (_, info, _), n in zip(members, np.bincount(run, minlength=len(members)).tolist(), strict=True):
                 info.records += n
-            if rows.num_rows:
-                self.reader.emit(table, rows, ids[run])
 
 
 class _ByteBudget:

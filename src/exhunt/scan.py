@@ -195,9 +195,11 @@ def _scan(
     finished = 0
 
     def run_all() -> None:
-        with ThreadPoolExecutor(max_workers=reader_threads(options.workers)) as pool:
-            list(pool.map(reader.work, bundles(items)))
-        reader.out.put(("end", None))
+        try:
+            with ThreadPoolExecutor(max_workers=reader_threads(options.workers)) as pool:
+                list(pool.map(reader.work, bundles(items)))
+        finally:  # the writer loop below waits for this, whatever happened
+            reader.out.put(("end", None))
 
     threading.Thread(target=run_all, daemon=True).start()
     while True:
