@@ -113,6 +113,16 @@ def scan(
             help="Also run these Sigma rules (on events, IIS and HttpProxy logs). Repeatable.",
         ),
     ] = None,
+    out: Annotated[
+        list[str] | None,
+        typer.Option("--out", metavar="FORMAT=FILE", help=OUT_HELP),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256, help="CPU budget: threads for reading, the case database and rules [default: every core]"
+        ),
+    ] = None,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -140,28 +150,72 @@ def scan(
     def on_progress(done: int, total: int, what: str) -> None:
         progress.update(task, completed=done, total=total, description=what)
 
+    outputs = _guard(lambda: _outputs(out, json_out))
     options = ScanOptions(
         case=case,
         all_evidence=all_evidence,
         samples=samples,
         workers=workers,
-        progress=on_progress,
         yara=yara,
         iocs=ioc,
         sigma=sigma,
         only=rule,
+        threads=threads,
     )
     with progress:
-        result = _guard(lambda: run_scan(path, options))
-    if json_out:
-        text = json.dumps(result.to_dict(), indent=2, default=str, ensure_ascii=False)
-        if json_out == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            _guard(lambda: Path(json_out).write_text(text + "\n", encoding="utf-8"))
+        result = _guard(lambda: run_scan(path, options, on_progress))
+    doc = result.to_dict()
+    _write_outputs(doc, outputs)
     if not quiet:
-        render(result, err if json_out == "-" else Console())
+        render(result, err if any(p == "-" for _, p in outputs) else Console())
     raise typer.Exit(result.exit_code)
+
+
+OUT_HELP = (
+    "Write the result as FORMAT to FILE ('-' for stdout); repeatable. Formats: "
+    "json (the full result; --json FILE is short for --out json=FILE). "
+    "'exhunt report CASE.duckdb --out ...' writes the same from a saved case."
+)
+
+
+def _outputs(out: list[str] | None, json_out: str | None) -> list[tuple[str, str]]:
+    from exhunt.writers import parse_out
+
+    outputs = [parse_out(v) for v in out or []]
+    if json_out:
+        outputs.append(("json", json_out))
+    if sum(p == "-" for _, p in outputs) > 1:
+        raise _fail("only one --out can go to stdout ('-')")
+    return outputs
+
+
+def _write_outputs(doc: dict[str, Any], outputs: list[tuple[str, str]]) -> None:
+    from exhunt.writers import writer
+
+    for name, target in outputs:
+        write = writer(name)
+        if target == "-":
+            write(doc, sys.stdout)
+        else:
+
+            def to_file(write: Any = write, target: str = target) -> None:
+                with open(target, "w", encoding="utf-8", newline="") as fh:
+                    write(doc, fh)
+
+            _guard(to_file)
+
+
+@app.command()
+def report(
+    case: Annotated[Path, typer.Argument(help="A case file written by 'exhunt scan --case'.")],
+    out: Annotated[list[str], typer.Option("--out", metavar="FORMAT=FILE", help=OUT_HELP)],
+) -> None:
+    """Write a saved case's result in other formats, e.g. exhunt report case.duckdb --out json=result.json."""
+    from exhunt.case_file import load_result
+
+    outputs = _guard(lambda: _outputs(out, None))
+    doc = _guard(lambda: load_result(case))
+    _write_outputs(doc, outputs)
 
 
 @app.command()

@@ -20,6 +20,7 @@ FAMILY_TITLES = {
     "log_ews": "EWS",
     "log_rps_http": "Rps_Http",
     "log_rps_cmdlet": "Rps_Cmdlet",
+    "log_message_tracking": "Message Tracking",
     "events": "Windows events",
 }
 # When each campaign was exploited in the wild (public reporting); logs must reach into the window.

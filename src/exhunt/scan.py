@@ -58,7 +58,10 @@ class ScanOptions:
     iocs: list[Path] | None = None  # the user's IOC feeds (STIX 2.1, MISP JSON, text/CSV), added to the built-in pack
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
     only: list[str] | None = None  # run only the rules with these ids
-    progress: Callable[[int, int, str], None] | None = None  # (bytes done, bytes total, current path)
+    threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
+
+
+Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, what is being read)
 
 
 @dataclass
@@ -117,8 +120,9 @@ def _entries(collection: Collection, errors: list[dict[str, Any]]) -> Iterator[E
             yield e
 
 
-def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
-    """Scan a collection folder, zip or single log file. Raises InputError if it cannot be opened."""
+def scan(path: Path, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
+    """Scan a collection folder, zip or single log file. Raises InputError if it cannot be opened.
+    `options` is plain data (picklable, for fleet workers); `progress` is an optional callback."""
     options = options or ScanOptions()
     started = time.perf_counter()
     content_rules = compile_yara(options.yara)  # bad rule files fail before any evidence is touched
@@ -149,7 +153,7 @@ def scan(path: Path, options: ScanOptions | None = None) -> ScanResult:
                 p.unlink()
     store = Store(db_path, memory_limit=options.memory_limit)
     try:
-        return _scan(collection, store, options, rules, content_rules, started, str(path))
+        return _scan(collection, store, options, rules, content_rules, started, str(path), progress)
     finally:
         store.close()
         collection.close()
@@ -184,6 +188,7 @@ def _scan(
     content_rules: Any,
     started: float,
     label: str,
+    progress: Progress | None,
 ) -> ScanResult:
     errors: list[dict[str, Any]] = []
     entries = list(_entries(collection, errors))
@@ -211,8 +216,8 @@ def _scan(
         elif kind == "done":
             done_bytes += payload
             finished += 1
-            if options.progress:
-                options.progress(done_bytes, total, f"{finished}/{len(items)} files")
+            if progress:
+                progress(done_bytes, total, f"{finished}/{len(items)} files")
         else:
             break
     store.ready_for_queries()
@@ -350,5 +355,5 @@ def _save_results(store: Store, result: ScanResult) -> None:
         store.con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
         store.con.unregister("_rows")
     meta = {key: getattr(result, key) for key in ("verdict", "reason", "hosts", "missing", "warnings", "collection")}
-    for key, value in {**meta, "exhunt_version": __version__}.items():
+    for key, value in {**meta, "exhunt_version": __version__, "result": result.to_dict()}.items():
         store.set_meta(key, value)

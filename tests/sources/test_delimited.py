@@ -146,7 +146,8 @@ def test_log_type_picks_the_table():
     assert table_for_log_type("HttpProxy Logs", "x") == "log_httpproxy"
     assert table_for_log_type("ECP Server Log", "x") == "log_ecp_server"
     assert table_for_log_type(None, "V15/Logging/OABGeneratorLog/x.LOG") == "log_oab_generator"
-    assert table_for_log_type("Message Tracking Log", "x") == "log_message_tracking_log"
+    assert table_for_log_type("Message Tracking Log", "x") == "log_message_tracking"
+    assert table_for_log_type("Some Other Log", "x") == "log_some_other_log"
 
 
 cell = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r\n"), max_size=12)

@@ -26,7 +26,7 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
 SOURCES = (
     "iis", "httpproxy", "ecp_server", "oab_generator", "ews", "rps_http", "rps_cmdlet", "events", "files",
-    "config_vdirs",
+    "config_vdirs", "message_tracking",
 )  # fmt: skip
 OPS = ("equals", "like", "contains", "startswith", "endswith", "regex", "gte", "lte", "exists")
 _KEYS = {

@@ -53,6 +53,7 @@ VIEWS: dict[str, SourceView] = {
         "events", "t.ts", ("computer",),
         {"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
     ),
+    "message_tracking": SourceView("log_message_tracking", "t._ts", ("sender-address",), {}),
     "files": SourceView("artifacts", "t.mtime", ("win_path",), {}),
     "config_vdirs": SourceView("cfg_suspicious_vdirs", "NULL::TIMESTAMP", ("physical_path",), {}),
 }  # fmt: skip

@@ -24,6 +24,7 @@ LOG_TYPE_TABLES = {
     "rps http logs": "log_rps_http",
     "rps cmdlet logs": "log_rps_cmdlet",
     "rps authz logs": "log_rps_authz",
+    "message tracking log": "log_message_tracking",
 }
 _BARE_HEADER = re.compile(r"^(DateTime|date-time|TimeStamp|Timestamp),[A-Za-z]")
 

@@ -1,0 +1,28 @@
+"""Reading a saved case file: the result document a scan stored in its `meta` table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from exhunt.errors import InputError
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """The scan result stored in an exhunt case file; InputError when the file is not one."""
+    if not path.is_file():
+        raise InputError(f"no such case file: {path}")
+    try:
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'result'").fetchone()
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: not an exhunt case file ({str(exc).splitlines()[0][:200]})") from None
+    if row is None:
+        raise InputError(f"{path}: the case holds no result (written by an older exhunt?)")
+    return json.loads(row[0])  # type: ignore[no-any-return]
