@@ -121,7 +121,7 @@ def test_field_names_spelled_like_provenance_columns(collection: Path, tmp_path:
 
 
 def test_a_batch_the_store_refuses_is_reported_and_the_rest_scanned(collection: Path, monkeypatch):
-    from exhunt.store import Store
+    from exhunt.case import CaseWriter as Store
 
     build_broken_collection(collection)
     real = Store._insert
@@ -160,10 +160,10 @@ def test_a_failure_after_parsing_is_reported_and_the_scan_finishes(collection: P
     build_broken_collection(collection)
     real = exhunt.reader.log_time
 
-    def fail_on_iis(rows):
+    def fail_on_iis(rows, family):
         if "cs-method" in rows.column_names:
             raise RuntimeError("simulated")
-        return real(rows)
+        return real(rows, family)
 
     monkeypatch.setattr(exhunt.reader, "log_time", fail_on_iis)
     result = scan(collection)

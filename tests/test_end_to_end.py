@@ -71,7 +71,7 @@ def test_benign_only_collection_is_clean(benign):
 
 def test_exposure_windows_match_the_planted_builds(benign):
     key, result = benign
-    windows = result.extras["exposure"]["windows"]
+    windows = result.exposure.windows
     planted_builds = [b["build"] for b in key["builds"]]
     assert len(planted_builds) == 2, "the fixture must span the March 2021 update"
     assert [w["build"] for w in windows] == planted_builds

@@ -26,7 +26,7 @@ def test_builds_in_logs_become_exposure_windows(collection: Path):
         f"{INSTALL}/Logging/HttpProxy/Owa/HttpProxy_2021031010-1.LOG",
         httpproxy_log(after, version="15.01.2106.013"),
     )
-    windows = scan(collection).extras["exposure"]["windows"]
+    windows = scan(collection).exposure.windows
     assert [w["build"] for w in windows] == ["15.1.2106.2", "15.1.2106.13"]
     first, second = windows
     assert first["first_seen"].startswith("2021-03-01") and first["last_seen"].startswith("2021-03-03")
@@ -39,7 +39,7 @@ def test_config_mitigation_and_programdata_vdir(collection: Path):
                            "Exchange", "IIS", "applicationHost.config").read_text(encoding="utf-8-sig")  # fmt: skip
     write(collection, APPHOST, original, crlf=False)
     clean = scan(collection)
-    assert clean.extras["exposure"]["mitigations"] == []
+    assert clean.exposure.mitigations == []
     assert not [f for f in clean.findings if f.rule.id == "config-vdir-suspicious-path"]
     rule = (
         '<rule name="X-BEResource Abort - inbound" stopProcessing="true"><match url=".*" />'
@@ -54,7 +54,7 @@ def test_config_mitigation_and_programdata_vdir(collection: Path):
     )
     write(collection, APPHOST, tampered, crlf=False)
     result = scan(collection, ScanOptions(all_evidence=True))
-    mitigations = result.extras["exposure"]["mitigations"]
+    mitigations = result.exposure.mitigations
     assert [(m["family"], m["status"]) for m in mitigations] == [("proxylogon", "mitigated, not patched")]
     (finding,) = [f for f in result.findings if f.rule.id == "config-vdir-suspicious-path"]
     assert finding.evidence[0].path == APPHOST and "ZING" in finding.evidence[0].raw

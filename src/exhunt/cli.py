@@ -173,7 +173,7 @@ def scan(
 
 OUT_HELP = (
     "Write the result as FORMAT to FILE ('-' for stdout); repeatable. Formats: "
-    "json (the full result; --json FILE is short for --out json=FILE). "
+    "json (the full result; --json FILE is short for --out json=FILE), terminal (the summary as text). "
     "'exhunt report CASE.duckdb --out ...' writes the same from a saved case."
 )
 

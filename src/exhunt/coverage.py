@@ -1,28 +1,20 @@
 """What the collection covers: per log family, how many files and records over which time span,
-which expected artifacts are missing, and whether the logs reach back to each campaign's window."""
+which expected artifacts are missing, and whether the logs reach back to each campaign's window.
+
+The span is where the bulk of the records lies (0.1 % to 99.9 % of them by time), so a few lines
+with attacker-written dates (0001-01-01, 9999-12-31) cannot stretch it and switch a campaign warning
+off; the records outside it are counted and reported as suspicious timestamps.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
+from exhunt.case import CaseReader
+from exhunt.families import FAMILIES, family
+from exhunt.result import FamilyCoverage
 from exhunt.rules.model import Rule
-from exhunt.rules.native import VIEWS
-from exhunt.store import Store, _q
 
-FAMILY_TITLES = {
-    "log_iis": "IIS W3C",
-    "log_httpproxy": "HttpProxy",
-    "log_ecp_server": "ECP Server",
-    "log_ecp_activity": "ECP Activity",
-    "log_oab_generator": "OAB Generator",
-    "log_ews": "EWS",
-    "log_rps_http": "Rps_Http",
-    "log_rps_cmdlet": "Rps_Cmdlet",
-    "log_message_tracking": "Message Tracking",
-    "events": "Windows events",
-}
 # When each campaign was exploited in the wild (public reporting); logs must reach into the window.
 CAMPAIGN_WINDOWS = {
     "proxylogon": (datetime(2021, 1, 1), datetime(2021, 3, 31), "ProxyLogon"),
@@ -30,45 +22,20 @@ CAMPAIGN_WINDOWS = {
     "proxynotshell": (datetime(2022, 8, 1), datetime(2022, 12, 31), "ProxyNotShell"),
     "owassrf": (datetime(2022, 11, 1), datetime(2023, 3, 31), "OWASSRF"),
 }
-EXPECTED = {
-    "log_httpproxy": "HttpProxy logs (V15/Logging/HttpProxy/<protocol>/HttpProxy_*.LOG)",
-    "log_iis": "IIS logs (inetpub/logs/LogFiles/W3SVC1 and W3SVC2)",
-    "log_ecp_server": "ECP Server logs (V15/Logging/ECP/Server/ECPServer*.LOG)",
-    "log_oab_generator": "OAB generator logs (V15/Logging/OABGeneratorLog)",
-    "events": "Windows event logs (Application, MSExchange Management, Security; EVTX or JSON lines)",
-}
 
 
-@dataclass
-class FamilyCoverage:
-    family: str
-    title: str
-    files: int
-    records: int
-    first: datetime | None
-    last: datetime | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "title": self.title,
-            "files": self.files,
-            "records": self.records,
-            "first": self.first.isoformat() + "Z" if self.first else None,
-            "last": self.last.isoformat() + "Z" if self.last else None,
-        }
+# No Exchange 2013+ log can be older than Exchange 2013 itself (released in late 2012) or newer than now.
+EARLIEST_PLAUSIBLE = datetime(2012, 10, 1)
 
 
-def measure(store: Store) -> list[FamilyCoverage]:
+def measure(case: CaseReader, now: datetime | None = None) -> list[FamilyCoverage]:
+    plausible = (EARLIEST_PLAUSIBLE, (now or datetime.now(UTC).replace(tzinfo=None)) + timedelta(days=2))
     out = []
-    tables = store.tables()
-    for table in sorted(t for t in tables if t.startswith("log_") or t == "events"):
-        ts = "ts" if table == "events" else "_ts"
-        files, records, first, last = store.con.execute(
-            f"SELECT count(DISTINCT _artifact), count(*), min({ts}), max({ts}) FROM {_q(table)}"
-        ).fetchone()
+    for fam in case.record_families():
+        files, records, earliest, latest, first, last = case.span(fam, plausible)
         if records:
-            out.append(FamilyCoverage(table, FAMILY_TITLES.get(table, table[4:]), files, records, first, last))
+            outliers = case.outside(fam, first, last) if first is not None else 0
+            out.append(FamilyCoverage(fam.table, fam.title, files, records, first, last, earliest, latest, outliers))
     return out
 
 
@@ -76,7 +43,28 @@ def missing(coverage: list[FamilyCoverage], is_exchange: bool) -> list[str]:
     if not is_exchange:
         return []
     have = {c.family for c in coverage}
-    return [f"no {text}" for fam, text in EXPECTED.items() if fam not in have]
+    return [f"no {f.expected}" for f in FAMILIES if f.expected and f.table not in have]
+
+
+def has_web_logs(coverage: list[FamilyCoverage]) -> bool:
+    """Did any family that records web requests have records (the exploitation checks could run)?"""
+    web = {f.table for f in FAMILIES if f.web}
+    return any(c.family in web for c in coverage)
+
+
+def timestamp_warnings(coverage: list[FamilyCoverage]) -> list[str]:
+    """Records dated far outside the bulk of their family's: forged or broken clocks."""
+    out = []
+    for c in coverage:
+        if c.outliers and c.earliest and c.latest and c.first and c.last:
+            far = (c.first - c.earliest).days > 1 or (c.latest - c.last).days > 1
+            if far:
+                out.append(
+                    f"{c.title}: {c.outliers:,} record(s) dated outside the span of the rest "
+                    f"({c.earliest:%Y-%m-%d} … {c.latest:%Y-%m-%d} against {c.first:%Y-%m-%d} – {c.last:%Y-%m-%d}): "
+                    "suspicious timestamps, not counted in the span"
+                )
+    return out
 
 
 def window_warnings(coverage: list[FamilyCoverage], rules: list[Rule]) -> list[str]:
@@ -84,9 +72,9 @@ def window_warnings(coverage: list[FamilyCoverage], rules: list[Rule]) -> list[s
     by_family = {c.family: c for c in coverage}
     blind = []
     for campaign, (start, end, name) in CAMPAIGN_WINDOWS.items():
-        tables = {VIEWS[r.source].table for r in rules if r.campaign == campaign and r.source != "files"}
+        tables = {family(r.source).table for r in rules if r.campaign == campaign and family(r.source).kind != "files"}
         spans = [by_family[t] for t in tables if t in by_family and by_family[t].first and by_family[t].last]
-        if spans and not any(c.first <= end and c.last >= start for c in spans):
+        if spans and not any(c.first <= end and c.last >= start for c in spans):  # type: ignore[operator]
             blind.append(f"{name} ({start:%Y-%m} – {end:%Y-%m})")
     if not blind:
         return []

@@ -12,13 +12,16 @@ import hashlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from exhunt.case import log_time
 from exhunt.collection import Collection, Entry
+from exhunt.families import family_of_table
 from exhunt.layout import split_host_and_windows_path
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
 from exhunt.sources.base import ArtifactInfo, Source
@@ -27,7 +30,6 @@ from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
 from exhunt.sources.iis_config import IisConfigSource
 from exhunt.sources.w3c import W3CSource
-from exhunt.store import log_time
 
 SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
@@ -65,13 +67,24 @@ def _classify(head: bytes, path: str) -> type[Source] | None:
     return None
 
 
+Sink = Callable[[str, pa.Table], None]
+
+
 class Reader:
-    """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue."""
+    """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue (or,
+    with `sink`, straight to it on the calling thread: a scan with a budget of one thread)."""
 
     def __init__(
-        self, collection: Collection, default_host: str, content_rules: Any, keep: dict[str, set[str] | None]
+        self,
+        collection: Collection,
+        default_host: str,
+        content_rules: Any,
+        keep: dict[str, set[str] | None],
+        sink: Sink | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> None:
         self.collection = collection
+        self.sink, self.on_done = sink, on_done
         self.content_rules = content_rules
         self.keep = keep
         self.default_host = default_host
@@ -111,8 +124,9 @@ class Reader:
                 else:
                     row["kind"] = source.kind
                     stream = _Prepend(head, stream)
-                    for table, part in source(self.keep).read(stream, info, _NoHash(hasher, len(head))):
+                    for table, part in source(self.keep).read(stream, info, _HashAfter(hasher, len(head))):
                         if isinstance(part, RawRows):
+                            info.runs.append((part.first_line, part.offset))
                             pending.add(table, part, item.artifact_id, info)
                         else:
                             self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
@@ -122,15 +136,25 @@ class Reader:
         row.update(log_table=info.table, log_type=info.log_type, version=info.version)
         self.infos[item.artifact_id] = info
         self.rows[item.artifact_id] = row
-        self.out.put(("done", entry.size))
+        self._signal("done", entry.size)
 
     def emit(self, table: str, rows: pa.Table, artifact_ids: np.ndarray) -> None:
         """Hand rows (with their artifact ids) to the store, waiting while too many bytes are in flight."""
-        if table != "events" and (ts := log_time(rows)) is not None:
+        family = family_of_table(table)
+        if family.line_based and (ts := log_time(rows, family)) is not None:
             rows = rows.append_column("_ts", ts)
         rows = self._project(table, rows).append_column("_artifact", pa.array(artifact_ids, pa.int32()))
+        if self.sink is not None:
+            self.sink(table, rows)
+            return
         self.budget.take(rows.nbytes)
         self.out.put(("rows", (table, rows)))
+
+    def _signal(self, kind: str, payload: Any) -> None:
+        if self.sink is None:
+            self.out.put((kind, payload))
+        elif self.on_done is not None:
+            self.on_done(payload)
 
     def _project(self, table: str, batch: pa.Table) -> pa.Table:
         keep = self.keep.get(table)
@@ -142,7 +166,7 @@ class Reader:
         lower = entry.path.lower()
         if entry.size == 0:
             if lower.endswith(LOG_EXTENSIONS):
-                info.errors.append((None, "empty file"))
+                info.notes.append("empty file")
         elif lower.endswith(LOG_EXTENSIONS):
             binary = b"\x00" in head[:1024]
             info.errors.append(
@@ -259,8 +283,8 @@ class _Prepend:
         raise OSError("not seekable")
 
 
-class _NoHash:
-    """Hasher proxy that skips the first `skip` bytes (already hashed when sniffing)."""
+class _HashAfter:
+    """Hashes what a source reads after the first `skip` bytes, which were hashed when sniffing."""
 
     def __init__(self, hasher: Any, skip: int) -> None:
         self.hasher, self.skip = hasher, skip

@@ -8,16 +8,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from exhunt.case import CaseReader, CaseWriter
 from exhunt.rules.model import rule_from_dict
 from exhunt.rules.native import run_rule
-from exhunt.store import Store
 
 QUERIES = ["a=50%_off", "a=50x_off", "a=50%Xoff", "path=C:\\temp\\x", "path=C:/temp/x", "Q=PORT=1", None]
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    st = Store(tmp_path / "c.duckdb")
+    st = CaseWriter(tmp_path / "c.duckdb")
     n = len(QUERIES)
     st.append(
         "log_iis",
@@ -28,12 +28,11 @@ def store(tmp_path: Path):
         }),
     )  # fmt: skip
     st.add_artifacts([{"id": 1, "path": "u_ex.log", "host": "EXCH01"}])
-    st.ready_for_queries()
-    yield st
+    yield st.ready_for_queries()
     st.close()
 
 
-def hits(store: Store, cond: dict) -> list[str]:
+def hits(store: CaseReader, cond: dict) -> list[str]:
     rule = rule_from_dict(
         {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
          "where": cond, "group_by": ["cs-uri-query"]}, "test")  # fmt: skip
@@ -48,10 +47,10 @@ def hits(store: Store, cond: dict) -> list[str]:
         ("port=", ["Q=PORT=1"]),  # case-insensitive by default
     ],
 )
-def test_contains_reads_values_literally(store: Store, value: str, expected: list[str]):
+def test_contains_reads_values_literally(store: CaseReader, value: str, expected: list[str]):
     assert hits(store, {"field": "cs-uri-query", "contains": value}) == expected
 
 
-def test_contains_case_sensitive_and_lists(store: Store):
+def test_contains_case_sensitive_and_lists(store: CaseReader):
     assert hits(store, {"field": "cs-uri-query", "contains": "port=", "case_sensitive": True}) == []
     assert hits(store, {"field": "cs-uri-query", "contains": ["50x", "PORT"]}) == ["Q=PORT=1", "a=50x_off"]

@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exhunt.sources import delimited
-from exhunt.sources.base import ArtifactInfo, read_tables
+from exhunt.sources.base import ArtifactInfo
 from exhunt.sources.exchange_csv import ExchangeCsvSource, table_for_log_type
 from exhunt.sources.w3c import W3CSource
+from tests.sources.reading import read_tables
 
 
 def read_exchange(data: bytes) -> tuple[list[dict], ArtifactInfo]:

@@ -10,48 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from exhunt.case import CaseReader
 from exhunt.exposure.builds import Observation, exposure_windows
-from exhunt.store import Store, _q
 
 
-def observations(store: Store) -> list[Observation]:
-    tables = store.tables()
-    obs: list[Observation] = []
-    parts = []
-    for table in sorted(t for t in tables if t.startswith("log_") and t != "log_iis"):
-        parts.append(
-            f"SELECT a.version AS build, date_trunc('day', t._ts) AS day, min(t._ts) AS lo, max(t._ts) AS hi "
-            f"FROM {_q(table)} t JOIN artifacts a ON a.id = t._artifact "
-            f"WHERE a.version IS NOT NULL AND t._ts IS NOT NULL GROUP BY 1, 2"
-        )
-    if parts:
-        rows = store.con.execute(" UNION ALL ".join(parts)).fetchall()
-        obs += [Observation(b, lo, hi, "#Version of Exchange logs") for b, _, lo, hi in rows]
-    if "log_httpproxy" in tables:
-        cols = {c.lower() for c in store.columns("log_httpproxy")}
-        if {"majorversion", "minorversion", "buildversion", "revisionversion"} <= cols:
-            rows = store.con.execute(
-                "SELECT concat_ws('.', MajorVersion, MinorVersion, BuildVersion, RevisionVersion), "
-                "date_trunc('day', _ts), min(_ts), max(_ts) FROM log_httpproxy "
-                "WHERE BuildVersion IS NOT NULL AND _ts IS NOT NULL GROUP BY 1, 2"
-            ).fetchall()
-            obs += [Observation(b, lo, hi, "HttpProxy version columns") for b, _, lo, hi in rows]
-    rows = store.con.execute(
-        r"SELECT regexp_extract(win_path, '\\owa\\auth\\(1[45]\.\d+\.\d+\.\d+)\\', 1) AS build, min(mtime) "
-        r"FROM artifacts WHERE regexp_matches(win_path, '\\owa\\auth\\1[45]\.\d+\.\d+\.\d+\\') AND mtime IS NOT NULL "
-        "GROUP BY 1"
-    ).fetchall()
-    obs += [Observation(b, t, t, "owa/auth/<build> folder (file time)") for b, t in rows]
+def observations(case: CaseReader) -> list[Observation]:
+    obs = [Observation(build, lo, hi, witness) for build, lo, hi, witness in case.build_days()]
     return sorted(obs, key=lambda o: (o.first_seen, o.last_seen))
 
 
-def exposure_report(store: Store) -> dict[str, Any]:
-    """The `exposure` section of a scan result."""
-    windows = exposure_windows(observations(store))
-    mitigations = []
-    if "cfg_mitigations" in store.tables():
-        mitigations = store.query(
-            "SELECT a.path, m._line AS line, m.family, m.status, m.rule_name, m.tool, m.pattern "
-            "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
-        )
-    return {"windows": [w.to_dict() for w in windows], "mitigations": mitigations, "text": [w.text for w in windows]}
+def exposure_report(case: CaseReader) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The exposure windows and the mitigations found, as JSON-ready rows."""
+    windows = exposure_windows(observations(case))
+    return [w.to_dict() for w in windows], case.mitigations()

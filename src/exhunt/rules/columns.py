@@ -1,6 +1,6 @@
 """Which columns of the wide Exchange log tables the rules read.
 
-Without `--case`, HttpProxy, EWS and RPS rows are stored with only these columns (plus a base set for
+Without `--case`, the rows of projected families (HttpProxy, EWS, RPS) are stored with only these columns (plus a base set for
 coverage, exposure and display): DuckDB ingests wide all-text tables at about 115 MB/s, so storing the
 40-odd latency columns nobody queries would halve the scan speed. The evidence record is rebuilt from
 the raw line with the file's own `#Fields`, so no parsed field is lost from a finding.
@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, family
 from exhunt.rules.model import Rule
-from exhunt.rules.native import VIEWS
-
-PROJECTED = {"log_httpproxy", "log_ews", "log_rps_http", "log_rps_cmdlet"}
-BASE = {
-    "DateTime", "TimeStamp", "StartTime", "RequestId", "MajorVersion", "MinorVersion", "BuildVersion",
-    "RevisionVersion", "Protocol", "UrlHost", "UrlStem", "UrlQuery", "Method", "HttpStatus", "AuthenticatedUser",
-    "AnchorMailbox", "UserAgent", "ClientIpAddress", "ServerHostName", "TargetServer", "TargetServerVersion",
-    "RoutingHint", "BackEndCookie", "SoapAction", "ActAsUser", "ImpersonatedUser", "ClientInfo", "CommandName",
-    "Cmdlet", "Parameters",
-}  # fmt: skip
 
 
 def _fields(cond: Any, out: set[str]) -> None:
@@ -36,10 +27,12 @@ def _fields(cond: Any, out: set[str]) -> None:
 
 def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
     """{table: lower-cased column names to store} for the wide tables; None means every column."""
-    keep: dict[str, set[str] | None] = {t: {c.lower() for c in BASE} for t in PROJECTED}
+    keep: dict[str, set[str] | None] = {
+        f.table: {c.lower() for c in EXCHANGE_BASE_COLUMNS} for f in FAMILIES if f.projected
+    }
     for rule in rules:
-        table = VIEWS[rule.source].table
-        if table not in PROJECTED or keep[table] is None:
+        table = family(rule.source).table
+        if table not in keep or keep[table] is None:
             continue
         used = _used(rule)
         if rule.where is None or "text" in used:

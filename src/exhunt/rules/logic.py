@@ -4,19 +4,19 @@ source's table) that match; grouping and evidence then work as for any other rul
 
 from __future__ import annotations
 
-from exhunt.store import Store
+from exhunt.case import CaseReader
 
 WEB_FOLDERS = r"\\(FrontEnd\\HttpProxy\\(owa|ecp)\\auth|inetpub\\wwwroot\\aspnet_client)(\\|$)"
 OUTLIER_DAYS = 7
 
 
-def script_time_outliers(store: Store, params: dict[str, str]) -> list[int]:
+def script_time_outliers(case: CaseReader, params: dict[str, str]) -> list[int]:
     """Script files in Exchange web folders written well after the rest of their folder.
 
     A standard install or update writes a folder's files together; a web shell dropped later stands
     out. Folders with fewer than three files have no "rest" to compare with and are skipped.
     """
-    rows = store.con.execute(
+    rows = case.fetch(
         f"""
         WITH web AS (
             SELECT rowid AS rid, ext, mtime,
@@ -31,5 +31,5 @@ def script_time_outliers(store: Store, params: dict[str, str]) -> list[int]:
         WHERE typical.n >= 3 AND lower(web.ext) IN ('.aspx', '.ashx', '.asp')
           AND epoch(web.mtime) - typical.mid > {OUTLIER_DAYS} * 86400
         """
-    ).fetchall()
+    )
     return [r[0] for r in rows]

@@ -21,13 +21,11 @@ from typing import Any
 import yaml
 
 from exhunt.errors import RuleError
+from exhunt.families import RULE_SOURCES
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
-SOURCES = (
-    "iis", "httpproxy", "ecp_server", "oab_generator", "ews", "rps_http", "rps_cmdlet", "events", "files",
-    "config_vdirs", "message_tracking",
-)  # fmt: skip
+SOURCES = RULE_SOURCES  # the families a rule can name (exhunt.families)
 OPS = ("equals", "like", "contains", "startswith", "endswith", "regex", "gte", "lte", "exists")
 _KEYS = {
     "id", "title", "description", "severity", "confidence", "kind", "campaign", "cves", "attack", "source",

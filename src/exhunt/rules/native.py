@@ -14,49 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from exhunt.case import CaseReader, quote
+from exhunt.families import Family, family
 from exhunt.rules.model import Rule
-from exhunt.store import Store, _q
-
-Col = Callable[[str], str]
-
-
-@dataclass(frozen=True)
-class SourceView:
-    """Where a rule source lives and how its common fields are spelled."""
-
-    table: str
-    ts: str  # SQL for the record's time over alias `t`
-    default_group: tuple[str, ...]
-    aliases: dict[str, Callable[[Col], str]]
-
-
-def _iis_site(c: Col) -> str:
-    return f"CASE WHEN {c('s-port')} IN ('444', '81') THEN 'backend' WHEN {c('s-port')} IS NULL THEN NULL ELSE 'frontend' END"
-
-
-VIEWS: dict[str, SourceView] = {
-    "iis": SourceView(
-        "log_iis", "t._ts", ("c-ip",),
-        {
-            "user_agent": lambda c: f"replace({c('cs(User-Agent)')}, '+', ' ')",
-            "url": lambda c: f"{c('cs-uri-stem')} || coalesce('?' || {c('cs-uri-query')}, '')",
-            "site": _iis_site,
-        },
-    ),
-    "httpproxy": SourceView("log_httpproxy", "t._ts", ("ClientIpAddress",), {}),
-    "ecp_server": SourceView("log_ecp_server", "t._ts", ("ServerName",), {}),
-    "oab_generator": SourceView("log_oab_generator", "t._ts", (), {}),
-    "ews": SourceView("log_ews", "t._ts", ("ClientIpAddress",), {}),
-    "rps_http": SourceView("log_rps_http", "t._ts", ("ClientIpAddress",), {}),
-    "rps_cmdlet": SourceView("log_rps_cmdlet", "t._ts", ("AuthenticatedUser",), {}),
-    "events": SourceView(
-        "events", "t.ts", ("computer",),
-        {"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
-    ),
-    "message_tracking": SourceView("log_message_tracking", "t._ts", ("sender-address",), {}),
-    "files": SourceView("artifacts", "t.mtime", ("win_path",), {}),
-    "config_vdirs": SourceView("cfg_suspicious_vdirs", "NULL::TIMESTAMP", ("physical_path",), {}),
-}  # fmt: skip
 
 
 @dataclass
@@ -90,24 +50,24 @@ def glob_to_like(pattern: str) -> str:
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
-    def __init__(self, view: SourceView, columns: list[str], params: dict[str, str]) -> None:
-        self.view = view
+    def __init__(self, family: Family, columns: list[str], params: dict[str, str]) -> None:
+        self.family = family
         self.columns = {c.lower(): c for c in columns}
         self.template = params
         self.args: list[Any] = []
 
     def col(self, name: str) -> str:
         real = self.columns.get(name.lower())
-        return f"t.{_q(real)}" if real else "NULL"
+        return f"t.{quote(real)}" if real else "NULL"
 
     def field(self, name: str) -> str:
         if name.startswith("data."):
             key = name[5:].replace('"', "")
             return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
-        if name in self.view.aliases:
-            return self.view.aliases[name](self.col)
+        if name in self.family.aliases:
+            return self.family.aliases[name](self.col)
         if name == "text":  # every column of the row, for free-text logs
-            cols = [f"t.{_q(c)}" for c in self.columns.values() if not c.startswith("_")]
+            cols = [f"t.{quote(c)}" for c in self.columns.values() if not c.startswith("_")]
             return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
         return self.col(name)
 
@@ -176,7 +136,7 @@ class Compiler:
         return "coalesce(" + " AND ".join(parts) + ", false)"
 
 
-def _python_logic(ref: str) -> Callable[[Store, dict[str, str]], list[int]]:
+def _python_logic(ref: str) -> Callable[[CaseReader, dict[str, str]], list[int]]:
     """The function a rule's `python: module:function` names (only exhunt.rules.logic is allowed)."""
     module, _, name = ref.partition(":")
     if module != "exhunt.rules.logic" or not name.isidentifier():
@@ -186,14 +146,14 @@ def _python_logic(ref: str) -> Callable[[Store, dict[str, str]], list[int]]:
     return getattr(logic, name)
 
 
-def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
+def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
     """Run one rule; return its hits grouped by host and group_by fields."""
-    view = VIEWS[rule.source]
-    if view.table not in store.tables() or (rule.where is None and rule.sql is None and rule.python is None):
+    fam = family(rule.source)
+    if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
-    comp = Compiler(view, store.columns(view.table), params)
+    comp = Compiler(fam, case.columns(fam.table), params)
     if rule.python is not None:
-        rowids = _python_logic(rule.python)(store, params)
+        rowids = _python_logic(rule.python)(case, params)
         if not rowids:
             return []
         where = "list_contains(?::BIGINT[], t.rowid)"
@@ -203,14 +163,14 @@ def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | No
         comp.args.extend(rule.sql_params)
     else:
         where = comp.compile(rule.where)
-    groups = rule.group_by or view.default_group
-    group_sql = "struct_pack(" + ", ".join(f"{_q(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
-    art = "t.id" if view.table == "artifacts" else "t._artifact"
+    groups = rule.group_by or fam.default_group
+    group_sql = "struct_pack(" + ", ".join(f"{quote(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
+    art = f"t.{quote(fam.artifact_column)}"
     limit = "" if samples is None else f"[1:{int(samples)}]"
     sql = f"""
         WITH hits AS (
-            SELECT t.rowid AS rid, {art} AS art, {view.ts} AS ts, {group_sql} AS grp
-            FROM {_q(view.table)} t WHERE {where}
+            SELECT t.rowid AS rid, {art} AS art, {fam.time_sql} AS ts, {group_sql} AS grp
+            FROM {quote(fam.table)} t WHERE {where}
         )
         SELECT a.host, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
                list(hits.rid ORDER BY hits.ts NULLS LAST, hits.rid){limit}
@@ -218,7 +178,7 @@ def run_rule(store: Store, rule: Rule, params: dict[str, str], samples: int | No
         GROUP BY a.host, hits.grp
         ORDER BY min(hits.ts) NULLS LAST
     """
-    rows = store.con.execute(sql, comp.args).fetchall()
+    rows = case.fetch(sql, comp.args)
     return [
         RawFinding(rule, host or "", dict(grp or {}), int(n), first, last, list(rids))
         for host, grp, n, first, last, rids in rows

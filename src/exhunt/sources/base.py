@@ -13,7 +13,7 @@ from typing import BinaryIO, ClassVar
 
 import pyarrow as pa
 
-from exhunt.sources.delimited import RawRows, parse_batch
+from exhunt.sources.delimited import RawRows
 
 
 @dataclass
@@ -21,14 +21,14 @@ class ArtifactInfo:
     """What was learnt about one artifact while reading it."""
 
     path: str
-    kind: str = ""
-    table: str | None = None  # store table its records went to
+    table: str | None = None  # case table its records went to
     log_type: str | None = None
     version: str | None = None  # build in the #Version directive (Exchange logs)
-    sha256: str | None = None
     records: int = 0
     directives: list[tuple[int, str, str]] = field(default_factory=list)
-    errors: list[tuple[int | None, str]] = field(default_factory=list)
+    runs: list[tuple[int, int]] = field(default_factory=list)  # (first line, byte offset) of each run of lines
+    errors: list[tuple[int | None, str]] = field(default_factory=list)  # lines or parts not read, and why
+    notes: list[str] = field(default_factory=list)  # remarks that lose nothing (e.g. an empty file)
 
 
 class Source:
@@ -44,21 +44,9 @@ class Source:
         raise NotImplementedError
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table | RawRows]]:
-        """Yield (store table name, rows). Rows are an Arrow table with an int64 `_line` column, or
-        unparsed `RawRows` that the caller parses, batched with other files' (see `read_tables`)."""
+        """Yield (case table name, rows). Rows are an Arrow table with an int64 `_line` column, or
+        unparsed `RawRows` that the caller parses, batched with other files'."""
         raise NotImplementedError
-
-
-def read_tables(
-    source: Source, stream: BinaryIO, info: ArtifactInfo, hasher: object | None = None
-) -> Iterator[tuple[str, pa.Table]]:
-    """Read one artifact into Arrow tables, parsing its runs of data lines one by one. The scan's
-    reader batches runs across files instead; both give the same rows."""
-    for table, part in source.read(stream, info, hasher):
-        if isinstance(part, RawRows):
-            part, _ = parse_batch([part], source.keep.get(table))
-            info.records += part.num_rows
-        yield table, part
 
 
 def text_head(head: bytes) -> str:

@@ -29,6 +29,9 @@ import pyarrow.csv as pacsv
 
 CHUNK_BYTES = 8 << 20  # measured: 32 MiB chunks cost 2.4x the system time (page faults)
 MAX_LINE_BYTES = 64 << 20
+# A `#Fields` list longer than this is refused with the lines under it (real logs name up to ~120
+# fields): one hostile header must not widen the family's table past what the store can hold.
+MAX_FIELDS = 1024
 BOM = b"\xef\xbb\xbf"
 
 
@@ -50,6 +53,7 @@ class RawRows:
 
     data: bytes | memoryview  # whole lines; the last one ends in a line break too
     first_line: int  # 1-based physical line number of the first line
+    offset: int  # byte offset of the first line in the file (evidence seeks there)
     n_lines: int
     fields: list[str]
     directives: dict[str, str]  # the directives in force (`Log-type`, `Version`, ...)
@@ -94,24 +98,30 @@ def column_names(fields_value: str) -> list[str]:
     return _safe_names([n.strip() for n in names])
 
 
-def iter_lines_chunks(stream: BinaryIO, state: ReadState, hasher: object | None) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (chunk, first line number, line breaks in it); each chunk ends at a line end (or EOF)."""
+def iter_lines_chunks(
+    stream: BinaryIO, state: ReadState, hasher: object | None
+) -> Iterator[tuple[bytes, int, int, int]]:
+    """Yield (chunk, first line number, line breaks in it, byte offset of the chunk in the file); each
+    chunk ends at a line end (or EOF)."""
     carry = b""
     line_no = 1
     first = True
+    consumed = 0  # bytes read from the stream so far; `carry` is always the last len(carry) of them
     while True:
         data = stream.read(CHUNK_BYTES)
         if hasher is not None and data:
             hasher.update(data)  # type: ignore[attr-defined]
         if not data:
             if carry:
-                yield carry, line_no, carry.count(b"\n")
+                yield carry, line_no, carry.count(b"\n"), consumed - len(carry)
             return
+        buf_offset = consumed - len(carry)
+        consumed += len(data)
         buf = carry + data if carry else data
         if first:
             first = False
             if buf.startswith(BOM):
-                buf = buf[3:]
+                buf, buf_offset = buf[3:], buf_offset + 3
         cut = buf.rfind(b"\n")
         if cut == -1:
             if len(buf) > MAX_LINE_BYTES:
@@ -120,6 +130,7 @@ def iter_lines_chunks(stream: BinaryIO, state: ReadState, hasher: object | None)
                 # discard until the next newline
                 while True:
                     more = stream.read(CHUNK_BYTES)
+                    consumed += len(more)
                     if hasher is not None and more:
                         hasher.update(more)  # type: ignore[attr-defined]
                     if not more:
@@ -137,7 +148,7 @@ def iter_lines_chunks(stream: BinaryIO, state: ReadState, hasher: object | None)
         else:
             chunk, carry = buf[: cut + 1], buf[cut + 1 :]
         breaks = chunk.count(b"\n")
-        yield chunk, line_no, breaks
+        yield chunk, line_no, breaks, buf_offset
         line_no += breaks
 
 
@@ -146,8 +157,8 @@ def split_rows(
 ) -> Iterator[RawRows]:
     """Split a file into directives (kept in `state`) and runs of data lines (yielded, unparsed).
     Problems go to `state.errors`, never raised."""
-    for chunk, first_line, breaks in iter_lines_chunks(stream, state, hasher):
-        yield from _split_chunk(chunk, first_line, breaks, fmt, state)
+    for chunk, first_line, breaks, offset in iter_lines_chunks(stream, state, hasher):
+        yield from _split_chunk(chunk, first_line, breaks, offset, fmt, state)
 
 
 def _directive_starts(buf: bytes) -> list[int]:
@@ -162,14 +173,16 @@ def _directive_starts(buf: bytes) -> list[int]:
     return out
 
 
-def _split_chunk(buf: bytes, first_line: int, breaks: int, fmt: DelimitedFormat, state: ReadState) -> Iterator[RawRows]:
+def _split_chunk(
+    buf: bytes, first_line: int, breaks: int, offset: int, fmt: DelimitedFormat, state: ReadState
+) -> Iterator[RawRows]:
     """Runs of data lines between the directives of one chunk, as views of it (no copies). `breaks`
     (the chunk's line breaks, counted once) gives the last run's line count without counting again."""
     pos, line, counted = 0, first_line, 0
     for h in _directive_starts(buf):
         if h > pos:
             n = buf.count(b"\n", pos, h)
-            yield from _data_lines(buf, pos, h, n, line, fmt, state)
+            yield from _data_lines(buf, pos, h, n, line, offset, fmt, state)
             line, counted = line + n, counted + n
         eol = buf.find(b"\n", h)
         eol = len(buf) if eol == -1 else eol
@@ -177,7 +190,7 @@ def _split_chunk(buf: bytes, first_line: int, breaks: int, fmt: DelimitedFormat,
         pos = eol + 1
         line, counted = line + 1, counted + 1
     if pos < len(buf):
-        yield from _data_lines(buf, pos, len(buf), breaks - counted, line, fmt, state)
+        yield from _data_lines(buf, pos, len(buf), breaks - counted, line, offset, fmt, state)
 
 
 def _directive(raw: bytes, line: int, state: ReadState) -> None:
@@ -187,6 +200,14 @@ def _directive(raw: bytes, line: int, state: ReadState) -> None:
     state.seen_directives.append((line, key, value))
     if key.lower() == "fields":
         state.fields = column_names(value)
+        if len(state.fields) > MAX_FIELDS:
+            state.errors.append(
+                (
+                    line,
+                    f"#Fields names {len(state.fields):,} fields (limit {MAX_FIELDS:,}): the lines under it are not read",
+                )
+            )
+            state.fields = []  # refused: its lines are counted and skipped
     else:
         state.directives[key] = value
 
@@ -195,10 +216,15 @@ _NOT_BLANK = re.compile(rb"\S")
 
 
 def _data_lines(
-    buf: bytes, start: int, end: int, breaks: int, line: int, fmt: DelimitedFormat, state: ReadState
+    buf: bytes, start: int, end: int, breaks: int, line: int, offset: int, fmt: DelimitedFormat, state: ReadState
 ) -> Iterator[RawRows]:
-    """The data lines in buf[start:end] (`breaks` line breaks among them) as RawRows."""
+    """The data lines in buf[start:end] (`breaks` line breaks among them) as RawRows; `offset` is the
+    file offset of buf[0]."""
     if not _NOT_BLANK.search(buf, start, end):
+        return
+    if state.fields == []:
+        n = breaks + (0 if buf.endswith(b"\n", start, end) else 1)
+        state.errors.append((line, f"{n} line(s) under a refused #Fields list skipped"))
         return
     if state.fields is None:
         if not fmt.bare_header:
@@ -218,7 +244,7 @@ def _data_lines(
         n_lines = breaks
     else:  # a truncated last line; ending it lets runs from several files be joined
         data, n_lines = buf[start:end] + b"\n", breaks + 1
-    yield RawRows(data, line, n_lines, state.fields, dict(state.directives), fmt, state.errors)
+    yield RawRows(data, line, offset + start, n_lines, state.fields, dict(state.directives), fmt, state.errors)
 
 
 def parse_batch(raws: list[RawRows], keep: set[str] | None = None) -> tuple[pa.Table, np.ndarray]:

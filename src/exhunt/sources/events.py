@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import evtx
 import pyarrow as pa
 
+from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import ReadState, iter_lines_chunks
 
@@ -36,6 +37,7 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 BATCH = 20_000
+TABLE = family("events").table
 LEVELS = {"critical": 1, "error": 2, "warning": 3, "information": 4, "info": 4, "verbose": 5}
 
 
@@ -151,7 +153,7 @@ class EvtxSource(Source):
         return head.startswith(b"ElfFile\x00")
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
-        info.table, info.log_type = "events", "EVTX"
+        info.table, info.log_type = TABLE, "EVTX"
         with tempfile.SpooledTemporaryFile(max_size=64 << 20) as spool:
             while chunk := stream.read(8 << 20):
                 hasher.update(chunk)  # type: ignore[attr-defined]
@@ -179,9 +181,9 @@ class EvtxSource(Source):
                     continue
                 self._add(rec, batch, info)
                 if len(batch) >= BATCH:
-                    yield "events", batch.flush()
+                    yield TABLE, batch.flush()
             if len(batch):
-                yield "events", batch.flush()
+                yield TABLE, batch.flush()
 
     @staticmethod
     def _add(rec: dict[str, Any], batch: _Batcher, info: ArtifactInfo) -> None:
@@ -261,19 +263,20 @@ class JsonLinesEventSource(Source):
         return any(k in first for k in ('"winlog"', '"EventID"', '"event_id"', '"Channel"', '"EventRecordID"'))
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
-        info.table, info.log_type = "events", "JSON lines"
+        info.table, info.log_type = TABLE, "JSON lines"
         state = ReadState()
         batch = _Batcher()
-        for chunk, first_line, _ in iter_lines_chunks(stream, state, hasher):
+        for chunk, first_line, _, offset in iter_lines_chunks(stream, state, hasher):
+            info.runs.append((first_line, offset))
             for i, raw in enumerate(chunk.split(b"\n")):
                 if not raw.strip():
                     continue
                 self._add(raw, first_line + i, batch, info)
                 if len(batch) >= BATCH:
-                    yield "events", batch.flush()
+                    yield TABLE, batch.flush()
         info.errors.extend(state.errors)
         if len(batch):
-            yield "events", batch.flush()
+            yield TABLE, batch.flush()
 
     @staticmethod
     def _add(raw: bytes, line: int, batch: _Batcher, info: ArtifactInfo) -> None:

@@ -12,37 +12,16 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from exhunt.families import for_log_type
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import EXCHANGE_CSV, RawRows, ReadState, split_rows
 
-# '#Log-type' value -> store table. Unknown types get a table named after their slug.
-LOG_TYPE_TABLES = {
-    "httpproxy logs": "log_httpproxy",
-    "ecp server log": "log_ecp_server",
-    "ecp activity context log": "log_ecp_activity",
-    "ews logs": "log_ews",
-    "rps http logs": "log_rps_http",
-    "rps cmdlet logs": "log_rps_cmdlet",
-    "rps authz logs": "log_rps_authz",
-    "message tracking log": "log_message_tracking",
-}
 _BARE_HEADER = re.compile(r"^(DateTime|date-time|TimeStamp|Timestamp),[A-Za-z]")
 
 
 def table_for_log_type(log_type: str | None, path: str) -> str:
-    """Pick the store table for an Exchange log, by its #Log-type first and its folder second."""
-    lt = (log_type or "").strip().lower()
-    if lt in LOG_TYPE_TABLES:
-        return LOG_TYPE_TABLES[lt]
-    if "oab" in lt or "oabgenerator" in path.lower().replace(" ", ""):
-        return "log_oab_generator"
-    if lt:
-        return "log_" + re.sub(r"[^a-z0-9]+", "_", lt).strip("_")
-    low = path.lower()
-    for folder, table in (("/httpproxy/", "log_httpproxy"), ("/ecp/server/", "log_ecp_server"), ("/ews/", "log_ews")):
-        if folder in low:
-            return table
-    return "log_exchange_other"
+    """The case table of an Exchange log: its family's, by `#Log-type` first and folder second."""
+    return for_log_type(log_type, path).table
 
 
 class ExchangeCsvSource(Source):

@@ -15,9 +15,12 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories
+from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 
 MAX_CONFIG_BYTES = 32 << 20
+MITIGATIONS = family("config_mitigations").table
+VDIRS = family("config_vdirs").table
 
 
 class IisConfigSource(Source):
@@ -29,7 +32,7 @@ class IisConfigSource(Source):
         return name.endswith(".config") and "<configuration" in text_head(head)[:4096]
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
-        info.table, info.log_type = "cfg_mitigations", "IIS configuration"
+        info.table, info.log_type = MITIGATIONS, "IIS configuration"
         data = stream.read(MAX_CONFIG_BYTES + 1)
         hasher.update(data)  # type: ignore[attr-defined]
         if len(data) > MAX_CONFIG_BYTES:
@@ -47,7 +50,7 @@ class IisConfigSource(Source):
                 for m in mitigations
             ]  # fmt: skip
             info.records += len(rows)
-            yield "cfg_mitigations", _table(rows)
+            yield MITIGATIONS, _table(rows)
         vdirs = suspicious_virtual_directories(text, info.path)
         if vdirs:
             rows = [
@@ -56,7 +59,7 @@ class IisConfigSource(Source):
                 for v in vdirs
             ]  # fmt: skip
             info.records += len(rows)
-            yield "cfg_suspicious_vdirs", _table(rows)
+            yield VDIRS, _table(rows)
 
 
 def _table(rows: list[dict[str, object]]) -> pa.Table:

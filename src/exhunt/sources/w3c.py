@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import W3C, RawRows, ReadState, split_rows
 
@@ -28,10 +29,10 @@ class W3CSource(Source):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
         state.errors = info.errors
-        info.table = "log_iis"
+        info.table = table = family("iis").table
         info.log_type = "IIS W3C"
         try:
             for rows in split_rows(stream, W3C, state, hasher):
-                yield "log_iis", rows
+                yield table, rows
         finally:
             info.directives = state.seen_directives

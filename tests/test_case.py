@@ -1,4 +1,4 @@
-"""The case store: rows arrive in any batch sizes and are written in whole row groups, none lost."""
+"""The case database: rows arrive in any batch sizes and are written in whole row groups, none lost."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from exhunt import store as store_mod
-from exhunt.store import Store
+from exhunt import case as store_mod
+from exhunt.case import CaseWriter as Store
+from exhunt.families import family
+
+EXCHANGE, W3C = family("httpproxy"), family("iis")
 
 
 def _rows(start: int, n: int, artifact: int) -> pa.Table:
@@ -46,7 +49,7 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
     ]  # whole row groups only while reading (2,500 -> 2,048 + 452; 5,452 -> 4,096 + 1,356)
     st.flush()
     assert inserted == [2048, 4096, 1456]
-    got = st.query('SELECT "Value", _line, _ts FROM log_x ORDER BY _line')
+    got = st.reader.query('SELECT "Value", _line, _ts FROM log_x ORDER BY _line')
     assert [r["Value"] for r in got] == [f"v{i}" for i in range(7600)]
     assert all(r["_ts"] is not None for r in got)
     st.close()
@@ -67,7 +70,7 @@ def _sql_time(values: dict[str, list[str | None]], expr: str) -> list:
     ],
 )
 def test_reader_side_time_is_the_sql_time_or_left_to_sql(values, read_by_pyarrow):
-    ts = store_mod.log_time(pa.table({"DateTime": pa.array(values, pa.string())}))
+    ts = store_mod.log_time(pa.table({"DateTime": pa.array(values, pa.string())}), EXCHANGE)
     assert (ts is not None) == read_by_pyarrow
     if ts is not None:
         assert ts.to_pylist() == _sql_time({"DateTime": values}, "TRY_CAST(rtrim(DateTime, 'Z') AS TIMESTAMP)")
@@ -75,9 +78,9 @@ def test_reader_side_time_is_the_sql_time_or_left_to_sql(values, read_by_pyarrow
 
 def test_reader_side_time_of_w3c_rows():
     date, time_ = ["2021-03-03", "2021-03-03", None, "2021-03-03"], ["04:12:01", "4:12:01", "01:00:00", "junk"]
-    ts = store_mod.log_time(pa.table({"date": date, "time": time_}))
+    ts = store_mod.log_time(pa.table({"date": date, "time": time_}), W3C)
     assert ts is None  # "junk" cannot be read: the whole batch goes to SQL
-    ts = store_mod.log_time(pa.table({"date": date[:3], "time": time_[:3]}))
+    ts = store_mod.log_time(pa.table({"date": date[:3], "time": time_[:3]}), W3C)
     assert ts.to_pylist() == _sql_time(
         {"date": date[:3], "time": time_[:3]}, "TRY_CAST(date || ' ' || time AS TIMESTAMP)"
     )
@@ -88,13 +91,13 @@ def test_rows_whose_time_the_reader_left_to_sql_still_get_it(tmp_path: Path):
     their times): the latter get DuckDB's TRY_CAST, not NULL."""
     st = Store(tmp_path / "c.duckdb")
     fast = _rows(0, 3, 1)
-    fast = fast.append_column("_ts", store_mod.log_time(fast))
+    fast = fast.append_column("_ts", store_mod.log_time(fast, EXCHANGE))
     slow = _rows(3, 2, 2).set_column(0, "DateTime", pa.array(["2021-03-03T01:00:00.1234567Z", "junk"]))
-    assert store_mod.log_time(slow) is None
+    assert store_mod.log_time(slow, EXCHANGE) is None
     st.append("log_x", fast)
     st.append("log_x", slow)
     st.flush()
-    got = [r["_ts"] for r in st.query("SELECT _ts FROM log_x ORDER BY _line")]
+    got = [r["_ts"] for r in st.reader.query("SELECT _ts FROM log_x ORDER BY _line")]
     assert got[:3] == [datetime(2021, 3, 3, 1, 0, i) for i in range(3)]
     assert got[3] == datetime(2021, 3, 3, 1, 0, 0, 123456) and got[4] is None
     st.close()

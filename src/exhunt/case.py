@@ -1,0 +1,417 @@
+"""The case database: one DuckDB file per scan, written by `CaseWriter`, read by `CaseReader`.
+
+Tables
+- `artifacts`: every file of the collection (id, path, host, Windows path, kind, size, mtime, SHA-256,
+  record count, log type, build in `#Version`).
+- `log_<family>`: one table per log family (see `exhunt.families`), every column of the source as
+  text, plus `_artifact`, `_line` and a parsed UTC `_ts`. Columns are the union over all files: a file
+  from an older build simply leaves newer columns null.
+- `events`: Windows events from EVTX and JSON lines (see `sources.events`), plus `_artifact`.
+- `directives`: every `#Version`/`#Log-type`/`#Fields`... line with its artifact and line.
+- `line_index`: the byte offset of the first line of every run of data lines, so a record's raw line
+  is found with one seek and a short read.
+- `findings`, `evidence`, `errors`, `coverage`, `meta`: the scan's results (`meta` holds the whole
+  result document under `result` and exhunt's marker `schema_id` = `exhunt.case`).
+
+No other module runs SQL on the connection: the rule engine hands its compiled queries to
+`CaseReader.fetch`, and every other question is a named query here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from exhunt.families import Family, family_of_table, is_record_table
+
+SCHEMA_ID = "exhunt.case"
+# Row group size of the case file: half DuckDB's default. Inserts are cut to whole row groups, so this
+# bounds the rows waiting per table (measured on 1 GB: peak memory 1.20 -> 1.07 GB, 10.8 -> 10.0 s).
+ROW_GROUP_ROWS = 61_440
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+  id INTEGER PRIMARY KEY, path VARCHAR, host VARCHAR, win_path VARCHAR, name VARCHAR, ext VARCHAR,
+  kind VARCHAR, log_table VARCHAR, log_type VARCHAR, version VARCHAR, size_bytes BIGINT,
+  mtime TIMESTAMP, sha256 VARCHAR, magic VARCHAR, records BIGINT, note VARCHAR, yara VARCHAR[]);
+CREATE TABLE IF NOT EXISTS directives (artifact INTEGER, line BIGINT, key VARCHAR, value VARCHAR);
+CREATE TABLE IF NOT EXISTS line_index (artifact INTEGER, line BIGINT, "offset" BIGINT);
+CREATE TABLE IF NOT EXISTS errors (path VARCHAR, line BIGINT, reason VARCHAR, stage VARCHAR);
+CREATE TABLE IF NOT EXISTS events (
+  _artifact INTEGER, _line BIGINT, record_id BIGINT, ts TIMESTAMP, channel VARCHAR, provider VARCHAR,
+  event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, message VARCHAR);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR, value VARCHAR);
+"""
+
+FINDINGS = pa.schema([
+    ("id", pa.int32()), ("rule", pa.string()), ("title", pa.string()), ("severity", pa.string()),
+    ("kind", pa.string()), ("cves", pa.list_(pa.string())), ("attack", pa.list_(pa.string())),
+    ("host", pa.string()), ("grp", pa.string()), ("count", pa.int64()), ("first_seen", pa.timestamp("us")),
+    ("last_seen", pa.timestamp("us")), ("note", pa.string()),
+])  # fmt: skip
+EVIDENCE = pa.schema([
+    ("finding", pa.int32()), ("path", pa.string()), ("line", pa.int64()), ("record_id", pa.int64()),
+    ("time", pa.timestamp("us")), ("record", pa.string()), ("raw", pa.string()),
+])  # fmt: skip
+
+
+def quote(name: str) -> str:
+    """A SQL identifier for any name (log field names are the writer's, or an attacker's, choice)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ts_sql(family: Family, columns: list[str]) -> str:
+    """SQL for a row's UTC time from the log's own time columns."""
+    match time_columns(family, columns):
+        case ("date", "time"):
+            return 'TRY_CAST("date" || \' \' || "time" AS TIMESTAMP)'
+        case (column,):
+            return f"TRY_CAST(rtrim({quote(column)}, 'Z') AS TIMESTAMP)"
+    return "NULL::TIMESTAMP"
+
+
+def time_columns(family: Family, columns: list[str]) -> tuple[str, ...]:
+    """The log's own time columns: `date` and `time` (W3C), else the first of the family's candidates."""
+    if family.time_columns == ("date", "time"):
+        return ("date", "time") if "date" in columns and "time" in columns else ()
+    return tuple(c for c in family.time_columns if c in columns)[:1]
+
+
+def log_time(rows: pa.Table, family: Family) -> pa.Array | pa.ChunkedArray | None:
+    """The rows' time as pyarrow reads it: the values `_ts_sql` gives, or None when pyarrow cannot read
+    every one of them (then DuckDB's TRY_CAST runs in the insert). Readers call this, which takes the
+    parsing off the single writer the scan waits on (1 GB `--case`: about 0.4 s)."""
+    try:
+        match time_columns(family, rows.column_names):
+            case ("date", "time"):
+                text = pc.binary_join_element_wise(rows["date"], rows["time"], " ")
+                ts = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+            case (column,):  # ISO 8601 with a Z, as Exchange writes it; anything else goes to SQL
+                text = rows[column]
+                ts = pc.cast(text, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+            case _:
+                return None
+    except pa.ArrowException:
+        return None
+    return ts if ts.null_count == text.null_count else None
+
+
+class CaseReader:
+    """Named queries over a case database (one cursor; `cursor()` gives another for another thread)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def cursor(self) -> CaseReader:
+        cur = self._con.cursor()
+        cur.execute("USE case_db")
+        return CaseReader(cur)
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def tables(self) -> set[str]:
+        return {r[0] for r in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    def columns(self, table: str) -> list[str]:
+        return [r[0] for r in self._con.execute(f"DESCRIBE {quote(table)}").fetchall()]
+
+    def record_families(self) -> list[Family]:
+        """The log and event families that have a table in this case."""
+        return [family_of_table(t) for t in sorted(self.tables()) if is_record_table(t)]
+
+    # -- the rule engine's compiled SQL ------------------------------------------------------
+    def fetch(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one compiled, parameterised query (rules and rule logic)."""
+        return self._con.execute(sql, list(params)).fetchall()
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cur = self._con.execute(sql, params or [])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # -- coverage ----------------------------------------------------------------------------
+    def span(self, family: Family, plausible: tuple[Any, Any]) -> tuple[int, int, Any, Any, Any, Any]:
+        """(files, records, earliest, latest, first, last) of a family's records: [first, last] is
+        where the bulk lies (0.1 % to 99.9 % of the records dated within `plausible`), so a few lines
+        with attacker-written dates cannot stretch it."""
+        t = family.time_sql.removeprefix("t.")
+        ok = f"CASE WHEN {t} BETWEEN ? AND ? THEN {t} END"
+        row = self._con.execute(
+            f"SELECT count(DISTINCT {quote(family.artifact_column)}), count(*), min({t}), max({t}), "
+            f"quantile_disc({ok}, 0.001), quantile_disc({ok}, 0.999) FROM {quote(family.table)}",
+            [*plausible, *plausible],
+        ).fetchone()
+        return row  # type: ignore[return-value]
+
+    def outside(self, family: Family, first: Any, last: Any) -> int:
+        """How many of a family's records lie outside [first, last]."""
+        t = family.time_sql.removeprefix("t.")
+        row = self._con.execute(
+            f"SELECT count(*) FROM {quote(family.table)} WHERE {t} < ? OR {t} > ?", [first, last]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- evidence ----------------------------------------------------------------------------
+    def records(self, family: Family, rowids: list[int]) -> list[dict[str, Any]]:
+        """The stored records with these row ids, each with `_rowid` and its artifact's `_path`."""
+        if family.kind == "files":
+            head, join = "t.rowid AS _rowid, t.path AS _path, t.*", ""
+        else:
+            head = "t.rowid AS _rowid, a.path AS _path, t.*"
+            join = f" JOIN artifacts a ON a.id = t.{quote(family.artifact_column)}"
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(rowids), 5000):
+            cur = self._con.execute(
+                f"SELECT {head} FROM {quote(family.table)} t{join} WHERE t.rowid IN (SELECT unnest(?::BIGINT[]))",
+                [rowids[start : start + 5000]],
+            )
+            names = [d[0] for d in cur.description]
+            out.extend(dict(zip(names, row, strict=True)) for row in cur.fetchall())
+        return out
+
+    def fields_directives(self, artifacts: list[int]) -> list[tuple[int, int, str]]:
+        """(artifact, line, value) of every `#Fields` line of these artifacts, in order."""
+        return self._con.execute(
+            "SELECT artifact, line, value FROM directives WHERE key = 'Fields' "
+            "AND artifact IN (SELECT unnest(?::INTEGER[])) ORDER BY artifact, line",
+            [artifacts],
+        ).fetchall()
+
+    def line_index(self, paths: list[str]) -> dict[str, tuple[list[int], list[int]]]:
+        """{path: (first lines, byte offsets)} of the runs of data lines of these files, in order."""
+        rows = self._con.execute(
+            'SELECT a.path, i.line, i."offset" FROM line_index i JOIN artifacts a ON a.id = i.artifact '
+            "WHERE a.path IN (SELECT unnest(?::VARCHAR[])) ORDER BY a.path, i.line",
+            [paths],
+        ).fetchall()
+        out: dict[str, tuple[list[int], list[int]]] = {}
+        for path, line, offset in rows:
+            lines, offsets = out.setdefault(path, ([], []))
+            lines.append(line)
+            offsets.append(offset)
+        return out
+
+    # -- exposure ----------------------------------------------------------------------------
+    def build_days(self) -> list[tuple[str, Any, Any, str]]:
+        """(build, first, last, witness) per build and day: the `#Version` of Exchange logs, per-row
+        build columns, and the versioned `owa/auth/<build>/` folders (their files' times)."""
+        tables = self.tables()
+        out: list[tuple[str, Any, Any, str]] = []
+        parts = [
+            f"SELECT a.version AS build, date_trunc('day', t._ts) AS day, min(t._ts) AS lo, max(t._ts) AS hi "
+            f"FROM {quote(f.table)} t JOIN artifacts a ON a.id = t._artifact "
+            f"WHERE a.version IS NOT NULL AND t._ts IS NOT NULL GROUP BY 1, 2"
+            for f in self.record_families()
+            if f.version_directive
+        ]
+        if parts:
+            rows = self._con.execute(" UNION ALL ".join(parts)).fetchall()
+            out += [(b, lo, hi, "#Version of Exchange logs") for b, _, lo, hi in rows]
+        for fam in self.record_families():
+            if not fam.build_columns or fam.table not in tables:
+                continue
+            if not {c.lower() for c in fam.build_columns} <= {c.lower() for c in self.columns(fam.table)}:
+                continue
+            build = "concat_ws('.', " + ", ".join(quote(c) for c in fam.build_columns) + ")"
+            rows = self._con.execute(
+                f"SELECT {build}, date_trunc('day', _ts), min(_ts), max(_ts) FROM {quote(fam.table)} "
+                f"WHERE {quote(fam.build_columns[2])} IS NOT NULL AND _ts IS NOT NULL GROUP BY 1, 2"
+            ).fetchall()
+            out += [(b, lo, hi, f"{fam.title} version columns") for b, _, lo, hi in rows]
+        rows = self._con.execute(
+            r"SELECT regexp_extract(win_path, '\\owa\\auth\\(1[45]\.\d+\.\d+\.\d+)\\', 1) AS build, min(mtime) "
+            r"FROM artifacts WHERE regexp_matches(win_path, '\\owa\\auth\\1[45]\.\d+\.\d+\.\d+\\') "
+            "AND mtime IS NOT NULL GROUP BY 1"
+        ).fetchall()
+        out += [(b, t, t, "owa/auth/<build> folder (file time)") for b, t in rows]
+        return out
+
+    def mitigations(self) -> list[dict[str, Any]]:
+        """URL-rewrite mitigation rules found in IIS configuration files, with file and line."""
+        if "cfg_mitigations" not in self.tables():
+            return []
+        return self.query(
+            "SELECT a.path, m._line AS line, m.family, m.status, m.rule_name, m.tool, m.pattern "
+            "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
+        )
+
+    def meta(self, key: str) -> Any:
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else None
+
+
+class CaseWriter:
+    """Writes parsed records into DuckDB in whole row groups, then the scan's results.
+
+    Inserts run on the calling thread with one DuckDB thread while readers parse on the other cores:
+    a second DuckDB thread per insert only competed with them (1 GB `--case`: 13.8-14.1 s vs 10 s),
+    and two writer threads for different tables took the same time with 200 MB more memory. Once
+    reading is done, `ready_for_queries` gives the queries the scan's whole CPU budget.
+    """
+
+    def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 1) -> None:
+        self.path = path
+        self.threads = max(1, threads)
+        self._con = duckdb.connect()
+        self._con.execute(f"ATTACH {_sql_text(str(path))} AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        self._con.execute("USE case_db")
+        self._con.execute(f"SET memory_limit={_sql_text(memory_limit)}; SET threads=1;")
+        self._con.execute("SET preserve_insertion_order=false")
+        self._con.execute(SCHEMA)
+        self.reader = CaseReader(self._con)
+        self._columns: dict[str, set[str]] = {}
+        self._pending: dict[str, list[pa.Table]] = {}
+        self._pending_rows: dict[str, int] = {}
+        self.failed: list[tuple[set[int], str]] = []  # (artifact ids, why) of batches that could not be stored
+
+    # -- records -----------------------------------------------------------------------------
+    def append(self, table: str, rows: pa.Table) -> None:
+        """Queue rows (carrying their int32 `_artifact`) for `table`; written in whole row groups."""
+        self._pending.setdefault(table, []).append(rows)
+        self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
+        if self._pending_rows[table] >= ROW_GROUP_ROWS:
+            self._flush(table, keep=self._pending_rows[table] % ROW_GROUP_ROWS)
+
+    def flush(self) -> None:
+        for table in list(self._pending):
+            self._flush(table)
+
+    def _flush(self, table: str, keep: int = 0) -> None:
+        """Insert the pending rows of `table` but the last `keep`.
+
+        DuckDB writes an insert of at least one row group (ROW_GROUP_ROWS) straight to the file; a
+        smaller one goes through the write-ahead log and is compressed again at checkpoint (measured:
+        15.4 s vs 6.5 s for 1.2 GB). So while reading, whole row groups are inserted. A batch DuckDB
+        refuses costs only the files it came from (`failed`), never the rest of the family.
+        """
+        parts = self._pending.pop(table, [])
+        n = self._pending_rows.pop(table, 0)
+        if keep:
+            batch = pa.concat_tables(parts, promote_options="permissive")
+            parts = [batch.slice(0, n - keep)]
+            self._pending[table], self._pending_rows[table] = [batch.slice(n - keep)], keep
+        if not parts:
+            return
+        try:
+            self._insert(table, parts)
+        except (duckdb.Error, pa.ArrowException) as exc:
+            if len(parts) == 1:
+                self._refused(parts[0], exc)
+                return
+            for part in parts:  # find the batches at fault: the others are stored
+                try:
+                    self._insert(table, [part])
+                except (duckdb.Error, pa.ArrowException) as one:
+                    self._refused(part, one)
+
+    def _refused(self, part: pa.Table, exc: Exception) -> None:
+        ids = {int(i) for i in part.column("_artifact").unique().to_pylist()}
+        self.failed.append((ids, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+
+    def _insert(self, table: str, parts: list[pa.Table]) -> None:
+        batch = pa.concat_tables(parts, promote_options="permissive")
+        if batch.num_rows < 4096 * batch.column(0).num_chunks:
+            # DuckDB pays per Arrow chunk and column: hundreds of small per-file chunks made wide
+            # HttpProxy inserts 10x slower (measured: 12k vs 122k rows/s); large chunks are kept as
+            # they are, which spares a copy (peak memory 1.39 GB -> 1.21 GB for 1 GB scanned)
+            batch = batch.combine_chunks()
+        family = family_of_table(table)
+        if family.kind == "events":  # the schema's own table and columns
+            select = "SELECT * FROM _batch"
+        else:
+            self._ensure_columns(table, batch.schema)
+            ts = _ts_sql(family, batch.column_names)
+            if "_ts" in batch.column_names:  # read by the readers; batches they left to SQL have NULLs
+                select = f"SELECT * REPLACE (coalesce(_ts, {ts}) AS _ts) FROM _batch"
+            else:
+                select = f"SELECT *, {ts} AS _ts FROM _batch"
+        self._con.register("_batch", batch)
+        try:
+            self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
+        finally:
+            self._con.unregister("_batch")
+
+    def _ensure_columns(self, table: str, schema: pa.Schema) -> None:
+        have = self._columns.get(table)
+        if have is None:
+            kinds = {"_artifact": "INTEGER", "_line": "BIGINT"}
+            cols = ", ".join(f"{quote(f.name)} {kinds.get(f.name, 'VARCHAR')}" for f in schema if f.name != "_ts")
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({cols}, _ts TIMESTAMP)")
+            self._columns[table] = {c.lower() for c in self.reader.columns(table)}
+            have = self._columns[table]
+        for f in schema:
+            if f.name.lower() not in have:
+                self._con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(f.name)} VARCHAR")
+                have.add(f.name.lower())
+
+    # -- inventory ---------------------------------------------------------------------------
+    def add_artifacts(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            # from_pylist takes its columns from the first row only: give every row every key
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            self._insert_table("artifacts", pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]))
+
+    def add_directives(self, rows: list[tuple[int, int, str, str]]) -> None:
+        self._insert_rows("directives", ["artifact", "line", "key", "value"], rows)
+
+    def add_line_index(self, rows: list[tuple[int, int, int]]) -> None:
+        self._insert_rows("line_index", ["artifact", "line", "offset"], rows)
+
+    def add_problems(self, rows: list[tuple[str, int | None, str, str]]) -> None:
+        self._insert_rows("errors", ["path", "line", "reason", "stage"], rows)
+
+    def _insert_rows(self, table: str, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        """One columnar insert (executemany goes row by row: 35% of a scan of 3,000 small files)."""
+        if rows:
+            batch = pa.Table.from_arrays([pa.array(list(col)) for col in zip(*rows, strict=True)], names=names)
+            self._insert_table(table, batch)
+
+    def _insert_table(self, table: str, rows: pa.Table) -> None:
+        self._con.register("_rows", rows)
+        try:
+            self._con.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _rows")
+        finally:
+            self._con.unregister("_rows")
+
+    # -- results -----------------------------------------------------------------------------
+    def save_results(self, findings: pa.Table, evidence: pa.Table, coverage: pa.Table, doc: dict[str, Any]) -> None:
+        """Keep findings, evidence, coverage and the result document, each table in one statement (a
+        statement per row cost 0.26 s for 132 evidence rows; now 0.014 s)."""
+        tables = {
+            "findings": (findings, "* REPLACE (grp::JSON AS grp)"),
+            "evidence": (evidence, "* REPLACE (record::JSON AS record)"),
+            "coverage": (coverage, "*"),
+        }
+        for name, (rows, select) in tables.items():
+            self._con.register("_rows", rows)
+            try:
+                self._con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM _rows")
+            finally:
+                self._con.unregister("_rows")
+        meta = {key: doc.get(key) for key in ("verdict", "reason", "hosts", "missing", "warnings", "collection")}
+        meta |= {"exhunt_version": doc.get("exhunt_version"), "schema_id": SCHEMA_ID, "result": doc}
+        rows = [(k, json.dumps(v, default=str)) for k, v in meta.items()]
+        self._con.execute("DELETE FROM meta")
+        self._insert_rows("meta", ["key", "value"], rows)
+
+    def ready_for_queries(self) -> CaseReader:
+        """Reading is done: the last inserts and the queries use the scan's CPU budget (while the
+        readers run, inserts stay on one thread beside them)."""
+        self._con.execute(f"SET threads={self.threads}")
+        self.flush()
+        return self.reader
+
+    def close(self) -> None:
+        self.flush()
+        self._con.close()
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

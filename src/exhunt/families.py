@@ -1,0 +1,176 @@
+"""Log families as data: everything exhunt knows about one kind of record, declared once.
+
+A `Family` names its case table, its title, how a record's time and default group are read, the
+normalised field names rules may use (`client_ip`, `url`, `user_agent`, `status`, ...), which columns
+the default scan keeps, what coverage expects, and how a raw line is split back into a record. Sources
+declare the family they yield; the rules, the case database, coverage, evidence and exposure ask the
+family. Nothing outside this module compares table names.
+
+Adding a family is one declaration here plus, at most, one source module (see docs/extending.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from exhunt.sources.delimited import split_csv_line, split_w3c_line
+
+Col = Callable[[str], str]  # column name -> SQL for it over alias `t` (NULL when the table lacks it)
+Alias = Callable[[Col], str]
+
+# Columns the default scan keeps in the wide Exchange tables (besides those the rules read): what
+# coverage, exposure, analytics and display need. `--case` keeps every column.
+EXCHANGE_BASE_COLUMNS = frozenset({
+    "DateTime", "TimeStamp", "StartTime", "RequestId", "MajorVersion", "MinorVersion", "BuildVersion",
+    "RevisionVersion", "Protocol", "UrlHost", "UrlStem", "UrlQuery", "Method", "HttpStatus", "AuthenticatedUser",
+    "AnchorMailbox", "UserAgent", "ClientIpAddress", "ServerHostName", "TargetServer", "TargetServerVersion",
+    "RoutingHint", "BackEndCookie", "SoapAction", "ActAsUser", "ImpersonatedUser", "ClientInfo", "CommandName",
+    "Cmdlet", "Parameters",
+})  # fmt: skip
+
+# Timestamp columns of Exchange CSV logs, tried in order (the first one a file has wins).
+EXCHANGE_TIME_COLUMNS = ("DateTime", "TimeStamp", "Timestamp", "date-time", "Date-Time", "StartTime")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family of records and the facts every stage needs about it."""
+
+    name: str  # rule `source:` value
+    table: str  # case database table
+    title: str
+    kind: str  # "log" (delimited, line-based), "events", "files", "config"
+    time_sql: str = "t._ts"  # the record's time over alias `t`
+    default_group: tuple[str, ...] = ()
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    time_columns: tuple[str, ...] = EXCHANGE_TIME_COLUMNS  # the log's own time columns (logs only)
+    log_types: tuple[str, ...] = ()  # `#Log-type` values (lower case) that name this family
+    folders: tuple[str, ...] = ()  # path parts that name it when a file has no `#Log-type`
+    projected: bool = False  # wide table: the default scan keeps only the columns rules read
+    expected: str | None = None  # coverage: what is missing when the collection has none
+    web: bool = False  # records web requests: the exploitation checks can run on it
+    version_directive: bool = False  # files carry the Exchange build in `#Version`
+    build_columns: tuple[str, ...] = ()  # per-row build columns (major, minor, build, revision)
+    split_line: Callable[[str], list[str]] | None = None  # raw line -> values, bound to `#Fields`
+    empty_values: tuple[str, ...] = ("",)  # values that mean "no value" in a raw line
+    artifact_column: str = "_artifact"  # the column naming the artifact a record came from
+
+    @property
+    def line_based(self) -> bool:
+        return self.kind == "log"
+
+
+def _iis_site(c: Col) -> str:
+    return (
+        f"CASE WHEN {c('s-port')} IN ('444', '81') THEN 'backend' "
+        f"WHEN {c('s-port')} IS NULL THEN NULL ELSE 'frontend' END"
+    )
+
+
+def _exchange(name: str, table: str, title: str, *, log_types: tuple[str, ...], **kw: object) -> Family:
+    """An Exchange LogSchema CSV family (comma-separated, `#Fields`, `#Version` with the build)."""
+    return Family(
+        name, table, title, "log", log_types=log_types, version_directive=True, split_line=split_csv_line, **kw
+    )  # type: ignore[arg-type]
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "iis", "log_iis", "IIS W3C", "log", default_group=("c-ip",), time_columns=("date", "time"),
+        aliases={
+            "user_agent": lambda c: f"replace({c('cs(User-Agent)')}, '+', ' ')",
+            "url": lambda c: f"{c('cs-uri-stem')} || coalesce('?' || {c('cs-uri-query')}, '')",
+            "site": _iis_site,
+        },
+        expected="IIS logs (inetpub/logs/LogFiles/W3SVC1 and W3SVC2)", web=True,
+        split_line=split_w3c_line, empty_values=("-", ""),
+    ),
+    _exchange(
+        "httpproxy", "log_httpproxy", "HttpProxy", log_types=("httpproxy logs",), folders=("/httpproxy/",),
+        default_group=("ClientIpAddress",), projected=True, web=True,
+        expected="HttpProxy logs (V15/Logging/HttpProxy/<protocol>/HttpProxy_*.LOG)",
+        build_columns=("MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion"),
+    ),
+    _exchange(
+        "ecp_server", "log_ecp_server", "ECP Server", log_types=("ecp server log",), folders=("/ecp/server/",),
+        default_group=("ServerName",), expected="ECP Server logs (V15/Logging/ECP/Server/ECPServer*.LOG)",
+    ),
+    _exchange("ecp_activity", "log_ecp_activity", "ECP Activity", log_types=("ecp activity context log",)),
+    _exchange(
+        "oab_generator", "log_oab_generator", "OAB Generator", log_types=(), folders=("oabgenerator",),
+        expected="OAB generator logs (V15/Logging/OABGeneratorLog)",
+    ),
+    _exchange(
+        "ews", "log_ews", "EWS", log_types=("ews logs",), folders=("/ews/",), default_group=("ClientIpAddress",),
+        projected=True,
+    ),
+    _exchange(
+        "rps_http", "log_rps_http", "Rps_Http", log_types=("rps http logs",), default_group=("ClientIpAddress",),
+        projected=True,
+    ),
+    _exchange(
+        "rps_cmdlet", "log_rps_cmdlet", "Rps_Cmdlet", log_types=("rps cmdlet logs",),
+        default_group=("AuthenticatedUser",), projected=True,
+    ),
+    _exchange("rps_authz", "log_rps_authz", "Rps_Authz", log_types=("rps authz logs",)),
+    _exchange(
+        "message_tracking", "log_message_tracking", "Message Tracking", log_types=("message tracking log",),
+        folders=("/messagetracking/",), default_group=("sender-address",),
+    ),
+    Family(
+        "events", "events", "Windows events", "events", time_sql="t.ts", default_group=("computer",),
+        aliases={"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
+        expected="Windows event logs (Application, MSExchange Management, Security; EVTX or JSON lines)",
+    ),
+    Family("files", "artifacts", "Files", "files", time_sql="t.mtime", default_group=("win_path",),
+           artifact_column="id"),
+    Family("config_vdirs", "cfg_suspicious_vdirs", "IIS virtual directories", "config",
+           time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
+    Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
+)  # fmt: skip
+
+_BY_NAME = {f.name: f for f in FAMILIES}
+_BY_TABLE = {f.table: f for f in FAMILIES}
+_BY_LOG_TYPE = {lt: f for f in FAMILIES for lt in f.log_types}
+RULE_SOURCES = tuple(f.name for f in FAMILIES if f.name != "config_mitigations")
+
+
+def family(name: str) -> Family:
+    """The family a rule's `source:` names."""
+    return _BY_NAME[name]
+
+
+def family_of_table(table: str) -> Family:
+    """The family stored in `table`; a log type exhunt has no declaration for gets a generic one."""
+    known = _BY_TABLE.get(table)
+    if known is not None:
+        return known
+    return _exchange(table.removeprefix("log_"), table, table.removeprefix("log_"), log_types=())
+
+
+def for_log_type(log_type: str | None, path: str) -> Family:
+    """An Exchange CSV log's family, by its `#Log-type` first and its folder second."""
+    lt = (log_type or "").strip().lower()
+    if lt in _BY_LOG_TYPE:
+        return _BY_LOG_TYPE[lt]
+    low = path.lower()
+    if "oab" in lt or "oabgenerator" in low.replace(" ", ""):
+        return _BY_NAME["oab_generator"]
+    if lt:
+        return family_of_table("log_" + re.sub(r"[^a-z0-9]+", "_", lt).strip("_"))
+    for fam in FAMILIES:
+        if fam.kind == "log" and fam.name != "oab_generator" and any(part in low for part in fam.folders):
+            return fam
+    return family_of_table("log_exchange_other")
+
+
+def record_families(tables: set[str]) -> list[Family]:
+    """The families of records (logs and events) present among `tables`, in table order."""
+    return [family_of_table(t) for t in sorted(tables) if t.startswith("log_") or t == "events"]
+
+
+def is_record_table(table: str) -> bool:
+    """Does `table` hold records of a log or event family (rather than results or configuration)?"""
+    return table.startswith("log_") or table == "events"

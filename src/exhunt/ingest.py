@@ -1,0 +1,148 @@
+"""Stage 1: read a collection into the case database.
+
+Reader threads sniff, read, hash and content-scan the artifacts in bundles; parsed batches flow
+through a queue bounded by bytes to this thread, which writes them into the case in whole row groups,
+so memory stays flat whatever the collection's size. With a budget of one thread, reading and writing
+take turns on the calling thread. Every file the collection holds ends up either in `artifacts` or
+among the problems (or both, when it was read only in part).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from exhunt.case import CaseWriter
+from exhunt.collection import Collection, Skipped
+from exhunt.layout import install_path_of
+from exhunt.reader import Item, Reader, bundles
+from exhunt.result import Problem
+
+Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, what is being read)
+
+
+@dataclass
+class IngestReport:
+    artifacts: list[dict[str, Any]]  # one row per file, as stored in `artifacts`
+    problems: list[Problem] = field(default_factory=list)
+    records: int = 0
+    bytes_read: int = 0
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({r["host"] for r in self.artifacts})
+
+    @property
+    def install_path(self) -> str | None:
+        """The Exchange install folder the collection's files lie under, if any."""
+        return next((p for r in self.artifacts if (p := install_path_of(r["win_path"]))), None)
+
+
+def ingest(
+    collection: Collection,
+    case: CaseWriter,
+    *,
+    content_rules: Any,
+    keep: dict[str, set[str] | None],
+    threads: int,
+    readers: int | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Read every artifact of `collection` into `case`. `threads` is the scan's CPU budget; `readers`
+    overrides the number of reader threads (default: one per core of the budget but one, which the
+    writer keeps busy; on 2 cores one reader beat two: 9.1 s vs 9.6-9.9 s for 1 GB, 0.91 vs 1.07 GB)."""
+    problems: list[Problem] = []
+    entries = []
+    for e in collection.entries():
+        if isinstance(e, Skipped):
+            problems.append(Problem(e.path, None, e.reason, "inventory"))
+        else:
+            entries.append(e)
+    total = sum(e.size for e in entries)
+    items = [Item(i + 1, e) for i, e in enumerate(entries)]
+    counter = _Counter(total, len(items), progress)
+    if threads <= 1 and readers is None:
+        reader = Reader(collection, collection.name, content_rules, keep, sink=case.append, on_done=counter.add)
+        for bundle in bundles(items):
+            reader.work(bundle)
+    else:
+        reader = Reader(collection, collection.name, content_rules, keep)
+        _read_on_threads(reader, items, case, counter, readers or max(1, threads - 1))
+    case.ready_for_queries()
+    return _report(reader, items, case, problems, total)
+
+
+def _read_on_threads(reader: Reader, items: list[Item], case: CaseWriter, counter: _Counter, n: int) -> None:
+    def run_all() -> None:
+        try:
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                list(pool.map(reader.work, bundles(items)))
+        finally:  # the writer loop below waits for this, whatever happened
+            reader.out.put(("end", None))
+
+    threading.Thread(target=run_all, daemon=True).start()
+    while True:
+        kind, payload = reader.out.get()
+        if kind == "rows":
+            table, batch = payload
+            case.append(table, batch)
+            reader.budget.give(batch.nbytes)
+        elif kind == "done":
+            counter.add(payload)
+        else:
+            break
+
+
+def _report(reader: Reader, items: list[Item], case: CaseWriter, problems: list[Problem], total: int) -> IngestReport:
+    rows = [reader.rows[i.artifact_id] for i in items]
+    _attach_loose_files_to_hosts(rows, reader.default_host)
+    case.add_artifacts(rows)
+    directives, index, records = [], [], 0
+    for item in items:
+        info = reader.infos[item.artifact_id]
+        records += info.records
+        directives.extend((item.artifact_id, ln, k, v) for ln, k, v in info.directives)
+        index.extend((item.artifact_id, ln, off) for ln, off in info.runs)
+        problems.extend(Problem(info.path, ln, why, "read") for ln, why in info.errors)
+        problems.extend(Problem(info.path, None, note, "read", missed=False) for note in info.notes)
+    for ids, why in case.failed:
+        problems.extend(Problem(reader.rows[i]["path"], None, f"records not stored: {why}", "store") for i in ids)
+    case.add_directives(directives)
+    case.add_line_index(index)
+    return IngestReport(rows, problems, records, total)
+
+
+def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> None:
+    """`EXCH01/EventLogs/x.evtx` belongs to EXCH01 when `EXCH01/C/...` exists (KAPE puts both there)."""
+    hosts = {
+        r["host"] for r in rows if r["win_path"] and r["host"] != default and r["path"].startswith(r["host"] + "/")
+    }
+    for r in rows:
+        top = r["path"].split("/", 1)[0]
+        if r["host"] == default and top in hosts:
+            r["host"] = top
+
+
+class _Counter:
+    """Bytes and files done, for the optional progress callback."""
+
+    def __init__(self, total: int, files: int, progress: Progress | None) -> None:
+        self.total, self.files, self.progress = total, files, progress
+        self.done_bytes = self.done_files = 0
+        self.lock = threading.Lock()
+
+    def add(self, size: int) -> None:
+        with self.lock:
+            self.done_bytes += size
+            self.done_files += 1
+            if self.progress:
+                self.progress(self.done_bytes, self.total, f"{self.done_files}/{self.files} files")
+
+
+def cpu_budget(asked: int | None) -> int:
+    """The scan's CPU budget: as asked, else every core."""
+    return max(1, asked if asked is not None else (os.cpu_count() or 1))
