@@ -137,26 +137,30 @@ class CaseReader:
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     # -- coverage ----------------------------------------------------------------------------
-    def span(self, family: Family, plausible: tuple[Any, Any]) -> tuple[int, int, Any, Any, Any, Any]:
-        """(files, records, earliest, latest, first, last) of a family's records: [first, last] is
-        where the bulk lies (0.1 % to 99.9 % of the records dated within `plausible`), so a few lines
-        with attacker-written dates cannot stretch it."""
+    def span(self, family: Family, plausible: tuple[Any, Any], slack_days: int = 2) -> tuple[Any, ...]:
+        """(files, records, earliest, latest, first, last, outliers) of a family's records.
+
+        [first, last] holds the bulk: the records dated within `plausible` and no more than
+        `slack_days` outside the 0.1 %-99.9 % quantiles of those, so a few lines with
+        attacker-written dates cannot stretch it; `outliers` counts the records outside it.
+        """
         t = family.time_sql.removeprefix("t.")
-        ok = f"CASE WHEN {t} BETWEEN ? AND ? THEN {t} END"
         row = self._con.execute(
-            f"SELECT count(DISTINCT {quote(family.artifact_column)}), count(*), min({t}), max({t}), "
-            f"quantile_disc({ok}, 0.001), quantile_disc({ok}, 0.999) FROM {quote(family.table)}",
-            [*plausible, *plausible],
+            f"""
+            WITH r AS (SELECT {quote(family.artifact_column)} AS art, {t} AS ts FROM {quote(family.table)}),
+            q AS (
+                SELECT quantile_disc(ts, 0.001) - INTERVAL ({int(slack_days)}) DAY AS lo,
+                       quantile_disc(ts, 0.999) + INTERVAL ({int(slack_days)}) DAY AS hi
+                FROM r WHERE ts BETWEEN ? AND ?
+            )
+            SELECT count(DISTINCT art), count(*), min(ts), max(ts),
+                   min(ts) FILTER (WHERE ts BETWEEN lo AND hi), max(ts) FILTER (WHERE ts BETWEEN lo AND hi),
+                   count(*) FILTER (WHERE ts < lo OR ts > hi OR (ts IS NOT NULL AND lo IS NULL))
+            FROM r, q
+            """,
+            list(plausible),
         ).fetchone()
         return row  # type: ignore[return-value]
-
-    def outside(self, family: Family, first: Any, last: Any) -> int:
-        """How many of a family's records lie outside [first, last]."""
-        t = family.time_sql.removeprefix("t.")
-        row = self._con.execute(
-            f"SELECT count(*) FROM {quote(family.table)} WHERE {t} < ? OR {t} > ?", [first, last]
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     # -- evidence ----------------------------------------------------------------------------
     def records(self, family: Family, rowids: list[int]) -> list[dict[str, Any]]:

@@ -32,9 +32,8 @@ def measure(case: CaseReader, now: datetime | None = None) -> list[FamilyCoverag
     plausible = (EARLIEST_PLAUSIBLE, (now or datetime.now(UTC).replace(tzinfo=None)) + timedelta(days=2))
     out = []
     for fam in case.record_families():
-        files, records, earliest, latest, first, last = case.span(fam, plausible)
+        files, records, earliest, latest, first, last, outliers = case.span(fam, plausible)
         if records:
-            outliers = case.outside(fam, first, last) if first is not None else 0
             out.append(FamilyCoverage(fam.table, fam.title, files, records, first, last, earliest, latest, outliers))
     return out
 
