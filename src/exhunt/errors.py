@@ -22,7 +22,3 @@ class RuleError(ExhuntError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
-
-
-class ParseError(ExhuntError):
-    """One artifact (or part of it) could not be parsed. Collected into errors[], never fatal."""

@@ -30,6 +30,7 @@ from exhunt.detect import detect, rule_params
 from exhunt.errors import UsageError
 from exhunt.evidence import build_findings
 from exhunt.exposure.observed import exposure_report
+from exhunt.families import family
 from exhunt.ingest import IngestReport, Progress, cpu_budget, ingest
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.judge import judge
@@ -137,7 +138,8 @@ def select_rules(options: ScanOptions) -> list[Rule]:
 
 
 def _is_exchange(report: IngestReport, coverage: list[Any]) -> bool:
-    return report.install_path is not None or any(c.family != "events" for c in coverage)
+    events = family("events").table
+    return report.install_path is not None or any(c.family != events for c in coverage)
 
 
 def _replaceable_case(path: Path) -> None:

@@ -120,6 +120,7 @@ from sigma.types import (
 )
 
 from exhunt.errors import RuleError
+from exhunt.families import family
 from exhunt.rules.model import Rule
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
@@ -468,7 +469,7 @@ def _events_base(used: list[str]) -> tuple[str, dict[str, str]]:
         paths = ", ".join(_sql_str(f'$."{n}"') for n in data_fields)
         extra = f", json_extract_string(data, [{paths}]) AS _f"
         exprs.update({n: f"b._f[{i}]" for i, n in enumerate(data_fields, 1)})
-    base = f"SELECT rowid AS _rid, event_id, channel, provider, computer, level, message, data{extra} FROM events"
+    base = f"SELECT rowid AS _rid, event_id, channel, provider, computer, level, message, data{extra} FROM {family('events').table}"
     return base, exprs
 
 
@@ -502,7 +503,7 @@ def _iis_base(used: list[str]) -> tuple[str, dict[str, str]]:
         "@url": url, "@uri_query": url, "@text": ("b._text", []),
         "@user_agent": ("replace(b.\"cs(User-Agent)\", '+', ' ')", ["cs(User-Agent)"]),
     }  # fmt: skip
-    return _web_base(used, "log_iis", special, lambda n: n if W3C_NAME.match(n) else None)
+    return _web_base(used, family("iis").table, special, lambda n: n if W3C_NAME.match(n) else None)
 
 
 # W3C field -> HttpProxy column (Exchange's front-end proxy log records the same request)
@@ -521,7 +522,7 @@ def _httpproxy_base(used: list[str]) -> tuple[str, dict[str, str]]:
         "@text": ("b._text", []),
         "@user_agent": ('b."UserAgent"', ["UserAgent"]),
     }
-    return _web_base(used, "log_httpproxy", special, HTTPPROXY_COLUMNS.get)
+    return _web_base(used, family("httpproxy").table, special, HTTPPROXY_COLUMNS.get)
 
 
 BASES = {"events": "_events_base", "iis": "_iis_base", "httpproxy": "_httpproxy_base"}
@@ -574,20 +575,22 @@ _CONVERT_LOCK = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _check_db() -> duckdb.DuckDBPyConnection:
+    """Empty tables of the three targets' families, to try converted rules on (not the case)."""
     con = duckdb.connect()
     con.execute(
-        "CREATE TABLE events (_artifact INTEGER, _line BIGINT, record_id BIGINT, ts TIMESTAMP, channel VARCHAR, "
-        "provider VARCHAR, event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, message VARCHAR);"
-        'CREATE TABLE log_iis ("date" VARCHAR, "time" VARCHAR, "cs-method" VARCHAR, _artifact INTEGER, '
-        "_line BIGINT, _ts TIMESTAMP);"
-        'CREATE TABLE log_httpproxy ("DateTime" VARCHAR, _artifact INTEGER, _line BIGINT, _ts TIMESTAMP);'
+        f"CREATE TABLE {family('events').table} (_artifact INTEGER, _line BIGINT, record_id BIGINT, ts TIMESTAMP, "
+        "channel VARCHAR, provider VARCHAR, event_id INTEGER, level INTEGER, computer VARCHAR, data JSON, "
+        f'message VARCHAR); CREATE TABLE {family("iis").table} ("date" VARCHAR, "time" VARCHAR, '
+        '"cs-method" VARCHAR, _artifact INTEGER, _line BIGINT, _ts TIMESTAMP);'
+        f'CREATE TABLE {family("httpproxy").table} ("DateTime" VARCHAR, _artifact INTEGER, _line BIGINT, '
+        "_ts TIMESTAMP);"
     )
     return con
 
 
 def _check_sql(source: str, sql: str, params: tuple[object, ...]) -> None:
     """Run the rule once on empty tables so DuckDB's own refusals (regex, types) surface at load."""
-    table = {"events": "events", "iis": "log_iis", "httpproxy": "log_httpproxy"}[source]
+    table = family(source).table
     try:
         with _CHECK_LOCK:
             _check_db().execute(f"SELECT count(*) FROM {table} t WHERE coalesce(({sql}), false)", list(params))
