@@ -29,6 +29,7 @@ Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, what is 
 class IngestReport:
     artifacts: list[dict[str, Any]]  # one row per file, as stored in `artifacts`
     problems: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # remarks on inputs that lose no record
     records: int = 0
     bytes_read: int = 0
 
@@ -101,19 +102,21 @@ def _report(reader: Reader, items: list[Item], case: CaseWriter, problems: list[
     rows = [reader.rows[i.artifact_id] for i in items]
     _attach_loose_files_to_hosts(rows, reader.default_host)
     case.add_artifacts(rows)
-    directives, index, records = [], [], 0
+    directives, index, records, notes = [], [], 0, []
     for item in items:
         info = reader.infos[item.artifact_id]
         records += info.records
         directives.extend((item.artifact_id, ln, k, v) for ln, k, v in info.directives)
         index.extend((item.artifact_id, ln, off) for ln, off in info.runs)
         problems.extend(Problem(info.path, ln, why, "read") for ln, why in info.errors)
-        problems.extend(Problem(info.path, None, note, "read", missed=False) for note in info.notes)
+        if info.empty:
+            problems.append(Problem(info.path, None, "empty file", "read", missed=False))
+        notes.extend(Problem(info.path, None, note, "read", missed=False) for note in info.notes)
     for ids, why in case.failed:
         problems.extend(Problem(reader.rows[i]["path"], None, f"records not stored: {why}", "store") for i in ids)
     case.add_directives(directives)
     case.add_line_index(index)
-    return IngestReport(rows, problems, records, total)
+    return IngestReport(rows, problems, notes, records, total)
 
 
 def _attach_loose_files_to_hosts(rows: list[dict[str, Any]], default: str) -> None:

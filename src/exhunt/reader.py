@@ -166,7 +166,7 @@ class Reader:
         lower = entry.path.lower()
         if entry.size == 0:
             if lower.endswith(LOG_EXTENSIONS):
-                info.notes.append("empty file")
+                info.empty = True
         elif lower.endswith(LOG_EXTENSIONS):
             binary = b"\x00" in head[:1024]
             info.errors.append(

@@ -176,6 +176,7 @@ class ScanResult:
     exposure: Exposure
     case: str | None
     rules: list[str] = field(default_factory=list)  # ids of the rules that ran
+    notes: list[Problem] = field(default_factory=list)  # remarks on inputs that lose no record
     extras: dict[str, Any] = field(default_factory=dict)  # further sections (analytics), JSON-ready
 
     @property
@@ -223,6 +224,7 @@ class ScanResult:
             "warnings": self.warnings,
             "findings": [f.to_dict() for f in self.findings],
             "errors": [p.to_dict() for p in self.problems],
+            "notes": [p.to_dict() for p in self.notes],
             "exposure": self.exposure.to_dict(),
             "rules": self.rules,
             "case": self.case,

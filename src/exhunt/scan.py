@@ -109,6 +109,7 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
             exposure=Exposure(windows, mitigations),
             case=str(options.case) if options.case else None,
             rules=[r.id for r in rules],
+            notes=report.notes,
         )
         save(case, result)
         return result

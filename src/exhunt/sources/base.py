@@ -28,7 +28,8 @@ class ArtifactInfo:
     directives: list[tuple[int, str, str]] = field(default_factory=list)
     runs: list[tuple[int, int]] = field(default_factory=list)  # (first line, byte offset) of each run of lines
     errors: list[tuple[int | None, str]] = field(default_factory=list)  # lines or parts not read, and why
-    notes: list[str] = field(default_factory=list)  # remarks that lose nothing (e.g. an empty file)
+    notes: list[str] = field(default_factory=list)  # remarks that lose no record (e.g. a cut last line)
+    empty: bool = False  # an empty file where a log was expected
 
 
 class Source:

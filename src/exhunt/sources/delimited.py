@@ -67,6 +67,7 @@ class ReadState:
     directives: dict[str, str] = field(default_factory=dict)
     seen_directives: list[tuple[int, str, str]] = field(default_factory=list)  # (line, key, value)
     errors: list[tuple[int | None, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # remarks that lose no record
 
 
 def _safe_names(names: list[str]) -> list[str]:
@@ -239,15 +240,19 @@ def _data_lines(
         start, line, breaks = eol + 1, line + 1, breaks - 1
         if not _NOT_BLANK.search(buf, start, end):
             return
+    nul = buf.find(b"\x00", start, end)
+    if nul != -1:  # NUL runs are what a damaged copy or a disk error leaves in a text log
+        state.errors.append((line + buf.count(b"\n", start, nul), "NUL bytes in the data: the file is damaged here"))
     if buf.endswith(b"\n", start, end):
         data: bytes | memoryview = memoryview(buf)[start:end]
         n_lines = breaks
     else:  # a truncated last line; ending it lets runs from several files be joined
         data, n_lines = buf[start:end] + b"\n", breaks + 1
+        state.notes.append(f"the last line (line {line + breaks}) has no line end: the file may be cut short")
     yield RawRows(data, line, offset + start, n_lines, state.fields, dict(state.directives), fmt, state.errors)
 
 
-def parse_batch(raws: list[RawRows], keep: set[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+def parse_batch(raws: list[RawRows], keep: set[str] | None = None, note: bool = True) -> tuple[pa.Table, np.ndarray]:
     """Parse runs of data lines that share one `#Fields` list in a single pyarrow call.
 
     Returns the rows (string columns named after the fields, plus int64 `_line`) and, for each row,
@@ -263,11 +268,13 @@ def parse_batch(raws: list[RawRows], keep: set[str] | None = None) -> tuple[pa.T
     starts = np.fromiter((r.first_line for r in raws), np.int64, len(raws)) - (np.cumsum(counts) - counts)
     line_of_line = np.arange(len(run_of_line), dtype=np.int64) + starts[run_of_line]
 
+    if note:
+        _note_invalid_utf8(raws, data)
     parsed = _read_csv(data, fields, wanted, fmt)
     if parsed is None or parsed[0].num_rows + len(parsed[1]) != len(run_of_line):
         # a quoted value spans lines (or the C++ parser gave up): parse each run alone, exactly
         if len(raws) > 1:
-            parts = [parse_batch([r], keep) for r in raws]
+            parts = [parse_batch([r], keep, note=False) for r in raws]
             return (
                 pa.concat_tables([t for t, _ in parts]),
                 np.concatenate([np.full(len(idx), i, np.int32) for i, (_, idx) in enumerate(parts)]),
@@ -339,6 +346,21 @@ def _read_csv(
         return None
 
 
+def _note_invalid_utf8(raws: list[RawRows], data: bytes) -> None:
+    """Name the runs whose bytes are not UTF-8 (junk written over a log, or another encoding)."""
+    if data.isascii():
+        return
+    for r in raws:
+        chunk = bytes(r.data)
+        if chunk.isascii():
+            continue
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = r.first_line + chunk.count(b"\n", 0, exc.start)
+            r.errors.append((line, "bytes that are not UTF-8 (damaged, or another encoding): kept as \\x escapes"))
+
+
 def _valid_utf8(data: bytes) -> bytes:
     """`data` with invalid UTF-8 bytes written as backslash escapes. Checked before parsing, since
     pyarrow cannot hand a row with such bytes to the invalid-row handler."""
@@ -403,8 +425,12 @@ def _rows_to_table(rows: list[tuple[int, list[str]]], fields: list[str], nulls: 
 
 
 def split_csv_line(text: str) -> list[str]:
-    """Split one CSV line the way the Exchange log writer quotes it."""
-    return next(csv.reader([text]), [])
+    """Split one CSV line the way the Exchange log writer quotes it. A stray carriage return (a
+    damaged file) is kept, written as `\\r`, instead of failing the line."""
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error:
+        return next(csv.reader([text.replace("\r", "\\r")]), [])
 
 
 def split_w3c_line(text: str) -> list[str]:

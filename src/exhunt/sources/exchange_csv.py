@@ -36,7 +36,7 @@ class ExchangeCsvSource(Source):
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
-        state.errors = info.errors
+        state.errors, state.notes = info.errors, info.notes
         try:
             for rows in split_rows(stream, EXCHANGE_CSV, state, hasher):
                 log_type = rows.directives.get("Log-type")

@@ -28,7 +28,7 @@ class W3CSource(Source):
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
-        state.errors = info.errors
+        state.errors, state.notes = info.errors, info.notes
         info.table = table = family("iis").table
         info.log_type = "IIS W3C"
         try:
