@@ -34,6 +34,15 @@ def _iis_site(c: Col) -> str:
     return f"CASE WHEN {c('s-port')} IN ('444', '81') THEN 'backend' WHEN {c('s-port')} IS NULL THEN NULL ELSE 'frontend' END"
 
 
+def _leaves_domain(c: Col) -> str:
+    """Message Tracking: does a recipient sit outside the domain of the related recipient (or the sender)?"""
+    rcpt = f"lower(coalesce({c('recipient-address')}, '')) || ';'"
+    home = f"'@' || split_part(lower(coalesce(nullif({c('related-recipient-address')}, ''), {c('sender-address')})), '@', 2) || ';'"
+    n_at = f"(length({rcpt}) - length(replace({rcpt}, '@', '')))"
+    n_home = f"((length({rcpt}) - length(replace({rcpt}, {home}, ''))) // length({home}))"
+    return f"(length({home}) > 2 AND {n_at} > {n_home})"
+
+
 VIEWS: dict[str, SourceView] = {
     "iis": SourceView(
         "log_iis", "t._ts", ("c-ip",),
@@ -53,7 +62,7 @@ VIEWS: dict[str, SourceView] = {
         "events", "t.ts", ("computer",),
         {"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
     ),
-    "message_tracking": SourceView("log_message_tracking", "t._ts", ("sender-address",), {}),
+    "message_tracking": SourceView("log_message_tracking", "t._ts", ("sender-address",), {"leaves_domain": _leaves_domain}),
     "files": SourceView("artifacts", "t.mtime", ("win_path",), {}),
     "config_vdirs": SourceView("cfg_suspicious_vdirs", "NULL::TIMESTAMP", ("physical_path",), {}),
 }  # fmt: skip
