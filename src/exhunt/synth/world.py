@@ -52,6 +52,7 @@ def source_of(path: str) -> str:
         ("/W3SVC1/", "iis-frontend"), ("/W3SVC2/", "iis-backend"), ("/Logging/HttpProxy/", "httpproxy"),
         ("/Logging/EWS/", "ews"), ("/Logging/CmdletInfra/", "rps-http"), ("/Logging/ECP/Server/", "ecp-server"),
         ("/Logging/ECP/Activity/", "ecp-activity"), ("/Logging/OABGeneratorLog/", "oab-generator"),
+        ("/Logs/MessageTracking/", "message-tracking"),
     )  # fmt: skip
     for needle, name in checks:
         if needle in path:
