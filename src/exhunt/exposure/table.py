@@ -30,6 +30,7 @@ class Update:
     kb: str
     released: str
     source: str
+    cves_listed: bool = True
 
     @property
     def kind(self) -> str:
@@ -238,7 +239,10 @@ def _kev(data: dict[str, Any]) -> dict[str, KevEntry]:
 
 
 def parse_table(data: dict[str, Any]) -> BuildTable:
-    updates = {name: Update(name, u["kb"], u["released"], u["source"]) for name, u in data["updates"].items()}
+    updates = {
+        name: Update(name, u["kb"], u["released"], u["source"], not u.get("cves_unlisted", False))
+        for name, u in data["updates"].items()
+    }
     table = BuildTable(
         sources=dict(data["sources"]),
         updates=updates,
