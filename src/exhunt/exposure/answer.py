@@ -183,9 +183,7 @@ def answer(
     support = support_status(product, day, table)
     if row is None or row.product != product.name:
         return _unknown_cu(build, product, day, table, support)
-    updates = [
-        u for u in sorted(table.updates.values(), key=lambda u: (u.released, u.name)) if u.released <= day
-    ]
+    updates = [u for u in sorted(table.updates.values(), key=lambda u: (u.released, u.name)) if u.released <= day]
     missing: list[UpdateAnswer] = []
     cves: list[CveAnswer] = []
     statuses: dict[str, tuple[str, str | None]] = {}
@@ -365,7 +363,10 @@ def _verdict(
         text = f"{build} ({where}): exposed to {len(exposed)} CVE(s), {kev} known exploited"
         return "exposed", text + f"; {len(missing)} update(s) missing"
     if newer:
-        return "newer-than-table", f"{build} ({where}): newer than the build table of {table.checked}; may be out of date"
+        return (
+            "newer-than-table",
+            f"{build} ({where}): newer than the build table of {table.checked}; may be out of date",
+        )
     if missing:
         return "exposed", f"{build} ({where}): {len(missing)} update(s) missing"
     return "no-known-exposure", f"{build} ({where}): no exposure known to the table of {table.checked}"

@@ -171,7 +171,9 @@ def read_setting_overrides(text: str, path: str = "") -> list[SettingOverride]:
     head = text.lstrip()[:2000]
     if head.startswith(("#TYPE", '"')) or head.split("\n", 1)[0].count(",") >= 2:
         lines = [ln for ln in text.splitlines() if not ln.startswith("#TYPE")]
-        records = [{k.strip(): (v or "") for k, v in r.items() if k} for r in csv.DictReader(io.StringIO("\n".join(lines)))]
+        records = [
+            {k.strip(): (v or "") for k, v in r.items() if k} for r in csv.DictReader(io.StringIO("\n".join(lines)))
+        ]
     else:
         current: dict[str, str] = {}
         last = ""
