@@ -12,7 +12,7 @@ from typing import Any
 
 from exhunt.exposure.builds import Build, parse_build
 from exhunt.exposure.config_state import ConfigState
-from exhunt.exposure.table import BuildTable, Cve, CuRow, Product, Update, default_table, short
+from exhunt.exposure.table import BuildTable, CuRow, Cve, Product, Update, default_table, short
 
 NOT_AFFECTED = "not-affected"
 INCLUDED = "included"

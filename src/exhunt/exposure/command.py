@@ -174,10 +174,8 @@ def _families(console: Console, assessment: Assessment, newer: bool, as_of: str 
         if fam.family not in public:
             console.print(f"  {terminal_text(fam.label):<14} [dim]not yet public on {day}[/dim]", highlight=False)
             continue
-        if newer and fam.status == PATCHED:
-            state = "[dim]included in the table's updates[/dim]"
-        else:
-            state = _status(fam.status)
+        included = newer and fam.status == PATCHED
+        state = "[dim]included in the table's updates[/dim]" if included else _status(fam.status)
         fixed = terminal_text(", ".join(fam.fixed_by))
         console.print(f"  {terminal_text(fam.label):<14} {state}  {fixed}", highlight=False)
         notes = dict.fromkeys(n for n in [fam.note, *(c.note for c in fam.cves)] if n)
@@ -249,7 +247,7 @@ def payload(result: Assessment | ProbeResult | None, answers: list[Answer], foun
     if result is not None:
         data.update(result.to_dict())
     if answers and isinstance(result, Assessment):
-        public, day = _public_families(result, answers[0].as_of)
+        public, _ = _public_families(result, answers[0].as_of)
         data["families"] = [f for f in data["families"] if f["family"] in public]
     table = default_table()
     data["table"] = {
