@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from exhunt.errors import UsageError
+from exhunt.exposure.answer import answer
 from exhunt.exposure.builds import Observation, exposure_windows
 from exhunt.store import Store, _q
 
@@ -54,4 +56,21 @@ def exposure_report(store: Store) -> dict[str, Any]:
             "SELECT a.path, m._line AS line, m.family, m.status, m.rule_name, m.tool, m.pattern "
             "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
         )
-    return {"windows": [w.to_dict() for w in windows], "mitigations": mitigations, "text": [w.text for w in windows]}
+    rows = [{**w.to_dict(), "exposure": window_exposure(w.build)} for w in windows]
+    return {"windows": rows, "mitigations": mitigations, "text": [w.text for w in windows]}
+
+
+def window_exposure(build: str) -> dict[str, Any]:
+    """Everything known today (the table's date) about a build a collection shows, for every family."""
+    try:
+        found = answer(build)
+    except (UsageError, ValueError):
+        return {"as_of": None, "verdict": "unknown", "exposed": [], "known_exploited": [], "missing_updates": []}
+    return {
+        "as_of": found.as_of,
+        "verdict": found.verdict,
+        "support": found.support.text,
+        "missing_updates": [u.update for u in found.missing],
+        "exposed": [c.cve for c in found.exposed],
+        "known_exploited": [c.cve for c in found.known_exploited],
+    }
