@@ -46,7 +46,7 @@ UPDATE_CVES: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
             ),
             ALL3,
         )
-    ],  # fmt: skip
+    ],
     # ProxyShell's 34473/34523 were fixed by the April 2021 updates (Microsoft's CVE records).
     "Apr21SU": [
         (("CVE-2021-28480", "CVE-2021-28481", "CVE-2021-28482", "CVE-2021-28483"), ALL3),
@@ -90,7 +90,7 @@ UPDATE_CVES: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
             ),
             (E16, E19),
         )
-    ],  # fmt: skip
+    ],
     "Oct23SU": [(("CVE-2023-36778",), (E16, E19))],
     "Nov23SU": [(("CVE-2023-36050", "CVE-2023-36039", "CVE-2023-36035", "CVE-2023-36439"), (E16, E19))],
     "Mar24SU": [(("CVE-2024-26198",), (E16, E19))],
@@ -114,7 +114,7 @@ UPDATE_CVES: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {
             ),
             NEW,
         )
-    ],  # fmt: skip
+    ],
 }
 
 # Fixed builds per CU, in release order (CSS-BUILD dictionary; 2026 entries from ExchangeBuildNumbers.csv).
