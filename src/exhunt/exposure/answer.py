@@ -213,6 +213,15 @@ def answer(
     verdict, headline = _verdict(build, product, row, cves, missing, newer, table)
     if newer:
         notes = (*notes, newer)
+    unassessed = _unassessed(product, day)
+    if unassessed:
+        notes = (*notes, unassessed)
+        if verdict == "no-known-exposure":
+            verdict, headline = "out-of-support", f"{build} ({product.name} {row.name}): {unassessed}"
+    if day > table.checked:
+        notes = (*notes, f"{day} is after the table's date ({table.checked}): later updates and CVEs are unknown")
+    if row.released and day < row.released:
+        notes = (*notes, f"{product.name} {row.name} was released on {row.released}, after {day}")
     return Answer(
         build=str(build),
         product=product.name,
@@ -337,6 +346,18 @@ def _notes(
     return tuple(notes)
 
 
+def _unassessed(product: Product, day: str) -> str:
+    """Out of support with no update program left: Microsoft no longer says which new CVEs affect it."""
+    if not product.support_end or day < product.support_end:
+        return ""
+    if product.esu_until and day[:7] <= product.esu_until:
+        return ""
+    return (
+        f"out of support since {product.support_end}: flaws found later are not assessed for it and no update "
+        "fixes them, so no known exposure does not mean safe"
+    )
+
+
 def _newer_than_table(table: BuildTable, row: CuRow, build: Build) -> str:
     known = [f.high for f in row.fixes] + [row.build]
     if build.revision_known and build.numbers > max(known):
@@ -357,11 +378,15 @@ def _verdict(
     table: BuildTable,
 ) -> tuple[str, str]:
     exposed = [c for c in cves if c.exposed]
+    hard = [c for c in exposed if c.state != CONDITIONAL]
     where = f"{product.name} {row.name}"
     if exposed:
         kev = sum(1 for c in exposed if c.known_exploited)
-        text = f"{build} ({where}): exposed to {len(exposed)} CVE(s), {kev} known exploited"
-        return "exposed", text + f"; {len(missing)} update(s) missing"
+        text = (
+            f"{build} ({where}): {len(hard)} CVE(s) unfixed, {len(exposed) - len(hard)} fixed only if configured, "
+            f"{kev} known exploited; {len(missing)} update(s) missing"
+        )
+        return ("exposed" if hard or missing else "configuration-dependent"), text
     if newer:
         return (
             "newer-than-table",
