@@ -13,6 +13,7 @@ from typing import Any
 from exhunt.errors import UsageError
 from exhunt.exposure.answer import answer
 from exhunt.exposure.builds import Observation, exposure_windows
+from exhunt.exposure.config_state import ConfigState, VdirProtection
 from exhunt.store import Store, _q
 
 
@@ -56,14 +57,42 @@ def exposure_report(store: Store) -> dict[str, Any]:
             "SELECT a.path, m._line AS line, m.family, m.status, m.rule_name, m.tool, m.pattern "
             "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
         )
-    rows = [{**w.to_dict(), "exposure": window_exposure(w.build)} for w in windows]
-    return {"windows": rows, "mitigations": mitigations, "text": [w.text for w in windows]}
+    config = collected_configuration(store)
+    rows = [{**w.to_dict(), "exposure": window_exposure(w.build, config)} for w in windows]
+    text = [f"{w.text}; {_today(row['exposure'])}" for w, row in zip(windows, rows, strict=True)]
+    return {"windows": rows, "mitigations": mitigations, "text": text}
 
 
-def window_exposure(build: str) -> dict[str, Any]:
+def _today(summary: dict[str, Any]) -> str:
+    if summary.get("as_of") is None:
+        return "build not in the table"
+    kev = len(summary["known_exploited"])
+    return (
+        f"known on {summary['as_of']}: {len(summary['exposed'])} CVE(s) open or configuration-dependent"
+        f" ({kev} known exploited), {len(summary['missing_updates'])} update(s) missing"
+    )
+
+
+def collected_configuration(store: Store) -> ConfigState:
+    """Extended Protection rows the IIS configuration source stored (one list per applicationHost.config)."""
+    state = ConfigState()
+    if "cfg_extended_protection" not in store.tables():
+        return state
+    rows = store.con.execute(
+        "SELECT a.path, e.site, e.virtual_directory, e.expected, e.actual, e.ok "
+        "FROM cfg_extended_protection e JOIN artifacts a ON a.id = e._artifact ORDER BY a.path"
+    ).fetchall()
+    for path, site, vdir, expected, actual, ok in rows:
+        state.extended_protection.setdefault(str(path), []).append(
+            VdirProtection(str(site), str(vdir), str(expected), str(actual), ok == "true")
+        )
+    return state
+
+
+def window_exposure(build: str, config: ConfigState | None = None) -> dict[str, Any]:
     """Everything known today (the table's date) about a build a collection shows, for every family."""
     try:
-        found = answer(build)
+        found = answer(build, config=config)
     except (UsageError, ValueError):
         return {"as_of": None, "verdict": "unknown", "exposed": [], "known_exploited": [], "missing_updates": []}
     return {
@@ -73,4 +102,9 @@ def window_exposure(build: str) -> dict[str, Any]:
         "missing_updates": [u.update for u in found.missing],
         "exposed": [c.cve for c in found.exposed],
         "known_exploited": [c.cve for c in found.known_exploited],
+        "extended_protection": found.cve("CVE-2024-21410").state if _has(found, "CVE-2024-21410") else None,
     }
+
+
+def _has(found: Any, cve: str) -> bool:
+    return any(c.cve == cve for c in found.cves)

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from exhunt.exposure.config_state import read_extended_protection
 from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 
@@ -57,6 +58,12 @@ class IisConfigSource(Source):
             ]  # fmt: skip
             info.records += len(rows)
             yield "cfg_suspicious_vdirs", _table(rows)
+        protection = read_extended_protection(text) if "applicationhost" in info.path.lower() else None
+        if protection:  # Extended Protection per virtual directory, for the exposure answer (CVE-2024-21410)
+            rows = [{"_line": None, "site": v.site, "virtual_directory": v.vdir, "expected": v.expected,
+                     "actual": v.actual, "ok": "true" if v.ok else "false"} for v in protection]  # fmt: skip
+            info.records += len(rows)
+            yield "cfg_extended_protection", _table(rows)
 
 
 def _table(rows: list[dict[str, object]]) -> pa.Table:
