@@ -380,6 +380,12 @@ def _verdict(
     exposed = [c for c in cves if c.exposed]
     hard = [c for c in exposed if c.state != CONDITIONAL]
     where = f"{product.name} {row.name}"
+    if exposed and not build.revision_known:
+        kev = sum(1 for c in exposed if c.known_exploited)
+        return "su-level-unknown", (
+            f"{build} ({where}): the security-update level cannot be told from a three-part build; up to "
+            f"{len(exposed)} CVE(s) open ({kev} known exploited) unless the CU's updates are installed"
+        )
     if exposed:
         kev = sum(1 for c in exposed if c.known_exploited)
         text = (
