@@ -190,3 +190,26 @@ def test_build_newer_than_table() -> None:
     text = " ".join(result.stdout.split())
     assert "2026-12-01" in text and "may be out of date" in text
     assert "patched" not in text
+
+
+CLIXML = """<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">
+  <Obj RefId="0"><ToString>TurnOffSigning</ToString><Props>
+    <S N="ComponentName">Data</S><S N="SectionName">EnableSerializationDataSigning</S>
+    <Obj N="Parameters" RefId="1"><LST><S>Enabled=False</S></LST></Obj>
+    <S N="Name">TurnOffSigning</S></Props></Obj>
+</Objs>"""
+
+
+def test_setting_overrides_from_clixml(tmp_path: Path) -> None:
+    overrides = read_setting_overrides(CLIXML, "GetSettingOverride.xml")
+    assert [(o.component, o.section, o.parameter, o.value, o.name) for o in overrides] == [
+        ("Data", "EnableSerializationDataSigning", "Enabled", "False", "TurnOffSigning")
+    ]
+    hc = tmp_path / "HealthChecker.xml"
+    hc.write_text(CLIXML.replace("</Objs>", "<S N='BuildVersion'>15.2.1748.43</S></Objs>"), encoding="utf-8")
+    result = run("--healthchecker", str(hc), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["answer"]["build"] == "15.2.1748.43"
+    state = next(c for c in data["answer"]["exposed"] if c["cve"] == "CVE-2023-36439")["state"]
+    assert state == CONFIG_MISSING

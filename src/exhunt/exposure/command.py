@@ -293,8 +293,10 @@ def exposure(
 
 
 def _merge_healthchecker_config(state: ConfigState, path: Path) -> ConfigState:
-    """HealthChecker XML carries the setting overrides only in PowerShell's object form: not read yet."""
-    state.problems.append(f"{path.name}: configuration inside HealthChecker output is not read, only its build")
+    """Setting overrides HealthChecker recorded in its XML (PowerShell object form); other settings not yet."""
+    found = read_configuration([path])
+    if found.overrides:
+        state.overrides = (state.overrides or []) + found.overrides
     return state
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,12 +165,37 @@ _FL_LINE = re.compile(r"^\s*([A-Za-z]+)\s*:\s?(.*)$")
 _PARAM = re.compile(r"([A-Za-z0-9_]+)\s*=\s*([^,;}\s]+)")
 
 
+def _clixml_records(root: ET.Element) -> list[dict[str, str]]:
+    """SettingOverride objects of a PowerShell CliXml file (Export-Clixml, HealthChecker's XML)."""
+    records = []
+    for obj in root.iter():
+        if _local(obj.tag) != "Obj":
+            continue
+        props = next((c for c in obj if _local(c.tag) == "Props"), None)
+        if props is None:
+            continue
+        record: dict[str, str] = {}
+        for prop in props:
+            name = prop.get("N", "")
+            if name in ("ComponentName", "SectionName", "Name") and _local(prop.tag) == "S":
+                record[name] = prop.text or ""
+            elif name == "Parameters":
+                values = [s.text or "" for s in prop.iter() if _local(s.tag) == "S"]
+                record["Parameters"] = ", ".join(values)
+        if "ComponentName" in record and "SectionName" in record:
+            records.append(record)
+    return records
+
+
 def read_setting_overrides(text: str, path: str = "") -> list[SettingOverride]:
-    """Overrides from `Get-SettingOverride | Format-List` text or `Export-Csv` output."""
+    """Overrides from `Get-SettingOverride` output: Format-List text, `Export-Csv` or `Export-Clixml`."""
     text = text.lstrip("\ufeff")
     records: list[dict[str, str]] = []
     head = text.lstrip()[:2000]
-    if head.startswith(("#TYPE", '"')) or head.split("\n", 1)[0].count(",") >= 2:
+    if head.startswith("<"):
+        root = _parse_xml(text)
+        records = _clixml_records(root) if root is not None else []
+    elif head.startswith(("#TYPE", '"')) or head.split("\n", 1)[0].count(",") >= 2:
         lines = [ln for ln in text.splitlines() if not ln.startswith("#TYPE")]
         records = [
             {k.strip(): (v or "") for k, v in r.items() if k} for r in csv.DictReader(io.StringIO("\n".join(lines)))
@@ -205,9 +231,12 @@ def read_setting_overrides(text: str, path: str = "") -> list[SettingOverride]:
 _FIELDS = {"Name", "ComponentName", "SectionName", "Parameters", "Server", "Reason", "Identity", "MinVersion"}
 
 
-def _looks_like_overrides(name: str, head: str) -> bool:
-    return "settingoverride" in name.replace("-", "").replace("_", "") or (
-        "ComponentName" in head and "SectionName" in head
+def _looks_like_overrides(name: str, text: str) -> bool:
+    named = "settingoverride" in name.replace("-", "").replace("_", "")
+    return (
+        named
+        or ('N="ComponentName"' in text and 'N="SectionName"' in text)
+        or ("ComponentName" in text[:4000] and "SectionName" in text[:4000])
     )
 
 
@@ -224,7 +253,7 @@ def read_configuration(paths: Iterable[Path], table: BuildTable | None = None) -
         wanted = name.endswith(".config") and "applicationhost" in name
         modules = name == "getiismodules.xml"
         try:
-            if not (wanted or modules or name.endswith((".txt", ".csv", ".log"))):
+            if not (wanted or modules or name.endswith((".txt", ".csv", ".log", ".xml"))):
                 continue
             data = path.read_bytes()[:MAX_CONFIG_BYTES]
         except OSError as error:
@@ -245,7 +274,7 @@ def read_configuration(paths: Iterable[Path], table: BuildTable | None = None) -
             present = token_cache_module_installed(text)
             if present is not None:
                 state.token_cache_module[str(path)] = present
-        elif _looks_like_overrides(name, text[:4000]):
+        elif _looks_like_overrides(name, text):
             state.overrides = (state.overrides or []) + read_setting_overrides(text, str(path))
     return state
 
