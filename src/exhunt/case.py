@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exhunt.families import Family, family_of_table, is_record_table
+from exhunt.families import Family, family, family_of_table, is_record_table
 
 SCHEMA_ID = "exhunt.case"
 # Row group size of the case file: half DuckDB's default. Inserts are cut to whole row groups, so this
@@ -239,12 +239,22 @@ class CaseReader:
 
     def mitigations(self) -> list[dict[str, Any]]:
         """URL-rewrite mitigation rules found in IIS configuration files, with file and line."""
-        if "cfg_mitigations" not in self.tables():
+        if family("config_mitigations").table not in self.tables():
             return []
         return self.query(
             "SELECT a.path, m._line AS line, m.family, m.status, m.rule_name, m.tool, m.pattern "
             "FROM cfg_mitigations m JOIN artifacts a ON a.id = m._artifact ORDER BY a.path, m._line"
         )
+
+    def extended_protection(self) -> list[tuple[Any, ...]]:
+        """(path, site, virtual directory, expected, actual, ok) per virtual directory of each collected
+        applicationHost.config."""
+        if family("config_extended_protection").table not in self.tables():
+            return []
+        return self._con.execute(
+            "SELECT a.path, e.site, e.virtual_directory, e.expected, e.actual, e.ok "
+            "FROM cfg_extended_protection e JOIN artifacts a ON a.id = e._artifact ORDER BY a.path"
+        ).fetchall()
 
     def meta(self, key: str) -> Any:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()

@@ -142,12 +142,14 @@ FAMILIES: tuple[Family, ...] = (
     Family("config_vdirs", "cfg_suspicious_vdirs", "IIS virtual directories", "config",
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
     Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
+    Family("config_extended_protection", "cfg_extended_protection", "IIS Extended Protection", "config",
+           time_sql="NULL::TIMESTAMP"),
 )  # fmt: skip
 
 _BY_NAME = {f.name: f for f in FAMILIES}
 _BY_TABLE = {f.table: f for f in FAMILIES}
 _BY_LOG_TYPE = {lt: f for f in FAMILIES for lt in f.log_types}
-RULE_SOURCES = tuple(f.name for f in FAMILIES if f.name != "config_mitigations")
+RULE_SOURCES = tuple(f.name for f in FAMILIES if f.name not in ("config_mitigations", "config_extended_protection"))
 
 
 def family(name: str) -> Family:

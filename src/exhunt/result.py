@@ -137,10 +137,7 @@ class Exposure:
 
     windows: list[dict[str, Any]] = field(default_factory=list)
     mitigations: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def text(self) -> list[str]:
-        return [w["text"] for w in self.windows]
+    text: list[str] = field(default_factory=list)  # one line per window
 
     def to_dict(self) -> dict[str, Any]:
         return {"windows": self.windows, "mitigations": self.mitigations, "text": self.text}

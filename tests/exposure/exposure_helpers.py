@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-# tests/exposure/exposure_helpers.py -> parents[2] is the repo root; the shared folder sits beside it.
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+# tests/exposure/exposure_helpers.py -> parents[2] is the repo root; the shared folder sits beside it
+# (a git worktree may sit one level deeper, so its grandparent is tried too).
+_ROOT = Path(__file__).resolve().parents[2]
+SHARED = next(
+    (p for p in (_ROOT.parent / "shared", _ROOT.parent.parent / "shared") if p.is_dir()), _ROOT.parent / "shared"
+)
 CONFIG_DIR = SHARED / "data" / "exchange-config" / "Diagnostics/HealthChecker/Tests/DataCollection/E19/Exchange/IIS"
 
 SLOW = "slow"

@@ -249,13 +249,21 @@ def test_nov22_outside_the_fixed_cus(build: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "build",
-    ["15.1.2200.5", "15.3.100.1", "14.3.509.0", "15.0.1076.9", "15.1.1261.35", "8.3.517.0", "16.0.1.1"],
+    ["15.1.2200.5", "15.3.100.1", "14.3.509.0", "8.3.517.0", "16.0.1.1"],
 )
 def test_unknown_builds_are_unknown(build: str) -> None:
     assessment = b.assess(build)
     assert set(statuses(build).values()) == {b.UNKNOWN}
     assert all(c.status == b.UNKNOWN for f in assessment.families for c in f.cves)
     assert assessment.cu is None and assessment.note
+
+
+@pytest.mark.parametrize(("build", "cu"), [("15.0.1076.9", "CU8"), ("15.1.1261.35", "CU7")])
+def test_older_cus_are_now_in_the_table(build: str, cu: str) -> None:
+    """These two were listed as unknown builds before the table held every CU (2013 CU8, 2016 CU7)."""
+    assessment = b.assess(build)
+    assert assessment.cu == cu
+    assert assessment.status("proxylogon") == b.VULNERABLE  # these CUs never received Mar21SU
 
 
 def test_exchange_2010_only_26857() -> None:

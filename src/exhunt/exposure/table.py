@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,12 @@ class Update:
     kb: str
     released: str
     source: str
+    cves_listed: bool = True
+
+    @property
+    def kind(self) -> str:
+        """'SU' (security update) or 'HU' (hotfix update), from the name."""
+        return "HU" if "HU" in self.name else "SU"
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,40 @@ class Family:
 
 @dataclass(frozen=True)
 class Cve:
+    """One CVE: the update that fixes it ("" = no Exchange update does) and what else the fix needs."""
+
     cve: str
     family: str
     update: str
     source: str
+    products: tuple[str, ...] = ()
+    published: str | None = None
+    condition: str | None = None
+    overrides: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Condition:
+    key: str
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class KevEntry:
+    cve: str
+    added: str
+    source: str
+
+
+@dataclass(frozen=True)
+class EpExpectation:
+    """Extended Protection (IIS tokenChecking) expected on one virtual directory, front and back end."""
+
+    vdir: str
+    front: str | None
+    back: str | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +89,9 @@ class Product:
     min_build: int
     source: str
     not_affected: frozenset[str]
+    key: str = ""
+    support_end: str | None = None
+    esu_until: str | None = None
 
     def matches(self, n: tuple[int, ...]) -> bool:
         return n[: len(self.prefix)] == self.prefix and n[2] >= self.min_build
@@ -91,6 +130,7 @@ class CuRow:
     build: Nums
     source: str
     fixes: tuple[Fix, ...]
+    released: str | None = None
 
     @property
     def line(self) -> tuple[int, int]:
@@ -112,6 +152,22 @@ class BuildTable:
     cves: tuple[Cve, ...]
     products: tuple[Product, ...]
     rows: tuple[CuRow, ...]
+    checked: str = ""
+    newest_update: str = ""
+    conditions: dict[str, Condition] = field(default_factory=dict)
+    kev: dict[str, KevEntry] = field(default_factory=dict)
+    kev_catalogue: str = ""
+    kev_checked: str = ""
+    extended_protection: tuple[EpExpectation, ...] = ()
+
+    def product_named(self, name: str) -> Product | None:
+        return next((p for p in self.products if p.name == name), None)
+
+    def product_rows(self, product: str) -> tuple[CuRow, ...]:
+        return tuple(r for r in self.rows if r.product == product)
+
+    def cve(self, cve: str) -> Cve | None:
+        return next((c for c in self.cves if c.cve == cve), None)
 
     def product_for(self, n: tuple[int, ...]) -> Product | None:
         found = [p for p in self.products if p.matches(n)]
@@ -143,7 +199,7 @@ def _fix(update: str, raw: dict[str, Any], updates: dict[str, Update]) -> Fix:
 
 def _row(raw: dict[str, Any], updates: dict[str, Update]) -> CuRow:
     fixes = tuple(_fix(name, fix, updates) for name, fix in raw.get("fixes", {}).items())
-    return CuRow(raw["product"], raw["name"], nums(raw["build"]), raw["source"], fixes)
+    return CuRow(raw["product"], raw["name"], nums(raw["build"]), raw["source"], fixes, raw.get("released"))
 
 
 def _product(raw: dict[str, Any]) -> Product:
@@ -154,18 +210,55 @@ def _product(raw: dict[str, Any]) -> Product:
         int(raw.get("min_build", 0)),
         raw["source"],
         frozenset(raw.get("not_affected", ())),
+        raw.get("key", ""),
+        raw.get("support_end"),
+        raw.get("esu_until"),
     )
 
 
+def _cve_entry(cve: str, raw: dict[str, Any]) -> Cve:
+    return Cve(
+        cve,
+        raw.get("family", ""),
+        raw["update"],
+        raw["source"],
+        tuple(raw.get("products", ())),
+        raw.get("published"),
+        raw.get("condition"),
+        tuple(raw.get("overrides", ())),
+        raw.get("note", ""),
+    )
+
+
+def _kev(data: dict[str, Any]) -> dict[str, KevEntry]:
+    kev = data.get("kev", {})
+    found = {cve: KevEntry(cve, added, kev.get("source", "")) for cve, added in kev.get("added", {}).items()}
+    for cve, later in kev.get("later", {}).items():
+        found[cve] = KevEntry(cve, later["added"], later["source"])
+    return found
+
+
 def parse_table(data: dict[str, Any]) -> BuildTable:
-    updates = {name: Update(name, u["kb"], u["released"], u["source"]) for name, u in data["updates"].items()}
+    updates = {
+        name: Update(name, u["kb"], u["released"], u["source"], not u.get("cves_unlisted", False))
+        for name, u in data["updates"].items()
+    }
     table = BuildTable(
         sources=dict(data["sources"]),
         updates=updates,
         families=tuple(Family(f["key"], f["label"]) for f in data["families"]),
-        cves=tuple(Cve(cve, c["family"], c["update"], c["source"]) for cve, c in data["cves"].items()),
+        cves=tuple(_cve_entry(cve, c) for cve, c in data["cves"].items()),
         products=tuple(_product(p) for p in data["products"]),
         rows=tuple(_row(r, updates) for r in data["cu"]),
+        checked=data.get("meta", {}).get("checked", ""),
+        newest_update=data.get("meta", {}).get("newest_update", ""),
+        conditions={k: Condition(k, c["text"], c["source"]) for k, c in data.get("conditions", {}).items()},
+        kev=_kev(data),
+        kev_catalogue=data.get("kev", {}).get("catalogue", ""),
+        kev_checked=data.get("kev", {}).get("checked", ""),
+        extended_protection=tuple(
+            EpExpectation(e["vdir"], e.get("front"), e.get("back")) for e in data.get("extended_protection", ())
+        ),
     )
     validate(table)
     return table
@@ -179,9 +272,17 @@ def validate(table: BuildTable) -> None:
     for item in (*table.products, *table.updates.values()):
         if item.source not in known:
             problems.append(f"{item.name}: unknown source {item.source!r}")
+    product_keys = {p.key for p in table.products}
     for cve in table.cves:
-        if cve.family not in families or cve.update not in table.updates or cve.source not in known:
-            problems.append(f"{cve.cve}: unknown family, update or source")
+        if (cve.family and cve.family not in families) or (cve.update and cve.update not in table.updates):
+            problems.append(f"{cve.cve}: unknown family or update")
+        if cve.source not in known or (cve.condition and cve.condition not in table.conditions):
+            problems.append(f"{cve.cve}: unknown source or condition")
+        if not set(cve.products) <= product_keys:
+            problems.append(f"{cve.cve}: unknown product key")
+    for entry in (*table.conditions.values(), *table.kev.values()):
+        if entry.source not in known:
+            problems.append(f"{entry}: unknown source")
     for row in table.rows:
         label = f"{row.product} {row.name}"
         if row.source not in known or not any(p.name == row.product for p in table.products):

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
+from exhunt.exposure.config_state import read_extended_protection
 from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories
 from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
@@ -21,6 +22,7 @@ from exhunt.sources.base import ArtifactInfo, Source, text_head
 MAX_CONFIG_BYTES = 32 << 20
 MITIGATIONS = family("config_mitigations").table
 VDIRS = family("config_vdirs").table
+PROTECTION = family("config_extended_protection").table
 
 
 class IisConfigSource(Source):
@@ -60,6 +62,12 @@ class IisConfigSource(Source):
             ]  # fmt: skip
             info.records += len(rows)
             yield VDIRS, _table(rows)
+        protection = read_extended_protection(text) if "applicationhost" in info.path.lower() else None
+        if protection:  # Extended Protection per virtual directory, for the exposure answer (CVE-2024-21410)
+            rows = [{"_line": None, "site": v.site, "virtual_directory": v.vdir, "expected": v.expected,
+                     "actual": v.actual, "ok": "true" if v.ok else "false"} for v in protection]  # fmt: skip
+            info.records += len(rows)
+            yield PROTECTION, _table(rows)
 
 
 def _table(rows: list[dict[str, object]]) -> pa.Table:
