@@ -93,6 +93,25 @@
   function stamp(ts) { return new Date(ts * 1000).toISOString().replace("T", " ").replace(".000Z", "Z"); }
 
   var downAt = null;
+  var hover = null; // index of the mark under the cursor
+  var RADIUS = 12; // pixels
+
+  // the mark nearest the cursor within RADIUS pixels (marks are sorted by time)
+  function nearest(u) {
+    var i = u.cursor.idx;
+    if (i == null || u.cursor.left < 0) return null;
+    var best = null, bestDist = RADIUS * RADIUS;
+    for (var dir = -1; dir <= 1; dir += 2) {
+      for (var j = dir < 0 ? i : i + 1; j >= 0 && j < points.length; j += dir) {
+        var dx = u.valToPos(points[j][0], "x") - u.cursor.left;
+        if (Math.abs(dx) > RADIUS) break;
+        var dy = u.valToPos(points[j][1], "y") - u.cursor.top;
+        var dist = dx * dx + dy * dy;
+        if (dist <= bestDist) { best = j; bestDist = dist; }
+      }
+    }
+    return best;
+  }
   function width() { return Math.max(320, holder.clientWidth - 4); }
   var plot = new uPlot({
     width: width(),
@@ -102,7 +121,7 @@
     cursor: { drag: { x: true, y: false }, points: { size: 12 } },
     scales: { x: { time: true }, y: { auto: false, range: [-0.5, names.length - 0.5] } },
     axes: [
-      {},
+      { label: "time (UTC)", labelSize: 20 },
       {
         splits: function () { return names.map(function (_, i) { return i; }); },
         values: function (u, vals) { return vals.map(function (v) { return names[v] || ""; }); },
@@ -112,9 +131,9 @@
     series: series,
     hooks: {
       setCursor: [function (u) {
-        var i = u.cursor.idx;
-        if (i == null || u.cursor.left < 0) { tip.hidden = true; return; }
-        var p = points[i];
+        hover = nearest(u);
+        if (hover == null) { tip.hidden = true; return; }
+        var p = points[hover];
         var label = data.findings[String(p[2])] || ["finding " + p[2], names[p[1]], "", ""];
         tip.textContent = stamp(p[0]) + " · " + String(label[1]).toUpperCase() + " · " + label[0] + (label[2] ? " · " + label[2] : "") + " (" + label[3] + " hits) — click to open";
         var box = u.over.getBoundingClientRect();
@@ -126,12 +145,19 @@
   }, columns, holder);
   plot.over.addEventListener("mousedown", function (e) { downAt = [e.clientX, e.clientY]; });
   plot.over.addEventListener("mouseleave", function () { tip.hidden = true; });
+  // a click opens the finding under the cursor, unless it was a drag (zoom) or half of a
+  // double-click (reset zoom)
+  var pending = null;
   plot.over.addEventListener("click", function (e) {
     if (downAt && (Math.abs(e.clientX - downAt[0]) > 3 || Math.abs(e.clientY - downAt[1]) > 3)) return;
-    var i = plot.cursor.idx;
-    if (i != null) goToFinding(points[i][2]);
+    var i = hover;
+    if (i == null) return;
+    clearTimeout(pending);
+    pending = setTimeout(function () { goToFinding(points[i][2]); }, 300);
   });
+  plot.over.addEventListener("dblclick", function () { clearTimeout(pending); });
   if (data.view) plot.setScale("x", { min: data.view[0], max: data.view[1] });
   window.addEventListener("resize", function () { plot.setSize({ width: width(), height: 300 }); });
   holder.setAttribute("data-marks", String(points.length));
+  holder.exhuntPlot = plot; // for the page's own tests: point positions, zoom state
 })();
