@@ -17,7 +17,7 @@ from markupsafe import escape
 from exhunt.report.common import SEVERITIES, SEVERITY_RANK, findings, joined, parse_time
 
 PER_FINDING = 5  # evidence samples shown per finding at most
-EVIDENCE_BUDGET = 5_000_000  # bytes of escaped evidence text in the whole report
+EVIDENCE_BUDGET = 6_000_000  # bytes of escaped evidence text in the whole report
 RAW_LIMIT = 4096  # characters of a raw line shown
 VALUE_LIMIT = 1024  # characters of one parsed field shown
 FIELDS_LIMIT = 80  # parsed fields shown per record
@@ -82,7 +82,8 @@ class Finding:
     note: str
     evidence: list[Evidence] = field(default_factory=list)
     listed: int = 0  # samples in the document
-    hidden: int = 0  # matching records not shown here
+    dropped: int = 0  # samples in the document (and the case) not shown here
+    unkept: int = 0  # matching records not even sampled (all are kept with --all-evidence)
 
 
 def _finding(number: int, raw: dict[str, Any]) -> Finding:
@@ -111,23 +112,28 @@ def _finding(number: int, raw: dict[str, Any]) -> Finding:
 
 
 def sample_findings(doc: dict[str, Any], budget: int = EVIDENCE_BUDGET) -> list[Finding]:
-    """Findings most severe first, each with up to PER_FINDING evidence samples while the page's
-    evidence budget lasts."""
+    """Findings most severe first with evidence samples while the page's evidence budget lasts:
+    first one sample for every finding (most severe first), then up to PER_FINDING each."""
     raws = findings(doc)
     order = sorted(range(len(raws)), key=lambda i: -SEVERITY_RANK.get(str(raws[i].get("severity")).lower(), 0))
-    out: dict[int, Finding] = {}
-    for i in order:
-        finding = _finding(i + 1, raws[i])
-        for item in [e for e in raws[i].get("evidence") or [] if isinstance(e, dict)][:PER_FINDING]:
-            sample = Evidence.of(item)
-            cost = sample.size()
-            if cost > budget:
-                break
-            budget -= cost
-            finding.evidence.append(sample)
-        finding.hidden = max(finding.count, finding.listed) - len(finding.evidence)
-        out[i] = finding
-    return [out[i] for i in order]
+    shown = {i: _finding(i + 1, raws[i]) for i in order}
+    candidates = {i: [e for e in raws[i].get("evidence") or [] if isinstance(e, dict)][:PER_FINDING] for i in order}
+    for first_pass in (True, False):
+        for i in order:
+            finding, wanted = shown[i], candidates[i]
+            stop = 1 if first_pass else len(wanted)
+            while len(finding.evidence) < stop and budget > 0:
+                sample = Evidence.of(wanted[len(finding.evidence)])
+                cost = sample.size()
+                if cost > budget:
+                    budget = 0
+                    break
+                budget -= cost
+                finding.evidence.append(sample)
+    for finding in shown.values():
+        finding.dropped = finding.listed - len(finding.evidence)
+        finding.unkept = max(finding.count - finding.listed, 0)
+    return [shown[i] for i in order]
 
 
 def by_severity(items: list[Finding]) -> list[tuple[str, list[Finding]]]:
