@@ -22,6 +22,7 @@ HOSTILE = [
     "</script><script>alert(2)</script>",
     "<!--<script>alert(3)//",
     "\u2028</script>\u2029",
+    "quote'and\\backslash']",
 ]
 
 
@@ -48,7 +49,7 @@ def build_hostile(root: Path) -> Path:
     parameters carry script injections, `</script>` breakers, `javascript:` links and ANSI escapes,
     in records the built-in rules match."""
     lines = []
-    for i, payload in enumerate([ESC_UA, *HOSTILE]):
+    for i, payload in enumerate([ESC_UA, HOSTILE[-1], *HOSTILE[:-1]]):
         lines.append(
             f"2021-03-03 01:00:{i:02d} 10.0.0.5 POST /ecp/y.js {_w3c('a=' + payload)} 443 - 203.0.113.7 "
             f"{_w3c(payload)} {_w3c(payload)} 200 0 0 31"

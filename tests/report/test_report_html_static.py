@@ -163,6 +163,8 @@ def test_big_result_stays_under_ten_megabytes_and_points_to_the_rest():
 
 
 def test_payloads_reach_the_report_through_real_findings(hostile: dict[str, Any]):
-    agents = {e["record"].get("cs(User-Agent)") for f in hostile["findings"] for e in f["evidence"]}
+    agents = {
+        e["record"].get(c) for f in hostile["findings"] for e in f["evidence"] for c in ("cs(User-Agent)", "UserAgent")
+    }
     assert HOSTILE[0] in agents and HOSTILE[3] in agents
     assert any("<img" in str(a) and "onerror=alert(1)" in str(a) for a in agents)

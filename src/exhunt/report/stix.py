@@ -8,7 +8,7 @@ verdict and reason, refers to everything.
 
 Observables come from findings that show an attack (exploitation, web shell, post-exploitation,
 indicator; medium severity or more). Client addresses are taken from the client-IP columns only,
-never the server's own address or loopback; user agents from the user-agent columns; files from
+never a server's own address (any s-ip in the evidence), loopback or link-local; user agents from the user-agent columns; files from
 file evidence with a SHA-256.
 """
 
@@ -64,7 +64,7 @@ def _ip(value: object) -> str | None:
         address = ipaddress.ip_address(str(value or "").strip())
     except ValueError:
         return None
-    if address.is_loopback or address.is_unspecified:
+    if address.is_loopback or address.is_unspecified or address.is_link_local:
         return None
     return str(address)
 
@@ -77,19 +77,30 @@ def _attack_findings(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _server_addresses(doc: dict[str, Any]) -> set[str]:
+    """The servers' own addresses (IIS s-ip of any record): a back-end or SSRF request the server
+    made to itself shows it as the client, and it is not the attacker's."""
+    out = set()
+    for finding in findings(doc):
+        for item in finding.get("evidence") or []:
+            record = item.get("record") if isinstance(item, dict) and isinstance(item.get("record"), dict) else {}
+            out.update(ip for c in SERVER_IP_COLUMNS if (ip := _ip(record.get(c))))
+    return out
+
+
 def observables(doc: dict[str, Any]) -> dict[str, dict[str, Seen]]:
     """{"ip" | "user_agent" | "file": {value: Seen}} from the attack findings."""
     seen: dict[str, dict[str, Seen]] = {"ip": {}, "user_agent": {}, "file": {}}
+    servers = _server_addresses(doc)
     for finding in _attack_findings(doc):
         span = [parse_time(finding.get("first_seen")), parse_time(finding.get("last_seen"))]
         group = finding.get("group") if isinstance(finding.get("group"), dict) else {}
-        grouped_ips = {ip for c in CLIENT_IP_COLUMNS if (ip := _ip(group.get(c)))}
+        grouped_ips = {ip for c in CLIENT_IP_COLUMNS if (ip := _ip(group.get(c))) and ip not in servers}
         for ip in grouped_ips:
             seen["ip"].setdefault(ip, Seen()).add(finding, int(finding.get("count") or 1), span)
         for item in finding.get("evidence") or []:
             record = item.get("record") if isinstance(item, dict) and isinstance(item.get("record"), dict) else {}
             when = [parse_time(item.get("time")) or span[0]]
-            servers = {str(record.get(c)) for c in SERVER_IP_COLUMNS if record.get(c)}
             ips = {ip for c in CLIENT_IP_COLUMNS if (ip := _ip(record.get(c))) and ip not in servers}
             for ip in ips - grouped_ips:
                 seen["ip"].setdefault(ip, Seen()).add(finding, 1, when)
