@@ -173,7 +173,8 @@ def scan(
 
 OUT_HELP = (
     "Write the result as FORMAT to FILE ('-' for stdout); repeatable. Formats: "
-    "json (the full result; --json FILE is short for --out json=FILE). "
+    "json (the full result; --json FILE is short for --out json=FILE), html (one self-contained report), "
+    "timesketch (JSONL), ecs (Elastic NDJSON), stix (STIX 2.1 bundle), csv (findings and evidence). "
     "'exhunt report CASE.duckdb --out ...' writes the same from a saved case."
 )
 

@@ -252,3 +252,25 @@ def test_cli_writes_every_format_and_no_raw_escape_reaches_the_terminal(hostile_
     assert again.returncode == 0, again.stderr.decode()
     check_stix(again.stdout.decode())
     assert "COMPROMISED" in (tmp_path / "case.html").read_text()
+
+
+def test_every_writer_survives_sparse_and_odd_documents():
+    odd = {
+        "verdict": "INCOMPLETE", "hosts": None, "coverage": [{"family": "log_iis"}], "errors": [{"path": "x", "line": None, "reason": "bad"}],
+        "findings": [
+            {},
+            {"rule": "r", "severity": "bogus", "count": "many", "group": ["not", "a", "dict"], "evidence": [None, {}, {"record": "text", "time": "not a time"}]},
+            {"rule": "t", "severity": "high", "kind": "exploitation", "first_seen": "2021-03-03T01:00:00", "cves": None,
+             "group": {"c-ip": "999.1.1.1"}, "evidence": [{"record": {"c-ip": "::1", "cs(User-Agent)": "-", "kind": "file", "sha256": "zz"}}]},
+        ],
+        "timeline": "not a list", "fleet": {"hourly": [{"host": "a", "hour": "h", "count": "x"}]},
+    }  # fmt: skip
+    for name in ("html", "timesketch", "ecs", "stix", "csv", "json"):
+        for doc in ({}, odd):
+            out = io.StringIO()
+            writer(name)(doc, out)
+            assert out.getvalue() or name in ("timesketch", "ecs"), name  # an empty result has no events
+    check_timesketch(written(timesketch, odd))
+    check_ecs(written(ecs, odd))
+    check_stix(written(stix, odd))
+    check_csv(written(csv_writer, odd), {"findings": [{"evidence": []}, {"evidence": [1, 2]}, {"evidence": [1]}]})

@@ -12,6 +12,7 @@ from importlib.resources import files
 from typing import Any
 
 from exhunt.report.html import render, script_json
+from exhunt.report.html_model import MAX_FINDINGS
 from tests.report.conftest import HOSTILE, big_document, with_optional_sections
 
 VENDORED = {
@@ -168,3 +169,12 @@ def test_payloads_reach_the_report_through_real_findings(hostile: dict[str, Any]
     }
     assert HOSTILE[0] in agents and HOSTILE[3] in agents
     assert any("<img" in str(a) and "onerror=alert(1)" in str(a) for a in agents)
+
+
+def test_finding_rows_are_capped_most_severe_first():
+    doc = big_document(MAX_FINDINGS + 40, 0)
+    html = render(doc)
+    page = Page(html)
+    assert sum(1 for t, a in page.tags if t == "tr" and a.get("class") == "finding-row") == MAX_FINDINGS
+    assert f"Findings ({MAX_FINDINGS + 40})" in html and "40 more: exhunt query" in html
+    assert 'id="findings-low"' in html  # 3040 findings, a quarter each: the cut falls within low

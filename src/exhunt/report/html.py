@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from exhunt.report import html_model as model
-from exhunt.report.common import inert
+from exhunt.report.common import findings, inert
 
 NOT_COMPUTED = "not computed"
 
@@ -109,7 +109,8 @@ def context(doc: dict[str, Any]) -> dict[str, Any]:
         "missing": [str(m) for m in doc.get("missing") or []],
         "warnings": [str(w) for w in doc.get("warnings") or []],
         "groups": model.by_severity(shown),
-        "finding_total": len(shown),
+        "finding_total": len(findings(doc)),
+        "finding_rows": len(shown),
         "evidence_shown": sum(len(f.evidence) for f in shown),
         "case": doc.get("case"),
         "rules": rules,

@@ -17,6 +17,8 @@ from markupsafe import escape
 from exhunt.report.common import SEVERITIES, SEVERITY_RANK, findings, joined, parse_time
 
 PER_FINDING = 5  # evidence samples shown per finding at most
+MAX_FINDINGS = 3000  # finding rows in the page (about 1.2 KB each); the rest are counted
+MAX_POINTS = 20_000  # marks on the timeline
 EVIDENCE_BUDGET = 6_000_000  # bytes of escaped evidence text in the whole report
 RAW_LIMIT = 4096  # characters of a raw line shown
 VALUE_LIMIT = 1024  # characters of one parsed field shown
@@ -116,12 +118,13 @@ def sample_findings(doc: dict[str, Any], budget: int = EVIDENCE_BUDGET) -> list[
     first one sample for every finding (most severe first), then up to PER_FINDING each."""
     raws = findings(doc)
     order = sorted(range(len(raws)), key=lambda i: -SEVERITY_RANK.get(str(raws[i].get("severity")).lower(), 0))
+    order = order[:MAX_FINDINGS]
     shown = {i: _finding(i + 1, raws[i]) for i in order}
     candidates = {i: [e for e in raws[i].get("evidence") or [] if isinstance(e, dict)][:PER_FINDING] for i in order}
     for first_pass in (True, False):
         for i in order:
             finding, wanted = shown[i], candidates[i]
-            stop = 1 if first_pass else len(wanted)
+            stop = min(1, len(wanted)) if first_pass else len(wanted)
             while len(finding.evidence) < stop and budget > 0:
                 sample = Evidence.of(wanted[len(finding.evidence)])
                 cost = sample.size()
@@ -248,6 +251,9 @@ def chart_data(doc: dict[str, Any], shown: list[Finding]) -> dict[str, Any]:
             timed = [t for t in (parse_time(raw.get("first_seen")), parse_time(raw.get("last_seen"))) if t]
         points += [(round(t.timestamp(), 3), rank, number) for t in dict.fromkeys(timed)]
     points.sort()
+    if len(points) > MAX_POINTS:  # an even sample, keeping the first and last
+        step = (len(points) - 1) / (MAX_POINTS - 1)
+        points = [points[round(i * step)] for i in range(MAX_POINTS)]
     labels = {str(f.number): [f.title, f.severity, f.host, f.count] for f in shown}
     return {"points": points, "findings": labels, "severities": list(reversed(SEVERITIES)), "view": _view(doc, points)}
 
