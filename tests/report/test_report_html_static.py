@@ -126,7 +126,12 @@ def test_absent_sections_say_not_computed_and_present_ones_are_shown(hafnium: di
         assert "not computed" not in section(html, id_), id_
     assert "ProxyLogon on 2021-02-26, web shells, LSASS dumped" in section(html, "incident")
     mailboxes = section(html, "mailboxes")
-    assert "ceo@example.org" in mailboxes and "cfo@example.org" in mailboxes and "48000000" in mailboxes
+    assert (
+        "ceo@example.org" in mailboxes
+        and "cfo@example.org" in mailboxes
+        and "48,000,000" in mailboxes
+        and "FindItem; GetItem" in mailboxes
+    )
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in mailboxes
     intrusion = section(html, "intrusion")
     links = [a for t, a in page.tags if t == "a" and "finding-link" in (a.get("class") or "")]
@@ -134,6 +139,9 @@ def test_absent_sections_say_not_computed_and_present_ones_are_shown(hafnium: di
     assert "LSASS dumped" in intrusion and "T1505.003" in intrusion
     fleet = section(html, "fleet")
     assert "EXCH02" in fleet and "one host hit within the first hour" in fleet and "proxylogon" in fleet
+    assert re.search(
+        r'<th class="hour" title="2021-02-26T04">04</th><th class="hour" title="2021-02-26T05">05</th>', fleet
+    )
     heat = [a for t, a in page.tags if t == "td" and "heat" in (a.get("class") or "")]
     assert len(heat) == 2 * 2  # two hosts x two hours
     assert {a["class"] for a in heat} >= {"heat h5", "heat h0"}  # the busiest hour darkest, the empty one blank

@@ -295,6 +295,24 @@ def rules_ran(doc: dict[str, Any]) -> tuple[list[dict[str, str]], bool]:
     return sorted(seen.values(), key=lambda r: r["id"]), False
 
 
+def cell_text(value: object) -> str:
+    """A table cell: lists joined, evidence references as path:line, numbers with separators."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        if "path" in value:
+            line = value.get("line")
+            return cut(str(value.get("path") or "") + (f":{line}" if isinstance(line, int) else ""), 600)
+        return cut(", ".join(f"{k}={cell_text(v)}" for k, v in value.items()), 600)
+    if isinstance(value, list):
+        return cut("; ".join(cell_text(v) for v in value), 600)
+    return cut(value, 600)
+
+
 def table(rows: object) -> tuple[list[str], list[list[str]]] | None:
     """A list of objects as (columns, rows of cut text), for sections whose shape may grow."""
     if not isinstance(rows, list):
@@ -303,14 +321,15 @@ def table(rows: object) -> tuple[list[str], list[list[str]]] | None:
     columns: list[str] = []
     for r in dicts:
         columns += [str(k) for k in r if str(k) not in columns]
-    body = [[cut(r.get(c, ""), 600) if r.get(c) is not None else "" for c in columns] for r in dicts]
-    body += [[cut(r, 600)] + [""] * (len(columns) - 1) for r in rows if not isinstance(r, dict)]
+    body = [[cell_text(r.get(c)) for c in columns] for r in dicts]
+    body += [[cell_text(r)] + [""] * (len(columns) - 1) for r in rows if not isinstance(r, dict)]
     return columns or ["value"], body
 
 
 @dataclass
 class Heatmap:
     hours: list[str]
+    labels: list[str]  # the hour of day, HH
     rows: list[tuple[str, list[tuple[int, int]]]]  # host, [(count, level 0-5)]
 
 
@@ -333,7 +352,8 @@ def heatmap(raw: object) -> Heatmap | None:
     for host in sorted(cells):
         counts = [cells[host].get(h, 0) for h in hours]
         rows.append((host, [(c, 0 if c == 0 else 1 + min(4, int(c / peak * 4.999))) for c in counts]))
-    return Heatmap(hours, rows)
+    labels = [h.split("T", 1)[1][:2] if "T" in h else h[-2:] for h in hours]
+    return Heatmap(hours, labels, rows)
 
 
 def generated_at() -> str:
