@@ -274,3 +274,22 @@ def test_every_writer_survives_sparse_and_odd_documents():
     check_ecs(written(ecs, odd))
     check_stix(written(stix, odd))
     check_csv(written(csv_writer, odd), {"findings": [{"evidence": []}, {"evidence": [1, 2]}, {"evidence": [1]}]})
+
+
+def test_stix_export_feeds_back_into_exhunts_own_ioc_reader(hafnium: dict[str, Any], tmp_path: Path):
+    from exhunt.iocs.feeds import load_feed
+
+    path = tmp_path / "case-iocs.json"
+    path.write_text(written(stix, hafnium))
+    iocs = load_feed(path)
+    ips = {i.value for i in iocs.indicators if i.type == "ip"}
+    hashes = {i.value for i in iocs.indicators if i.type == "sha256"}
+    assert "130.255.189.21" in ips and "10.10.1.20" not in ips
+    shells = {
+        e["record"]["sha256"]
+        for f in hafnium["findings"]
+        if f["kind"] == "webshell"
+        for e in f["evidence"]
+        if e["record"].get("sha256")
+    }
+    assert shells <= hashes
