@@ -39,10 +39,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/)
-bench: $(STAMP)
+## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/), then the
+## size of its HTML report and the time chromium takes to show it
+bench: $(STAMP) chromium
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache
