@@ -146,6 +146,10 @@ def with_optional_sections(doc: dict[str, Any]) -> dict[str, Any]:
         {"id": "rule-with-no-hit", "title": "A rule that ran and found nothing", "severity": "high", "version": "1"}
     )
     doc["rules_version"] = "builtin-2026.12"
+    doc["errors"] = [
+        {"path": "EXCH01/EventLogs/Security.evtx", "line": None, "reason": "truncated: 3 of 9 chunks " + HOSTILE[0]}
+    ]
+    doc["coverage"][0]["gaps"] = [{"first": "2021-02-25T00:00:00Z", "last": "2021-02-25T12:00:00Z"}]
     return doc
 
 

@@ -145,6 +145,9 @@ def test_absent_sections_say_not_computed_and_present_ones_are_shown(hafnium: di
     heat = [a for t, a in page.tags if t == "td" and "heat" in (a.get("class") or "")]
     assert len(heat) == 2 * 2  # two hosts x two hours
     assert {a["class"] for a in heat} >= {"heat h5", "heat h0"}  # the busiest hour darkest, the empty one blank
+    scanned = section(html, "scanned")
+    assert "EXCH01/EventLogs/Security.evtx" in scanned and "truncated: 3 of 9 chunks &lt;script&gt;" in scanned
+    assert scanned.count('class="cov-gap"') == 1 and "None: every file was read." in section(plain, "scanned")
     rules = section(html, "rules")
     assert "rule-with-no-hit" in rules and "builtin-2026.12" in rules and f"{len(doc['rules'])} rules ran" in rules
 
