@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 from importlib.resources import files
 from typing import Any
 
+from exhunt.report import html_model
 from exhunt.report.html import render, script_json
-from exhunt.report.html_model import MAX_FINDINGS
 from tests.report.conftest import HOSTILE, big_document, with_optional_sections
 
 VENDORED = {
@@ -182,10 +182,12 @@ def test_payloads_reach_the_report_through_real_findings(hostile: dict[str, Any]
     assert any("<img" in str(a) and "onerror=alert(1)" in str(a) for a in agents)
 
 
-def test_finding_rows_are_capped_most_severe_first():
-    doc = big_document(MAX_FINDINGS + 40, 0)
+def test_finding_rows_are_capped_most_severe_first(monkeypatch):
+    monkeypatch.setattr(html_model, "MAX_FINDINGS", 90)
+    doc = big_document(120, 0)
     html = render(doc)
     page = Page(html)
-    assert sum(1 for t, a in page.tags if t == "tr" and a.get("class") == "finding-row") == MAX_FINDINGS
-    assert f"Findings ({MAX_FINDINGS + 40})" in html and "40 more: exhunt query" in html
-    assert 'id="findings-low"' in html  # 3040 findings, a quarter each: the cut falls within low
+    assert sum(1 for t, a in page.tags if t == "tr" and a.get("class") == "finding-row") == 90
+    assert "Findings (120)" in html and "30 more: exhunt query" in html
+    assert 'id="findings-low"' not in html  # a quarter each: the 30 cut are exactly the low ones
+    assert 'id="findings-medium"' in html
