@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,18 +26,25 @@ demo: $(STAMP)
 	@echo "Try:    $(BIN)/exhunt query $(DEMO)/case.duckdb \"SELECT severity, rule, count, first_seen FROM findings\""
 
 ## test: the whole suite (unit, property, end-to-end); about a minute on 2 cores
-test: $(STAMP)
+test: $(STAMP) chromium
 	@$(BIN)/python -m pytest -n 2 -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
+
+## chromium: Debian's headless browser for the HTML report tests (never a browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "make: could not install chromium with apt; the browser tests will be skipped" >&2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/)
-bench: $(STAMP)
+## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/), then the
+## size of its HTML report and the time chromium takes to show it
+bench: $(STAMP) chromium
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache

@@ -173,7 +173,9 @@ def scan(
 
 OUT_HELP = (
     "Write the result as FORMAT to FILE ('-' for stdout); repeatable. Formats: "
-    "json (the full result; --json FILE is short for --out json=FILE), terminal (the summary as text). "
+    "json (the full result; --json FILE is short for --out json=FILE), terminal (the summary as text), "
+    "html (one self-contained report), timesketch (JSONL), ecs (Elastic NDJSON), stix (STIX 2.1 bundle), "
+    "csv (findings and evidence). "
     "'exhunt report CASE.duckdb --out ...' writes the same from a saved case."
 )
 

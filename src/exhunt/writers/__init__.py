@@ -27,7 +27,16 @@ class WriterSpec:
 
 WRITERS: dict[str, WriterSpec] = {
     spec.name: spec
-    for spec in (WriterSpec("json", "exhunt.writers.json_writer:write", "the full result as one JSON document"),)
+    for spec in (
+        WriterSpec("json", "exhunt.writers.json_writer:write", "the full result as one JSON document"),
+        WriterSpec("html", "exhunt.report.html:write", "one self-contained HTML report (no network access)"),
+        WriterSpec(
+            "timesketch", "exhunt.report.timesketch:write", "Timesketch JSONL: one line per finding and evidence"
+        ),
+        WriterSpec("ecs", "exhunt.report.ecs:write", "Elastic Common Schema NDJSON for Elasticsearch"),
+        WriterSpec("stix", "exhunt.report.stix:write", "a STIX 2.1 bundle: indicators, sightings, the report"),
+        WriterSpec("csv", "exhunt.report.csv_writer:write", "findings and evidence as spreadsheet-safe CSV"),
+    )
 }
 
 
