@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -61,8 +62,14 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for internal errors.")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour or styles in terminal output (also: NO_COLOR=1).")
+    ] = False,
 ) -> None:
     DEBUG["on"] = debug
+    if no_color:
+        os.environ["NO_COLOR"] = "1"  # read by every console created from here on
+        err.no_color = True
 
 
 @app.command()

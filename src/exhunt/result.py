@@ -172,7 +172,8 @@ class ScanResult:
     stats: Stats
     exposure: Exposure
     case: str | None
-    rules: list[str] = field(default_factory=list)  # ids of the rules that ran
+    rules: list[dict[str, str]] = field(default_factory=list)  # the rules that ran: id, title, severity, source
+    rules_version: str = ""  # exhunt's version and a digest of the rule set
     notes: list[Problem] = field(default_factory=list)  # remarks on inputs that lose no record
     extras: dict[str, Any] = field(default_factory=dict)  # further sections (analytics), JSON-ready
 
@@ -224,6 +225,7 @@ class ScanResult:
             "notes": [p.to_dict() for p in self.notes],
             "exposure": self.exposure.to_dict(),
             "rules": self.rules,
+            "rules_version": self.rules_version,
             "case": self.case,
             **self.extras,
         }

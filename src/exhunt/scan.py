@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from exhunt import __version__
 from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
 from exhunt.collection import open_collection
 from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
@@ -108,7 +109,8 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
             stats=Stats(len(report.artifacts), report.bytes_read, report.records, time.perf_counter() - started),
             exposure=Exposure(windows, mitigations, exposure_text),
             case=str(options.case) if options.case else None,
-            rules=[r.id for r in rules],
+            rules=[{"id": r.id, "title": r.title, "severity": r.severity, "source": r.source} for r in rules],
+            rules_version=rules_version(rules),
             notes=report.notes,
         )
         save(case, result)
@@ -136,6 +138,14 @@ def select_rules(options: ScanOptions) -> list[Rule]:
             raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
         rules = [r for r in rules if r.id in set(options.only)]
     return rules
+
+
+def rules_version(rules: list[Rule]) -> str:
+    """exhunt's version and a digest of the rules' content: two scans with the same value ran the same rules."""
+    import hashlib
+
+    digest = hashlib.sha256(_json(sorted((r.to_dict() for r in rules), key=lambda d: d["id"])).encode()).hexdigest()
+    return f"{__version__}+rules.{digest[:12]}"
 
 
 def _is_exchange(report: IngestReport, coverage: list[Any]) -> bool:
