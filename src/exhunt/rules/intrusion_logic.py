@@ -93,13 +93,13 @@ def domain_acl_replication_grant(store: Store, params: dict[str, str]) -> list[i
 
 
 def domain_acl_writedacl_grant(store: Store, params: dict[str, str]) -> list[int]:
-    """5136: a new DACL entry on the domain object grants WriteDACL or WriteOwner (the step before
+    """5136: a new DACL entry on the domain object grants WriteDACL, WriteOwner or full control (the step before
     granting oneself replication rights, as PrivExchange and ACL-abuse tools do)."""
     if not _has_events(store):
         return []
     sql = f"""
         SELECT DISTINCT rid FROM ({_new_domain_aces(store)})
-        WHERE contains(rights, 'WD') OR contains(rights, 'WO') OR (mask & {WD | WO}) <> 0
+        WHERE contains(rights, 'WD') OR contains(rights, 'WO') OR contains(rights, 'GA') OR (mask & {WD | WO | GA}) <> 0
     """
     return [r[0] for r in store.con.execute(sql).fetchall()]
 
