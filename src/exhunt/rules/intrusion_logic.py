@@ -32,6 +32,13 @@ def _j(key: str, alias: str = "") -> str:
     return f"json_extract_string({col}, '$.\"{key}\"')"
 
 
+def _candidates(*event_ids: int) -> str:
+    """SQL FROM clause: the events of these ids only, with their row id as `rid` (the cheap integer
+    filter runs first, before any JSON is read)."""
+    ids = ", ".join(str(i) for i in event_ids)
+    return f"(SELECT rowid AS rid, * FROM events WHERE event_id IN ({ids})) AS e"
+
+
 def _has_events(store: Store) -> bool:
     return "events" in store.tables()
 
@@ -110,8 +117,8 @@ def _replication_requests(extra: str, store: Store) -> list[int]:
     user = _j("SubjectUserName")
     sql = f"""
         WITH dcs AS ({dc_names_sql()}), exch AS ({exchange_names_sql(store.tables())})
-        SELECT rowid FROM events
-        WHERE event_id = 4662 AND ({guids})
+        SELECT rid FROM {_candidates(4662)}
+        WHERE ({guids})
           AND (coalesce({_j("AccessMask")}, '0x100') ILIKE '0x100' OR {props} ILIKE '%Control Access%')
           AND {account_host(user)} NOT IN (SELECT name FROM dcs WHERE name IS NOT NULL)
           AND {extra.format(user=user, host=account_host(user))}
@@ -138,14 +145,14 @@ def dcsync_by_unknown_computer(store: Store, params: dict[str, str]) -> list[int
     )
 
 
-def _from_exchange(store: Store, where: str) -> list[int]:
+def _from_exchange(store: Store, event_ids: tuple[int, ...], where: str) -> list[int]:
     tables = store.tables()
     cols = {"log_iis": store.columns("log_iis")} if "log_iis" in tables else {}
     ip = f"regexp_replace(coalesce({_j('IpAddress')}, {_j('Param3')}, ''), '^::ffff:', '')"
     ws = f"upper(coalesce({_j('WorkstationName')}, ''))"
     sql = f"""
         WITH exch AS ({exchange_names_sql(tables)}), ips AS ({exchange_ips_sql(tables, cols)})
-        SELECT rowid FROM events
+        SELECT rid FROM {_candidates(*event_ids)}
         WHERE {short_name("computer")} NOT IN (SELECT name FROM exch WHERE name IS NOT NULL)
           AND ({ip} IN (SELECT ip FROM ips WHERE ip IS NOT NULL)
                OR {short_name(ws)} IN (SELECT name FROM exch WHERE name IS NOT NULL))
@@ -168,6 +175,7 @@ def remote_interactive_logon_from_exchange(store: Store, params: dict[str, str])
         return []
     return _from_exchange(
         store,
+        (4624, 1149),
         f"(({_USER_LOGON} AND {_j('LogonType')} = '10') OR (event_id = 1149 AND channel ILIKE "
         "'%TerminalServices-RemoteConnectionManager%'))",
     )
@@ -177,7 +185,7 @@ def network_logon_from_exchange(store: Store, params: dict[str, str]) -> list[in
     """4624 type 3 on another collected host by a user account, coming from the Exchange server."""
     if not _has_events(store):
         return []
-    return _from_exchange(store, f"{_USER_LOGON} AND {_j('LogonType')} = '3'")
+    return _from_exchange(store, (4624,), f"{_USER_LOGON} AND {_j('LogonType')} = '3'")
 
 
 def exchange_machine_ntlm_logon(store: Store, params: dict[str, str]) -> list[int]:
@@ -191,8 +199,8 @@ def exchange_machine_ntlm_logon(store: Store, params: dict[str, str]) -> list[in
     user = _j("TargetUserName")
     sql = f"""
         WITH exch AS ({exchange_names_sql(tables)}), ips AS ({exchange_ips_sql(tables, cols)})
-        SELECT rowid FROM events
-        WHERE event_id = 4624 AND {_j("LogonType")} = '3'
+        SELECT rid FROM {_candidates(4624)}
+        WHERE {_j("LogonType")} = '3'
           AND (coalesce({_j("AuthenticationPackageName")}, '') ILIKE '%NTLM%'
                OR coalesce({_j("LmPackageName")}, '') ILIKE 'NTLM%')
           AND ends_with(trim(coalesce({user}, '')), '$')
@@ -210,8 +218,8 @@ def local_account_created(store: Store, params: dict[str, str]) -> list[int]:
         return []
     sql = f"""
         WITH dcs AS ({dc_names_sql()})
-        SELECT rowid FROM events
-        WHERE event_id = 4720 AND provider = 'Microsoft-Windows-Security-Auditing'
+        SELECT rid FROM {_candidates(4720)}
+        WHERE provider = 'Microsoft-Windows-Security-Auditing'
           AND {short_name("computer")} NOT IN (SELECT name FROM dcs WHERE name IS NOT NULL)
     """
     return [r[0] for r in store.con.execute(sql).fetchall()]
