@@ -22,9 +22,13 @@ REPLICATION_GUIDS = (
 )
 # Trustees that hold these rights on every domain by default (SDDL aliases and well-known RIDs):
 # a "new" ACE for them adds no power, and Exchange setup or an ACL tool rewriting the DACL re-adds them.
-DEFAULT_TRUSTEES = ("ED", "DD", "BA", "DA", "EA", "SY", "RO", "S-1-5-9", "S-1-5-18", "S-1-5-32-544")
+DEFAULT_TRUSTEES = (
+    "ED", "DD", "BA", "DA", "EA", "SY", "RO", "AO", "PS", "CO", "S-1-5-9", "S-1-5-10", "S-1-5-18", "S-1-5-32-544",
+    "S-1-5-32-548",
+)  # fmt: skip
 DEFAULT_RIDS = ("-498", "-512", "-516", "-519", "-521")
-CR, WD, WO, GA = 0x100, 0x40000, 0x80000, 0x10000000
+FORCE_CHANGE_PASSWORD = "00299570-246d-11d0-a768-00aa006e0529"  # User-Force-Change-Password (reset password)
+CR, WP, WD, WO, GA = 0x100, 0x20, 0x40000, 0x80000, 0x10000000
 
 
 def _j(key: str, alias: str = "") -> str:
@@ -43,10 +47,20 @@ def _has_events(store: Store) -> bool:
     return "events" in store.tables()
 
 
-def _new_domain_aces(store: Store) -> str:
-    """SQL: per 5136 'value added' to a domain root's nTSecurityDescriptor, the DACL entries it added
-    (its ACEs minus those of the 'value deleted' of the same operation; all of them when that half
-    is missing), split into type, flags, rights, object GUID and trustee; defaults left out."""
+DOMAIN_ROOT = (
+    f"({_j('ObjectClass')} ILIKE 'domainDNS' "
+    f"OR regexp_full_match(coalesce({_j('ObjectDN')}, ''), '(?i)DC=[^,]+(,\\s*DC=[^,]+)*'))"
+)
+ACCOUNT_OBJECT = (
+    f"lower({_j('ObjectClass')}) IN ('user', 'computer', 'inetorgperson', 'group', 'msds-managedserviceaccount')"
+)
+
+
+def _new_aces(objects: str) -> str:
+    """SQL: per 5136 'value added' to the nTSecurityDescriptor of the objects `objects` selects, the
+    DACL entries it added (its ACEs minus those of the 'value deleted' of the same operation; all of
+    them when that half is missing), split into type, flags, rights, object GUID and trustee.
+    Inherit-only and inherited entries and the default trustees are left out."""
     defaults = ", ".join(f"'{t}'" for t in DEFAULT_TRUSTEES)
     rids = " OR ".join(f"ends_with(trustee, '{r}')" for r in DEFAULT_RIDS)
     return f"""
@@ -55,9 +69,7 @@ def _new_domain_aces(store: Store) -> str:
                    coalesce({_j("OperationType")}, '') AS op,
                    regexp_extract_all(split(coalesce({_j("AttributeValue")}, ''), 'S:')[1], '\\(([^)]*)\\)', 1) AS aces
             FROM events
-            WHERE event_id = 5136 AND {_j("AttributeLDAPDisplayName")} ILIKE 'nTSecurityDescriptor'
-              AND ({_j("ObjectClass")} ILIKE 'domainDNS'
-                   OR regexp_full_match(coalesce({_j("ObjectDN")}, ''), '(?i)DC=[^,]+(,\\s*DC=[^,]+)*'))
+            WHERE event_id = 5136 AND {_j("AttributeLDAPDisplayName")} ILIKE 'nTSecurityDescriptor' AND {objects}
         ),
         added AS (SELECT * FROM sd WHERE op = '%%14674' OR op ILIKE '%added%'),
         removed AS (
@@ -81,7 +93,8 @@ def _new_domain_aces(store: Store) -> str:
         SELECT rid, type, flags, rights, object, trustee,
                TRY_CAST(CASE WHEN starts_with(lower(rights), '0x') THEN rights END AS BIGINT) AS mask
         FROM parts
-        WHERE type IN ('A', 'OA') AND NOT contains(flags, 'IO')
+        WHERE type IN ('A', 'OA')
+          AND NOT list_has_any(regexp_extract_all(flags, '[A-Z]{{2}}'), ['IO', 'ID'])
           AND trustee NOT IN ({defaults}) AND NOT ({rids})
     """
 
@@ -92,7 +105,7 @@ def domain_acl_replication_grant(store: Store, params: dict[str, str]) -> list[i
         return []
     guids = ", ".join(f"'{g}'" for g in REPLICATION_GUIDS)
     sql = f"""
-        SELECT DISTINCT rid FROM ({_new_domain_aces(store)})
+        SELECT DISTINCT rid FROM ({_new_aces(DOMAIN_ROOT)})
         WHERE ((contains(rights, 'CR') OR (mask & {CR}) <> 0) AND (object IN ({guids}) OR object = ''))
            OR contains(rights, 'GA') OR (mask & {GA}) <> 0
     """
@@ -105,8 +118,24 @@ def domain_acl_writedacl_grant(store: Store, params: dict[str, str]) -> list[int
     if not _has_events(store):
         return []
     sql = f"""
-        SELECT DISTINCT rid FROM ({_new_domain_aces(store)})
+        SELECT DISTINCT rid FROM ({_new_aces(DOMAIN_ROOT)})
         WHERE contains(rights, 'WD') OR contains(rights, 'WO') OR contains(rights, 'GA') OR (mask & {WD | WO | GA}) <> 0
+    """
+    return [r[0] for r in store.con.execute(sql).fetchall()]
+
+
+def object_acl_takeover(store: Store, params: dict[str, str]) -> list[int]:
+    """5136: a new DACL entry on a user, computer or group gives a non-default trustee control of it:
+    full control, WriteDACL/WriteOwner, the reset-password right (or all extended rights), or write
+    access to all its properties."""
+    if not _has_events(store):
+        return []
+    sql = f"""
+        SELECT DISTINCT rid FROM ({_new_aces(ACCOUNT_OBJECT)})
+        WHERE contains(rights, 'GA') OR contains(rights, 'WD') OR contains(rights, 'WO')
+           OR (mask & {GA | WD | WO}) <> 0
+           OR ((contains(rights, 'CR') OR (mask & {CR}) <> 0) AND object IN ('{FORCE_CHANGE_PASSWORD}', ''))
+           OR ((contains(rights, 'WP') OR (mask & {WP}) <> 0) AND object = '')
     """
     return [r[0] for r in store.con.execute(sql).fetchall()]
 

@@ -12,6 +12,7 @@ from exhunt.rules.intrusion_logic import (  # noqa: F401  (named by rules' `pyth
     exchange_machine_ntlm_logon,
     local_account_created,
     network_logon_from_exchange,
+    object_acl_takeover,
     remote_interactive_logon_from_exchange,
 )
 from exhunt.store import Store

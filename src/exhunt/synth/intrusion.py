@@ -69,7 +69,7 @@ RULES = frozenset(
         "payload-scheduled-downloader", "registry-run-key", "registry-ifeo-debugger", "wmi-event-subscription",
         "iis-module-installed", "process-iis-config-credentials", "file-event-transport-agents-config",
         "file-event-exchange-web-config", "ransomware-recovery-inhibit", "ransomware-note-or-extension",
-        "file-ransom-note",
+        "file-ransom-note", "ad-object-acl-takeover", "ad-spn-added-to-user", "ad-delegation-or-key-credential-set",
     }
 )  # fmt: skip
 
@@ -89,12 +89,21 @@ def _subject(name: str, sid: str, logon: str = "0x6a3c1f") -> dict[str, str]:
     return {"SubjectUserSid": sid, "SubjectUserName": name, "SubjectDomainName": NETBIOS, "SubjectLogonId": logon}
 
 
-def ds_change(name: str, sid: str, corr: str, op_added: bool, sddl: str, dn: str = DOMAIN_DN) -> dict[str, Any]:
+def ds_change(
+    name: str,
+    sid: str,
+    corr: str,
+    op_added: bool,
+    sddl: str,
+    dn: str = DOMAIN_DN,
+    cls: str = "domainDNS",
+    attr: str = "nTSecurityDescriptor",
+) -> dict[str, Any]:
     """Security 5136: one half (value deleted / value added) of a directory-object change."""
     data = {
         **_subject(name, sid), "DSName": AD_DOMAIN, "DSType": "%%14676", "ObjectDN": dn,
-        "ObjectGUID": "{d613d8a5-418b-4b7a-83b8-ae1511c502c4}", "ObjectClass": "domainDNS",
-        "AttributeLDAPDisplayName": "nTSecurityDescriptor", "AttributeSyntaxOID": "2.5.5.15",
+        "ObjectGUID": "{d613d8a5-418b-4b7a-83b8-ae1511c502c4}", "ObjectClass": cls,
+        "AttributeLDAPDisplayName": attr, "AttributeSyntaxOID": "2.5.5.15",
         "AttributeValue": sddl, "OperationType": "%%14674" if op_added else "%%14675",
         "OpCorrelationID": corr, "AppCorrelationID": "-",
     }  # fmt: skip
@@ -264,6 +273,10 @@ class Intrusion:
         )
         self._benign(dc.event(t + 900, ds_access(f"{DC_HOST}$", f"{DOMAIN_SID}-1000", GET_CHANGES_ALL), ref=True),
                      "dc-own-replication")  # fmt: skip
+        spn = ds_change(f"{self.w.host}$", f"{DOMAIN_SID}-1110", "{" + self.ids.guid() + "}", True,
+                        f"exchangeMDB/{self.w.fqdn}", f"CN={self.w.host},CN=Computers,{DOMAIN_DN}", "computer",
+                        "servicePrincipalName")  # fmt: skip
+        self._benign(dc.event(t + 1_200, spn, ref=True), "exchange-setup-computer-spn")
         # An administrator's planned group change, and a jump-host RDP session to the DC.
         t2 = tl.t0 + 2 * DAY_MS + 10 * HOUR_MS + 14 * 60_000
         member = f"CN=Jane Doe,OU=Staff,{DOMAIN_DN}"
@@ -343,6 +356,28 @@ class Intrusion:
             t = t0 + 600_000 + i * 5_000
             ev = member_added(eid, group, gsid, member, intr_sid, ("Administrator", f"{DOMAIN_SID}-500"))
             self._trace(self._dc(t, ev), "ad-privileged-group-member-added", t, group, f"{intr} added to {group}")
+        # control over single accounts: reset-password right, an SPN to roast, delegation on a server
+        svc_dn = f"CN=svc-backup,OU=Service Accounts,{DOMAIN_DN}"
+        user_dacl = "(OA;;CR;ab721a53-1e2f-11d0-9819-00aa0040529b;;WD)(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;DA)(A;;RC;;;AU)"
+        ace = f"(OA;;CR;00299570-246d-11d0-a768-00aa006e0529;;{intr_sid})"
+        t = t0 + 630_000
+        corr = "{" + self.ids.guid() + "}"
+        dc.event(t, ds_change(exch, exch_sid, corr, False, f"O:DAG:DUD:AI{user_dacl}", svc_dn, "user"))
+        ev = ds_change(exch, exch_sid, corr, True, f"O:DAG:DUD:AI{ace}{user_dacl}", svc_dn, "user")
+        self._trace(
+            self._dc(t + 2, ev), "ad-object-acl-takeover", t + 2, ace, f"reset-password right on svc-backup for {intr}"
+        )
+        t = t0 + 640_000
+        ev = ds_change(intr, intr_sid, "{" + self.ids.guid() + "}", True, "http/roast.corp.example", svc_dn, "user",
+                       "servicePrincipalName")  # fmt: skip
+        self._trace(self._dc(t, ev), "ad-spn-added-to-user", t, "http/roast.corp.example", "SPN set on svc-backup")
+        t = t0 + 650_000
+        fs_dn = f"CN=FS01,OU=Servers,{DOMAIN_DN}"
+        rbcd = f"O:BAD:(A;;CCDCLCSWRPWPDTLOCRSDRCWDWO;;;{DOMAIN_SID}-1188)"
+        ev = ds_change(exch, exch_sid, "{" + self.ids.guid() + "}", True, rbcd, fs_dn, "computer",
+                       "msDS-AllowedToActOnBehalfOfOtherIdentity")  # fmt: skip
+        self._trace(self._dc(t, ev), "ad-delegation-or-key-credential-set", t, "msDS-AllowedToActOnBehalfOfOtherIdentity",
+                    "resource-based delegation written on FS01 by the relayed Exchange account")  # fmt: skip
         for i, (name, params, rule) in enumerate((
             ("Add-ADPermission", f'-Identity "{DOMAIN_DN}" -User "{NETBIOS}\\{intr}" -ExtendedRights '
              '"Replicating Directory Changes All"', "cmdlet-ad-permission-escalation"),
