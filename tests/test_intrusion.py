@@ -191,3 +191,25 @@ def test_ad_checks_ran_with_the_dc_and_not_without_it(intrusion, tmp_path: Path)
     finally:
         con.close()
     assert state["state"] == "not-run" and "could not be checked" in state["reason"]
+
+
+def test_winlogbeat_user_data_only_events_keep_their_fields(tmp_path: Path) -> None:
+    """Remote Desktop 1149 carries its fields in UserData only; they were dropped before."""
+    line = {
+        "@timestamp": "2021-03-06T03:27:00.000Z",
+        "winlog": {
+            "channel": "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+            "provider_name": "Microsoft-Windows-TerminalServices-RemoteConnectionManager", "event_id": 1149,
+            "computer_name": "DC01.corp.example", "record_id": 7,
+            "user_data": {"xml_name": "EventXML", "Param1": "Administrator", "Param2": "CORP", "Param3": "10.10.1.20"},
+        },
+    }  # fmt: skip
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rdp.ndjson").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    result = scan(tmp_path / "in", ScanOptions(case=tmp_path / "c.duckdb"))
+    con = duckdb.connect(str(result.case), read_only=True)
+    try:
+        (data,) = con.execute("SELECT data FROM events WHERE event_id = 1149").fetchone()
+    finally:
+        con.close()
+    assert json.loads(data)["Param3"] == "10.10.1.20"

@@ -33,6 +33,7 @@ RELAY_IP = "10.10.9.66"  # an internal workstation the intruder relays from
 ADMIN_WS_IP = "10.10.5.21"  # the administrators' jump host
 SECURITY = "Microsoft-Windows-Security-Auditing"
 SYSMON = "Microsoft-Windows-Sysmon"
+RDP_CHANNEL = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
 DOMAIN_DN = "DC=corp,DC=example"
 GET_CHANGES = "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2"
 GET_CHANGES_ALL = "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2"
@@ -183,6 +184,7 @@ def sysmon(event_id: int, task: str, data: dict[str, str]) -> dict[str, Any]:
 class _Logs:
     dc: EventLog
     exch_system: EventLog
+    dc_rdp: EventLog
 
 
 class Intrusion:
@@ -206,7 +208,9 @@ class Intrusion:
         )
         world.events["dc-security"] = dc  # flushed and closed with the server's own logs
         world.events["system"] = system
-        self.logs = _Logs(dc, system)
+        rdp = EventLog(world.root, f"{DC_HOST}/EventLogs/winlogbeat-rdp.ndjson", world.sink, RDP_CHANNEL, dc_computer)
+        world.events["dc-rdp"] = rdp
+        self.logs = _Logs(dc, system, rdp)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def _dc(self, t: int, ev: dict[str, Any]):
@@ -419,6 +423,14 @@ class Intrusion:
         rdp = logon(*admin, SERVER_IP, 10, "Negotiate", w.host)
         self._trace(self._dc(t, rdp), "logon-rdp-from-exchange", t, 'Negotiate',
                     "RDP logon on the DC as Administrator from the Exchange server")  # fmt: skip
+        ev = {
+            "provider": "Microsoft-Windows-TerminalServices-RemoteConnectionManager", "id": 1149, "task": "None",
+            "user_data": {"xml_name": "EventXML", "Param1": "Administrator", "Param2": NETBIOS, "Param3": SERVER_IP},
+            "message": f"Remote Desktop Services: User authentication succeeded:\n\nUser: Administrator\n"
+            f"Domain: {NETBIOS}\nSource Network Address: {SERVER_IP}", "pid": 1088, "tid": 2412,
+        }  # fmt: skip
+        self._trace(self.logs.dc_rdp.event(t - 1_500, ev, ref=True), "logon-rdp-from-exchange", t - 1_500, "Param3",
+                    "Remote Desktop 1149 on the DC with the Exchange server as source")  # fmt: skip
 
     # ---- footholds on the server ------------------------------------------------------------------
     def _proc(self, t: int, image: str, cmd: str, rule: str, marker: str, desc: str, parent: str = we.CMD) -> None:
