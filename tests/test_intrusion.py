@@ -213,3 +213,29 @@ def test_winlogbeat_user_data_only_events_keep_their_fields(tmp_path: Path) -> N
     finally:
         con.close()
     assert json.loads(data)["Param3"] == "10.10.1.20"
+
+
+def _replication(host: str, account: str) -> dict:
+    return {
+        "EventID": 4662, "Channel": "Security", "SourceName": "Microsoft-Windows-Security-Auditing",
+        "Hostname": host, "EventTime": "2021-03-06 03:00:00", "SubjectUserName": account, "AccessMask": "0x100",
+        "Properties": "%%7688 {1131f6ad-9c07-11d1-f79f-00c04fc2dcd2} {19195a5b-6da0-11d0-afd3-00c04fd930c9}",
+    }  # fmt: skip
+
+
+def test_replication_by_a_dc_outside_the_collection_named_by_exchange_is_not_flagged(tmp_path: Path) -> None:
+    events = [_replication("DC01.corp.example", "DC01$"), _replication("DC01.corp.example", "DC02$")]
+    kerberos = {"EventID": 4769, "Channel": "Security", "SourceName": "Microsoft-Windows-Security-Auditing",
+                "Hostname": "DC01.corp.example", "EventTime": "2021-03-06 02:59:00", "ServiceName": "krbtgt"}  # fmt: skip
+    rules = _scan_events(tmp_path, [kerberos, *events])
+    assert "ad-dcsync-unknown-computer" in rules and "ad-dcsync-by-account" not in rules  # DC02 is unknown
+    (tmp_path / "dc.json").unlink()
+    topology = {"EventID": 1, "Channel": "MSExchange Management", "SourceName": "MSExchange CmdletLogs",
+                "Hostname": "EXCH01.corp.example", "EventTime": "2021-03-06 01:00:00", "param1": "Get-Mailbox",
+                "param11": "Configuration Domain Controller: 'dc01.corp.example', Preferred Domain Controllers: "
+                "'{ dc02.corp.example }'"}  # fmt: skip
+    rules = _scan_events(tmp_path, [kerberos, topology, *events])
+    assert "ad-dcsync-unknown-computer" not in rules
+    (tmp_path / "dc.json").unlink()
+    rules = _scan_events(tmp_path, [kerberos, topology, _replication("DC01.corp.example", "pgustavo")])
+    assert "ad-dcsync-by-account" in rules  # a user is never excused

@@ -56,3 +56,23 @@ def exchange_ips_sql(tables: set[str], columns: dict[str, list[str]]) -> str:
     if "log_iis" in tables and "s-ip" in columns.get("log_iis", []):
         return 'SELECT DISTINCT "s-ip" AS ip FROM log_iis WHERE "s-ip" IS NOT NULL'
     return "SELECT NULL::VARCHAR AS ip WHERE false"
+
+
+def topology_dc_names_sql() -> str:
+    """SQL selecting one column `name`: domain controllers Exchange itself reports using, from the
+    MSExchange ADAccess topology event 2080 ("<fqdn> CDG ...") and the topology note of every
+    MSExchange Management cmdlet event ("Configuration Domain Controller: 'dc01.corp.example'",
+    "Preferred Domain Controllers: '{ dc01.corp.example }'"). Weaker than a DC's own log: used only to
+    tell a DC outside the collection from an unknown computer account."""
+    text = "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"
+    labelled = f"regexp_extract_all({text}, '(?:Domain Controllers?|Global Catalog): ''[{{ ]*([A-Za-z0-9-]+)[.A-Za-z0-9-]*', 1)"
+    adaccess = f"regexp_extract_all({text}, '([A-Za-z0-9-]+)\\.[A-Za-z0-9.-]+\\s+CDG\\s', 1)"
+    return f"""
+        SELECT DISTINCT upper(name) AS name FROM (
+            SELECT unnest({labelled}) AS name FROM events
+            WHERE channel = 'MSExchange Management' AND event_id IN (1, 6)
+            UNION ALL
+            SELECT unnest({adaccess}) AS name FROM events
+            WHERE provider ILIKE 'MSExchange ADAccess' AND event_id = 2080
+        )
+    """

@@ -10,7 +10,14 @@ domain controllers or Exchange servers (see `exhunt.domain_hosts`).
 
 from __future__ import annotations
 
-from exhunt.domain_hosts import account_host, dc_names_sql, exchange_ips_sql, exchange_names_sql, short_name
+from exhunt.domain_hosts import (
+    account_host,
+    dc_names_sql,
+    exchange_ips_sql,
+    exchange_names_sql,
+    short_name,
+    topology_dc_names_sql,
+)
 from exhunt.store import Store
 
 # Extended rights that together let an account replicate password hashes (DCSync); Microsoft's
@@ -161,7 +168,7 @@ def _replication_requests(extra: str, store: Store) -> list[int]:
         WHERE ({guids})
           AND (coalesce({_j("AccessMask")}, '0x100') ILIKE '0x100' OR {props} ILIKE '%Control Access%')
           AND {account_host(user)} NOT IN (SELECT name FROM dcs WHERE name IS NOT NULL)
-          AND {extra.format(user=user, host=account_host(user))}
+          AND {extra.replace("{user}", user).replace("{host}", account_host(user))}
     """
     return [r[0] for r in store.con.execute(sql).fetchall()]
 
@@ -177,11 +184,14 @@ def dcsync_by_account(store: Store, params: dict[str, str]) -> list[int]:
 
 def dcsync_by_unknown_computer(store: Store, params: dict[str, str]) -> list[int]:
     """4662: replication rights used by a computer account that no collected log shows to be a DC
-    (a DC outside the collection, or a computer account an intruder controls)."""
+    (a DC outside the collection, or a computer account an intruder controls). DCs that Exchange's
+    own topology records name are left out too: they are DCs whose logs were not collected."""
     if not _has_events(store):
         return []
     return _replication_requests(
-        "(ends_with(trim({user}), '$') AND {host} NOT IN (SELECT name FROM exch WHERE name IS NOT NULL))", store
+        "(ends_with(trim({user}), '$') AND {host} NOT IN (SELECT name FROM exch WHERE name IS NOT NULL)"
+        f" AND {{host}} NOT IN (SELECT name FROM ({topology_dc_names_sql()}) WHERE name IS NOT NULL))",
+        store,
     )
 
 
