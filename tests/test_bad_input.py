@@ -145,7 +145,7 @@ def test_a_rule_that_fails_on_the_data_is_reported_and_the_rest_run(collection: 
 
     build_broken_collection(collection)
     good = load_rules()
-    broken = dataclasses.replace(good[0], id="broken-rule", source="iis", where=None,
+    broken = dataclasses.replace(good[0], id="broken-rule", source="iis", where=None, python=None,
                                  sql="CAST(t.\"cs-method\" AS INTEGER) > 1")  # 'GET' cannot be an integer # fmt: skip
     result = scan(collection, ScanOptions(rules=[broken, *good]))
     assert any(e["reason"].startswith("rule broken-rule failed: Conversion Error") for e in result.errors)

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from exhunt import __version__
+from exhunt.ad_coverage import ad_checks_state
 from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
 from exhunt.collection import open_collection
 from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
@@ -96,13 +97,14 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
         findings, evidence_problems = build_findings(raw, reader, collection)
         problems = report.problems + rule_problems + evidence_problems
         coverage = measure(reader)
+        ad = ad_checks_state(reader)
         windows, mitigations, exposure_text = exposure_report(reader)
         result = ScanResult(
             collection=str(path),
             judgement=judge(findings, has_web_logs(coverage), problems),
             hosts=report.hosts,
             coverage=coverage,
-            missing=missing(coverage, _is_exchange(report, coverage)),
+            missing=missing(coverage, _is_exchange(report, coverage)) + _ad_missing(ad),
             warnings=window_warnings(coverage, rules) + timestamp_warnings(coverage),
             findings=findings,
             problems=problems,
@@ -112,6 +114,7 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
             rules=[{"id": r.id, "title": r.title, "severity": r.severity, "source": r.source} for r in rules],
             rules_version=rules_version(rules),
             notes=report.notes,
+            extras={"checks": {"active_directory": ad}},
         )
         save(case, result)
         return result
@@ -138,6 +141,13 @@ def select_rules(options: ScanOptions) -> list[Rule]:
             raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
         rules = [r for r in rules if r.id in set(options.only)]
     return rules
+
+
+def _ad_missing(ad: dict[str, Any]) -> list[str]:
+    """Say so when the Active Directory checks could not run (no DC Security log, no directory auditing)."""
+    if ad["state"] == "not-run" or not ad["directory_auditing"]:
+        return [f"Active Directory checks not (fully) run: {ad['reason']}"]
+    return []
 
 
 def rules_version(rules: list[Rule]) -> str:

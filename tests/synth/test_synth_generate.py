@@ -14,6 +14,7 @@ import pytest
 
 from exhunt.errors import UsageError
 from exhunt.synth import FAMILIES, expand_families, generate
+from exhunt.synth.intrusion import RULES as INTRUSION_RULES
 from exhunt.synth.model import ATTACKER_IPS
 
 RULES = {
@@ -27,7 +28,7 @@ RULES = {
     "owassrf-rps-browser-client", "process-powercat-nishang", "process-exchange-snapin", "file-event-webshell-write",
     "log-cleared", "cmdlet-cert-request-webpath", "cmdlet-transport-agent", "cmdlet-mailbox-access-change",
     "mail-forward-external",
-}  # fmt: skip
+} | INTRUSION_RULES  # fmt: skip
 
 
 def physical_lines(path: Path) -> list[str]:
@@ -370,7 +371,7 @@ def test_target_mb_scales_size(tmp_path: Path) -> None:
     assert 12.6e6 < big < 15.4e6
     on_disk = sum(
         p.stat().st_size
-        for p in (tmp_path / "b/EXCH01").rglob("*")
+        for p in (tmp_path / "b").rglob("*")  # every host: EXCH01 and the DC
         if p.is_file() and (p.suffix in (".LOG", ".log", ".ndjson"))
     )
     assert on_disk == big

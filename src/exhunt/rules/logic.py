@@ -5,6 +5,17 @@ source's table) that match; grouping and evidence then work as for any other rul
 from __future__ import annotations
 
 from exhunt.case import CaseReader
+from exhunt.rules.intrusion_logic import (  # noqa: F401  (named by rules' `python:` keys)
+    dcsync_by_account,
+    dcsync_by_unknown_computer,
+    domain_acl_replication_grant,
+    domain_acl_writedacl_grant,
+    exchange_machine_ntlm_logon,
+    local_account_created,
+    network_logon_from_exchange,
+    object_acl_takeover,
+    remote_interactive_logon_from_exchange,
+)
 
 WEB_FOLDERS = r"\\(FrontEnd\\HttpProxy\\(owa|ecp)\\auth|inetpub\\wwwroot\\aspnet_client)(\\|$)"
 OUTLIER_DAYS = 7

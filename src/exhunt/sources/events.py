@@ -291,6 +291,8 @@ class JsonLinesEventSource(Source):
         data_obj = _dig(obj, "winlog.event_data")
         if data_obj is None:
             data_obj = obj.get("EventData") if isinstance(obj.get("EventData"), dict) else None
+        if data_obj is None and isinstance(_dig(obj, "winlog.user_data"), dict):
+            data_obj = {}  # UserData-only events (1102, 1149): their fields are merged below
         if isinstance(data_obj, dict):
             data = {k: _text(v) for k, v in data_obj.items()}
             user = _dig(obj, "winlog.user_data")

@@ -17,9 +17,11 @@ from typing import Any
 
 from ..errors import UsageError
 from . import files
-from .attacks import FAMILIES, Attacks
+from .attacks import FAMILIES as ATTACK_FAMILIES
+from .attacks import Attacks
 from .benign import BenignTraffic, make_population
 from .formats import Sink
+from .intrusion import INTRUSION, Intrusion
 from .mailflow import MailFlow
 from .model import (
     AD_DOMAIN,
@@ -40,6 +42,8 @@ from .world import Schedule, World
 
 __all__ = ["FAMILIES", "expand_families", "generate"]
 
+FAMILIES = (*ATTACK_FAMILIES, INTRUSION)
+
 MB = 1_000_000
 _FAMILY_IPS = {
     "proxylogon": ("proxylogon-exploit", "proxylogon-webshell"),
@@ -48,6 +52,7 @@ _FAMILY_IPS = {
     "owassrf": ("owassrf",),
     "postexploit": ("c2",),
     "webshells": (),
+    INTRUSION: (),
 }
 
 
@@ -138,6 +143,7 @@ def _run(
     if families:
         Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan()
     MailFlow(world, random.Random(f"{seed}:mailflow"), pop, sched, families).plan()
+    Intrusion(world, random.Random(f"{seed}:intrusion"), pop, sched, INTRUSION in families).plan()
     for rel in files.write_standard(outdir, host, tl):
         world.key.benign_at(None, "vendor-zip", path=rel, line=None)
     for name in ("RedirSuiteServiceProxy.aspx", "TimeoutLogout.aspx"):
