@@ -120,7 +120,7 @@ def _entries(collection: Collection, errors: list[dict[str, Any]]) -> Iterator[E
             yield e
 
 
-def scan(path: Path, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
+def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
     """Scan a collection folder, zip or single log file. Raises InputError if it cannot be opened.
     `options` is plain data (picklable, for fleet workers); `progress` is an optional callback."""
     options = options or ScanOptions()
@@ -138,8 +138,8 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
         if unknown:
             raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
         rules = [r for r in rules if r.id in set(options.only)]
-    collection = open_collection(path)
-    if options.case is not None and collection.root and _inside(options.case, Path(path)):
+    collection = path if isinstance(path, Collection) else open_collection(path)  # a Collection: the live system
+    if options.case is not None and collection.root and _inside(options.case, Path(collection.root)):
         raise UsageError("the case database must be written outside the evidence folder")
     tmpdir = None
     if options.case is None:
@@ -153,7 +153,8 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
                 p.unlink()
     store = Store(db_path, memory_limit=options.memory_limit)
     try:
-        return _scan(collection, store, options, rules, content_rules, started, str(path), progress)
+        label = collection.root if isinstance(path, Collection) else str(path)
+        return _scan(collection, store, options, rules, content_rules, started, label, progress)
     finally:
         store.close()
         collection.close()

@@ -70,7 +70,6 @@ def ntfs_volume(c_tree: Path | None, image: Path, size_mb: int, extra: Callable[
             if extra is not None:
                 extra(mount)
         finally:
-            subprocess.run(["sync"], check=False)
             run("umount", str(mount))
     finally:
         mount.rmdir()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,8 +115,10 @@ def _close_all(handles: list[Any]) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1].strip() if text else type(exc).__name__
+    """A libyal error chain ("fn: what. fn2: why. ...") as its two outermost clauses, without function names."""
+    clauses = [re.sub(r"^[a-z0-9_]+: ", "", c.strip()) for c in str(exc).replace("\n", " ").split(". ")]
+    text = "; ".join(c for c in clauses[:2] if c).rstrip(".")
+    return (text[:240] + "…") if len(text) > 240 else text or type(exc).__name__
 
 
 class _Media:
@@ -144,11 +148,16 @@ def _open_container(path: Path, handles: list[Any]) -> tuple[str, Any]:
         h = pyvmdk.handle()
         handles.append(h)
         h.open(str(path))
-        h.open_extent_data_files()
-        media = _Media(h, h.get_media_size())
-        media.seek(media.get_size() - 512)
-        media.read(512)  # a truncated extent fails here, not halfway through the scan
-        return "VMDK", media
+        if head.startswith(b"KDMV"):
+            # one sparse extent holding its own descriptor: its data is this very file, whatever
+            # file name the embedded descriptor gives (a renamed copy would otherwise read the original)
+            check_sparse_extent(path)
+            extent = open(path, "rb")  # noqa: SIM115 - closed with the image
+            handles.append(extent)
+            h.open_extent_data_files_as_file_objects([extent])
+        else:
+            h.open_extent_data_files()
+        return "VMDK", _Media(h, h.get_media_size())
     if head.startswith(b"vhdxfile") or _vhd_footer(path):
         h = pyvhdi.file()
         handles.append(h)
@@ -160,14 +169,66 @@ def _open_container(path: Path, handles: list[Any]) -> tuple[str, Any]:
         handles.append(h)
         h.open(segments)
         media = _Media(h, h.get_media_size())
-        media.seek(media.get_size() - 512)
-        if len(media.read(512)) != 512:
-            raise InputError(f"{path}: E01 image ends early: a segment file is missing or short")
+        try:  # the last chunk lives in the last segment: a missing or short segment fails here
+            media.seek(media.get_size() - 512)
+            complete = len(media.read(512)) == 512
+        except OSError:
+            complete = False
+        if not complete:
+            raise InputError(
+                f"{path}: E01 set incomplete: a segment file is missing or short "
+                f"({len(segments)} consecutive segment file(s) found; the image needs more)"
+            )
         return f"E01 ({len(segments)} segment(s))", media
+    expected = {".vmdk": "VMDK", ".vhdx": "VHDX", ".vhd": "VHD", ".e01": "E01"}.get(path.suffix.lower())
+    if expected:
+        raise InputError(f"{path}: not a {expected} image (its signature is missing): damaged or not a disk image")
     fh = open(path, "rb")  # noqa: SIM115 - kept open for the image's lifetime, closed by Disk.close
     handles.append(fh)
     fh.seek(0, 2)
     return "raw", _Slice(fh, 0, fh.tell())
+
+
+_SPARSE_HEADER = struct.Struct("<4sIIQQQQIQQQ")
+_GD_AT_END = 0xFFFFFFFFFFFFFFFF
+
+
+def check_sparse_extent(path: Path) -> None:
+    """Refuse a VMDK sparse extent whose grain tables point past the end of the file (a truncated copy)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(0)
+        header = fh.read(_SPARSE_HEADER.size)
+        if len(header) < _SPARSE_HEADER.size:
+            raise InputError(f"{path}: truncated VMDK: the header is incomplete")
+        _, _, _, capacity, grain, _, _, per_table, _, gd_offset, _ = _SPARSE_HEADER.unpack(header)
+        if gd_offset == _GD_AT_END:  # streamOptimized: the footer copy of the header ends the file
+            fh.seek(max(0, size - 1024))
+            if fh.read(4) != b"KDMV":
+                raise InputError(f"{path}: truncated VMDK: the stream-optimized footer is missing")
+            return
+        if not grain or not per_table or gd_offset * 512 >= size:
+            raise InputError(f"{path}: truncated or damaged VMDK: the grain directory lies past the end of the file")
+        tables = -(-capacity // (grain * per_table))
+        fh.seek(gd_offset * 512)
+        directory = fh.read(4 * tables)
+        if len(directory) < 4 * tables:
+            raise InputError(f"{path}: truncated VMDK: the grain directory is cut short")
+        last = 0
+        for (table,) in struct.iter_unpack("<I", directory):
+            if not table:
+                continue
+            fh.seek(table * 512)
+            entries = fh.read(4 * per_table)
+            if len(entries) < 4 * per_table:
+                raise InputError(f"{path}: truncated VMDK: a grain table lies past the end of the file")
+            last = max(last, max(struct.unpack(f"<{per_table}I", entries)))
+        if last and (last + grain) * 512 > size:
+            missing = (last + grain) * 512 - size
+            raise InputError(
+                f"{path}: truncated VMDK: {missing:,} bytes of grain data are missing from the end of the file"
+            )
 
 
 def _vhd_footer(path: Path) -> bool:
@@ -316,6 +377,22 @@ class NtfsFilesystem:
     def record_count(self) -> int:
         with self._lock:
             return self._vol.number_of_file_entries
+
+    def unallocated_records(self) -> Iterator[int]:
+        """Numbers of MFT records marked not in use that still hold a file record ("FILE", flags bit 0 clear).
+
+        Read from `$MFT` itself in 1 MiB steps: a server's MFT of 500,000 records is read in seconds
+        and only the unallocated ones are parsed."""
+        with self._lock:
+            mft = self._vol.get_file_entry(0)
+            size, step = mft.get_size(), self._vol.get_mft_entry_size()
+        chunk = (1 << 20) // step * step
+        for offset in range(0, size, chunk):
+            with self._lock:
+                data = mft.read_buffer_at_offset(min(chunk, size - offset), offset)
+            for pos in range(0, len(data) - step + 1, step):
+                if data[pos : pos + 4] == b"FILE" and not data[pos + 22] & 1:
+                    yield (offset + pos) // step
 
     def record(self, number: int) -> MftRecord | None:
         """The MFT record `number`, allocated or not; None when it holds no file."""
