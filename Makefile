@@ -42,9 +42,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 ## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/)
-bench: $(STAMP)
+bench: $(STAMP) image-tools
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/images.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache

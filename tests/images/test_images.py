@@ -332,3 +332,23 @@ def test_live_flag_off_windows_is_one_clear_line():
     assert res.exit_code == 2 and "--live reads the Windows server" in res.output
     res = runner.invoke(app, ["scan", "-q"])
     assert res.exit_code == 2 and "missing PATH" in res.output
+
+
+def test_a_vhdx_of_collected_files_is_read_whole(lab):
+    """A KAPE/Velociraptor-style VHDX holds a triage tree, not Windows: every file, under its own path."""
+    synth = lab["base"] / "synth"
+    volume = ntfs_volume(synth, lab["base"] / "kape.raw", 24)
+    vhdx = convert(volume, lab["base"] / "kape.vhdx", "vhdx")
+    coll, folder = open_collection(vhdx), open_collection(synth)
+    try:
+        inside = {e.path: e.size for e in coll.entries() if hasattr(e, "size")}
+        expected = {e.path: e.size for e in folder.entries() if hasattr(e, "size")}
+        assert inside == expected and len(inside) > 500
+        some = sorted(inside)[::97]
+        for p in some:
+            with coll.open(p) as a, folder.open(p) as b:
+                assert a.read() == b.read()
+        assert "container of collected files" in coll.notes[1] and "whole disk (NTFS)" in coll.notes[0]
+    finally:
+        coll.close()
+        folder.close()

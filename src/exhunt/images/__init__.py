@@ -13,6 +13,7 @@ from pathlib import Path
 from exhunt.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".vmdk", ".vhdx", ".vhd", ".e01", ".ex01", ".raw", ".dd", ".img"})
+_SYSTEM_TOPS = ("Windows", "Program Files", "inetpub", "ProgramData", "Users")
 EXTRA_HINT = "reading a disk image needs the optional extra: pip install 'exhunt[images]'"
 
 _MAGICS = (
@@ -52,11 +53,16 @@ def open_image_collection(path: Path):  # -> ImageCollection (imported lazily)
         from exhunt.images.backend import open_image
     except ImportError as exc:
         raise InputError(f"{path}: {EXTRA_HINT} ({exc.name or exc} is not installed)") from None
-    from exhunt.images.collection import VolumeCollection
+    from exhunt.images.collection import ContainerCollection, VolumeCollection
+    from exhunt.images.fs import resolve
 
     disk = open_image(path)
     try:
-        return VolumeCollection(disk.volumes, name=_stem(path), root=str(path), source=disk.describe())
+        if not any(resolve(disk.volumes["C"], top) for top in _SYSTEM_TOPS):  # collected files, not a server's drive
+            return ContainerCollection(disk.volumes, _stem(path), str(path), disk.describe(), on_close=disk.close)
+        return VolumeCollection(
+            disk.volumes, name=_stem(path), root=str(path), source=disk.describe(), on_close=disk.close
+        )
     except BaseException:
         disk.close()
         raise

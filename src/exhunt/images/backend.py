@@ -89,9 +89,10 @@ def open_image(path: Path) -> Disk:
         size = media.get_size()
         found, candidates = _partitions(media, size, handles)
         volumes: list[NtfsFilesystem] = []
+        lock = threading.RLock()  # one disk handle under every volume: one reader at a time
         for label, stream in candidates:
             try:
-                volumes.append(NtfsFilesystem(stream, label, handles))
+                volumes.append(NtfsFilesystem(stream, label, handles, lock))
             except OSError as exc:
                 found.append(f"{label}: not a readable NTFS volume ({_first_line(exc)})")
         if not volumes:
@@ -162,6 +163,10 @@ def _open_container(path: Path, handles: list[Any]) -> tuple[str, Any]:
         h = pyvhdi.file()
         handles.append(h)
         h.open(str(path))
+        if h.get_disk_type() == 4:  # differencing: its data lives partly in the parent image
+            raise InputError(
+                f"{path}: a differencing (snapshot) disk: merge it with its parent first (qemu-img convert)"
+            )
         return ("VHDX" if head.startswith(b"vhdxfile") else "VHD"), _Media(h, h.get_media_size())
     if head.startswith(b"EVF\x09\x0d\x0a\xff\x00"):
         segments = pyewf.glob(str(path))
@@ -328,9 +333,9 @@ class MftRecord:
 class NtfsFilesystem:
     """One NTFS volume read by libfsntfs. Reads are serialised: one volume handle, many reader threads."""
 
-    def __init__(self, stream: Any, label: str, handles: list[Any]) -> None:
+    def __init__(self, stream: Any, label: str, handles: list[Any], lock: threading.RLock | None = None) -> None:
         self.label = label
-        self._lock = threading.RLock()
+        self._lock = lock or threading.RLock()
         self._vol = pyfsntfs.volume()
         self._vol.open_file_object(stream)
         handles.append(self._vol)

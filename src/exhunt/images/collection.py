@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from exhunt.collection import Collection, Entry, Skipped
 from exhunt.images.discovery import STAGING, WEB, Discovery, Root, discover
-from exhunt.images.fs import Filesystem, Node, resolve
+from exhunt.images.fs import Filesystem, Node, resolve, walk
 from exhunt.images.registry import RegistryFacts, read_hives
 
 NOTE = "coverage note: "
@@ -148,3 +148,42 @@ def _host_name(name: str | None) -> str | None:
         return None
     clean = re.sub(r"[^A-Za-z0-9._-]", "", name)[:63]
     return clean or None
+
+
+class ContainerCollection(Collection):
+    """A volume that holds collected files rather than Windows (a KAPE or Velociraptor VHDX): every
+    file of it, under its own path, as a folder collection would list them."""
+
+    def __init__(
+        self,
+        volumes: dict[str, Filesystem],
+        name: str,
+        root: str,
+        source: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.volumes, self.name, self.root, self.source = volumes, name, root, source
+        self.notes = [source, "no Windows volume in this image: read as a container of collected files (every file)"]
+        self._on_close = on_close
+        self._files: dict[str, tuple[str, Node]] = {}
+
+    def entries(self) -> Iterator[Entry | Skipped]:
+        yield Skipped(self.root, NOTE + self.notes[1])
+        for i, (drive, fs) in enumerate(self.volumes.items()):
+            prefix = "" if i == 0 else f"volume-{drive}/"
+            for rel, node in walk(fs, fs.root()):
+                path = prefix + rel.replace("\\", "/")
+                if _BAD_NAME.search(rel) or path in self._files:
+                    yield Skipped(path, "file name not representable or repeated: not read")
+                    continue
+                self._files[path] = (drive, node)
+                yield Entry(path, node.size, node.mtime)
+
+    def open(self, path: str) -> BinaryIO:
+        drive, node = self._files[path]
+        return self.volumes[drive].open(node)
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
