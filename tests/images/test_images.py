@@ -63,6 +63,11 @@ def _filetime(t: datetime) -> int:
 
 def _plant_on_volume(mount: Path) -> None:
     """What only a real NTFS volume holds: set-back times, a deleted record, a stream."""
+    junction = mount / "Users/Public/Documents"
+    junction.mkdir(parents=True)
+    target, shown = "\\??\\C:\\Windows".encode("utf-16-le"), "C:\\Windows".encode("utf-16-le")
+    body = struct.pack("<HHHH", 0, len(target), len(target) + 2, len(shown)) + target + b"\0\0" + shown + b"\0\0"
+    os.setxattr(junction, "system.ntfs_reparse_data", struct.pack("<IHH", 0xA0000003, len(body), 0) + body)
     stomped = mount / WEB / "stomped.aspx"
     os.setxattr(stomped, "user.payload", b"hidden stream")  # ntfs-3g maps user.* to alternate data streams
     gone = mount / WEB / "gone.aspx"
@@ -146,6 +151,8 @@ def test_volumes_read_and_registry_used(lab):
         assert all("/config/SOFTWARE" not in p for p in paths)  # hives are read, not listed as evidence
         assert any("D:\\NoSuchVolume\\Logs" in n and "no D: volume" in n for n in coll.notes)
         assert not any("default" in n and "install path" in n for n in coll.notes)
+        skipped = {e.path: e.reason for e in coll.entries() if not hasattr(e, "size")}
+        assert "reparse point" in skipped["EXCH01/C/Users/Public/Documents"]  # a junction is listed, not followed
     finally:
         coll.close()
 

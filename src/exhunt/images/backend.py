@@ -32,6 +32,7 @@ _MBR_NTFS_TYPES = {0x07, 0x17, 0x27}
 _MBR_EXTENDED = {0x05, 0x0F, 0x85}
 _GPT_BASIC_DATA = "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"
 _MFT_REF = 0x0000FFFFFFFFFFFF
+_REPARSE_POINT = 0x400
 
 
 class _Slice:
@@ -359,9 +360,15 @@ class NtfsFilesystem:
                     name = kid.name
                     if name is None or ref in out or (node.name == "" and name.startswith("$")):
                         continue
+                    mtime = _time(kid.get_modification_time())
+                    if kid.get_file_attribute_flags() & _REPARSE_POINT:
+                        out[ref] = Node(
+                            name, False, 0, mtime, ref, skip="reparse point (link or junction) not followed"
+                        )
+                        continue
                     is_dir = kid.has_directory_entries_index()
                     size = 0 if is_dir else kid.get_size()
-                    out[ref] = Node(name, is_dir, size, _time(kid.get_modification_time()), ref)
+                    out[ref] = Node(name, is_dir, size, mtime, ref)
                 except OSError:
                     continue
         return list(out.values())

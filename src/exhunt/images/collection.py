@@ -117,6 +117,9 @@ class VolumeCollection(Collection):
                     self._skipped.append(Skipped(f"{cpath}/{kid.name!r}", "file name not representable: not read"))
                     continue
                 kpath, kwin = f"{cpath}/{kid.name}", f"{wpath}\\{kid.name}"
+                if kid.skip:
+                    self._skipped.append(Skipped(kpath, kid.skip))
+                    continue
                 if kid.is_dir:
                     low = kid.name.lower()
                     if depth == 0 and low in root.exclude:
@@ -171,8 +174,11 @@ class ContainerCollection(Collection):
         yield Skipped(self.root, NOTE + self.notes[1])
         for i, (drive, fs) in enumerate(self.volumes.items()):
             prefix = "" if i == 0 else f"volume-{drive}/"
-            for rel, node in walk(fs, fs.root()):
+            for rel, node in walk(fs, fs.root(), skipped=True):
                 path = prefix + rel.replace("\\", "/")
+                if node.skip:
+                    yield Skipped(path, node.skip)
+                    continue
                 if _BAD_NAME.search(rel) or path in self._files:
                     yield Skipped(path, "file name not representable or repeated: not read")
                     continue

@@ -23,6 +23,7 @@ class Node:
     size: int
     mtime: datetime | None
     ref: Any = field(compare=False)
+    skip: str = ""  # why this entry is not read (a link, a reparse point), listed as Skipped
 
 
 class Filesystem(Protocol):
@@ -50,8 +51,9 @@ def resolve(fs: Filesystem, win_path: str) -> Node | None:
     return node
 
 
-def walk(fs: Filesystem, top: Node, max_depth: int | None = None) -> Iterator[tuple[str, Node]]:
-    """(relative path with backslashes, node) for every file under `top`, in name order."""
+def walk(fs: Filesystem, top: Node, max_depth: int | None = None, skipped: bool = False) -> Iterator[tuple[str, Node]]:
+    """(relative path with backslashes, node) for every file under `top`, in name order; with
+    `skipped`, also the entries not read (their `skip` says why)."""
     stack: list[tuple[str, Node, int]] = [("", top, 0)]
     while stack:
         prefix, folder, depth = stack.pop()
@@ -59,6 +61,10 @@ def walk(fs: Filesystem, top: Node, max_depth: int | None = None) -> Iterator[tu
         subdirs = []
         for kid in kids:
             rel = f"{prefix}{kid.name}"
+            if kid.skip:
+                if skipped:
+                    yield rel, kid
+                continue
             if kid.is_dir:
                 if max_depth is None or depth + 1 < max_depth:
                     subdirs.append((rel + "\\", kid, depth + 1))
@@ -92,7 +98,9 @@ class DirectoryFilesystem:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat.S_ISDIR(st.st_mode):
+                if stat.S_ISLNK(st.st_mode):
+                    out.append(Node(entry.name, False, 0, None, entry.path, skip="symbolic link not followed"))
+                elif stat.S_ISDIR(st.st_mode):
                     out.append(Node(entry.name, True, 0, None, entry.path))
                 elif stat.S_ISREG(st.st_mode):
                     mtime = datetime.fromtimestamp(st.st_mtime, UTC)
