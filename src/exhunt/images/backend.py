@@ -302,9 +302,9 @@ def _ticks(getter: Any) -> int | None:
     """A FILETIME (100 ns ticks since 1601) as an integer, or None when unreadable."""
     try:
         value = getter()
-    except OSError:
+    except (OSError, ValueError, TypeError):
         return None
-    return value or None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 @dataclass(frozen=True)
@@ -339,6 +339,7 @@ class NtfsFilesystem:
         self._lock = lock or threading.RLock()
         self._vol = pyfsntfs.volume()
         self._vol.open_file_object(stream)
+        self.size = stream.get_size()
         handles.append(self._vol)
 
     def root(self) -> Node:
@@ -354,23 +355,28 @@ class NtfsFilesystem:
                 kids = list(folder.sub_file_entries)
             except OSError:
                 return []
-            for kid in kids:
+            for index, kid in enumerate(kids):
+                name = None
                 try:
-                    ref = kid.file_reference & _MFT_REF
+                    ref = (kid.file_reference or 0) & _MFT_REF
                     name = kid.name
                     if name is None or ref in out or (node.name == "" and name.startswith("$")):
                         continue
                     mtime = _time(kid.get_modification_time())
-                    if kid.get_file_attribute_flags() & _REPARSE_POINT:
+                    if (kid.get_file_attribute_flags() or 0) & _REPARSE_POINT:
                         out[ref] = Node(
                             name, False, 0, mtime, ref, skip="reparse point (link or junction) not followed"
                         )
                         continue
-                    is_dir = kid.has_directory_entries_index()
-                    size = 0 if is_dir else kid.get_size()
+                    is_dir = bool(kid.has_directory_entries_index())
+                    size = 0 if is_dir else int(kid.get_size() or 0)
+                    if size > self.size:  # a damaged record (or a sparse file larger than its disk)
+                        out[ref] = Node(name, False, 0, mtime, ref, skip=f"size {size:,} exceeds the volume: not read")
+                        continue
                     out[ref] = Node(name, is_dir, size, mtime, ref)
-                except OSError:
-                    continue
+                except (OSError, TypeError, ValueError, OverflowError) as exc:  # a damaged entry: listed, not read
+                    label = name if isinstance(name, str) else f"(entry {index})"
+                    out[-1 - index] = Node(label, False, 0, None, None, skip=f"damaged MFT entry: {_first_line(exc)}")
         return list(out.values())
 
     def open(self, node: Node) -> BinaryIO:
@@ -422,12 +428,12 @@ class NtfsFilesystem:
                     elif kind == 0x30 and (fn is None or attr.get_name_space() != 2):  # prefer a non-DOS name
                         fn = _times(attr)
                         name = attr.name
-                        parent = attr.parent_file_reference & _MFT_REF
+                        parent = (attr.parent_file_reference or 0) & _MFT_REF
                 if si is None and fn is None:
                     return None
-                streams = tuple(s.name for s in entry.alternate_data_streams) if allocated else ()
-                size = entry.get_size() if not entry.has_directory_entries_index() else 0
-            except OSError:
+                streams = tuple(str(s.name) for s in entry.alternate_data_streams) if allocated else ()
+                size = int(entry.get_size() or 0) if not entry.has_directory_entries_index() else 0
+            except (OSError, TypeError, ValueError, OverflowError):  # a damaged record holds no usable times
                 return None
         return MftRecord(number, parent, name, size, allocated, si, fn, streams)
 

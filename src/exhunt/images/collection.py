@@ -102,8 +102,13 @@ class VolumeCollection(Collection):
             return
         prefix = f"{self.name}/{drive}/" + "/".join(p for p in rest.split("\\") if p)
         stack: list[tuple[str, str, Node, int]] = [(prefix, root.win_path, top, 0)]
+        visited: set[Any] = set()
         while stack:
             cpath, wpath, folder, depth = stack.pop()
+            if folder.ref in visited:  # a damaged index can name a folder inside itself
+                self._skipped.append(Skipped(cpath, "folder loop in the file system index: not read again"))
+                continue
+            visited.add(folder.ref)
             if root.kind in (WEB, STAGING):
                 self._dirs.setdefault((drive, folder.ref), cpath)
             try:

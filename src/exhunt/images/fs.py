@@ -55,8 +55,12 @@ def walk(fs: Filesystem, top: Node, max_depth: int | None = None, skipped: bool 
     """(relative path with backslashes, node) for every file under `top`, in name order; with
     `skipped`, also the entries not read (their `skip` says why)."""
     stack: list[tuple[str, Node, int]] = [("", top, 0)]
+    visited: set[Any] = set()
     while stack:
         prefix, folder, depth = stack.pop()
+        if folder.ref in visited:  # a damaged index can name a folder inside itself
+            continue
+        visited.add(folder.ref)
         kids = sorted(_children(fs, folder), key=lambda n: n.name.lower())
         subdirs = []
         for kid in kids:

@@ -28,6 +28,7 @@ _TS = pa.timestamp("us", tz="UTC")
 
 SCHEMA = pa.schema(
     [
+        ("host", pa.string()),
         ("path", pa.string()),  # collection path (HOST/C/...); for a deleted record, its folder's path + name
         ("win_path", pa.string()),
         ("kind", pa.string()),  # web or staging
@@ -62,6 +63,8 @@ def filetime(ticks: int | None) -> datetime | None:
 def filesystem_records(collection: Any) -> pa.Table:
     """One row per web/staging file and per deleted record there; empty when the volumes are not NTFS."""
     rows: list[dict[str, Any]] = []
+    if not hasattr(collection, "walked_folders"):  # a container of collected files: no server folders
+        return pa.Table.from_pylist([], schema=SCHEMA)
     folders = collection.walked_folders()
     for drive, fs in collection.volumes.items():
         if not hasattr(fs, "record"):
@@ -84,12 +87,15 @@ def filesystem_records(collection: Any) -> pa.Table:
 
         for item, rec in records:
             if rec is not None:
-                rows.append(_row(item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent)))
+                rows.append(
+                    _row(collection.name, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent))
+                )
         for cpath, rec in deleted:
             folder_win = _win_path_of(cpath, drive)
             name = rec.name or f"(record {rec.record})"
             rows.append(
                 _row(
+                    collection.name,
                     f"{cpath}/{name}",
                     f"{folder_win}\\{name}",
                     kind_of.get(rec.parent, WEB),
@@ -127,7 +133,7 @@ def _subsecond_share(records: list[Any]) -> float | None:
 
 
 def _row(
-    path: str, win_path: str, kind: str, rec: Any, subsecond: float | None, parent_created: int | None
+    host: str, path: str, win_path: str, kind: str, rec: Any, subsecond: float | None, parent_created: int | None
 ) -> dict[str, Any]:
     si, fn = rec.si, rec.fn
     tells = []
@@ -151,6 +157,7 @@ def _row(
         return filetime(getattr(times, field)) if times is not None else None
 
     return {
+        "host": host,
         "path": path,
         "win_path": win_path,
         "kind": kind,
