@@ -359,3 +359,40 @@ def test_a_vhdx_of_collected_files_is_read_whole(lab):
     finally:
         coll.close()
         folder.close()
+
+
+def test_a_damaged_mft_never_raises_nor_hangs(lab):
+    """Random bytes written over the MFT: open, list, read and records end, with InputError at worst."""
+    import random
+
+    from exhunt.errors import InputError
+    from exhunt.images.fsrecords import filesystem_records
+
+    original = lab["volume"].read_bytes()
+    per_sector, per_cluster = struct.unpack_from("<HB", original, 11)
+    mft = struct.unpack_from("<Q", original, 48)[0] * per_sector * per_cluster
+    damaged = lab["base"] / "damaged.raw"
+    rng = random.Random(7)
+    opened = 0
+    for _ in range(12):
+        data = bytearray(original)
+        for _ in range(rng.randint(5, 200)):
+            data[mft + rng.randrange(200 * 1024)] = rng.randrange(256)
+        damaged.write_bytes(data)
+        try:
+            coll = open_collection(damaged)
+        except InputError:
+            continue
+        opened += 1
+        try:
+            for e in coll.entries():
+                if hasattr(e, "size"):
+                    try:
+                        with coll.open(e.path) as fh:
+                            assert len(fh.read()) <= e.size
+                    except OSError:
+                        pass  # an unreadable file is the reader's error line, not a crash
+            filesystem_records(coll)
+        finally:
+            coll.close()
+    assert opened > 0
