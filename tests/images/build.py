@@ -94,6 +94,19 @@ def gpt_disk(volume: Path, disk: Path) -> Path:
     return disk
 
 
+def mbr_disk(volume: Path, disk: Path) -> Path:
+    """A raw disk with an MBR: the NTFS volume as partition 1 (type 0x07) at 1 MiB."""
+    vol_size = volume.stat().st_size
+    with open(disk, "wb") as fh:
+        fh.truncate(2 * MIB + vol_size)
+    layout = f"label: dos\nstart=2048, size={vol_size // 512}, type=7\n"
+    subprocess.run([_tool("sfdisk"), "-q", str(disk)], input=layout.encode(), check=True, capture_output=True)
+    with open(volume, "rb") as src, open(disk, "r+b") as dst:
+        dst.seek(2048 * 512)
+        shutil.copyfileobj(src, dst, 4 * MIB)
+    return disk
+
+
 def convert(raw: Path, out: Path, fmt: str) -> Path:
     """qemu-img convert a raw disk to vhdx, vpc (VHD) or vmdk."""
     run("qemu-img", "convert", "-f", "raw", "-O", fmt, str(raw), str(out))

@@ -28,7 +28,7 @@ from exhunt.cli import app
 from exhunt.collection import open_collection
 from exhunt.scan import ScanOptions, scan
 from exhunt.synth import FAMILIES, generate
-from tests.images.build import convert, gpt_disk, missing_tools, ntfs_volume, reference_tree
+from tests.images.build import convert, gpt_disk, mbr_disk, missing_tools, ntfs_volume, reference_tree
 from tests.images.regf import build_hive
 
 pytest.importorskip(
@@ -155,6 +155,18 @@ def test_volumes_read_and_registry_used(lab):
         assert "reparse point" in skipped["EXCH01/C/Users/Public/Documents"]  # a junction is listed, not followed
     finally:
         coll.close()
+
+
+def test_mbr_disk_lists_what_the_gpt_disk_lists(lab):
+    mbr = mbr_disk(lab["volume"], lab["base"] / "mbr.dd")
+    a, b = open_collection(mbr), open_collection(lab["gpt"])
+    try:
+        assert "C: = MBR partition 1 (type 0x07, NTFS" in a.notes[0]
+        assert [(i.path, i.node.size) for i in a.listing()] == [(i.path, i.node.size) for i in b.listing()]
+    finally:
+        a.close()
+        b.close()
+    mbr.unlink()
 
 
 def test_vhd_lists_the_same_evidence_as_the_folder(lab):
