@@ -408,3 +408,37 @@ def test_a_damaged_mft_never_raises_nor_hangs(lab):
         finally:
             coll.close()
     assert opened > 0
+
+
+def test_draft_filesystem_rules_find_the_stomped_deleted_and_streamed_shell(lab, monkeypatch):
+    """The rules in exhunt/images/rules/ over the records table, once the lead registers the
+    `filesystem` source (table fs_records): registered here for the test only."""
+    import duckdb
+
+    from exhunt.images.fsrecords import filesystem_records
+    from exhunt.rules import model
+    from exhunt.rules.native import Compiler, SourceView
+
+    monkeypatch.setattr(model, "SOURCES", (*model.SOURCES, "filesystem"))
+    folder = Path(__file__).resolve().parents[2] / "src/exhunt/images/rules"
+    rules = {r.id: r for r in (model.load_rule_file(p) for p in sorted(folder.glob("*.yaml")))}
+    coll = open_collection(lab["gpt"])
+    try:
+        records = filesystem_records(coll)
+    finally:
+        coll.close()
+    con = duckdb.connect()
+    con.register("fs_records", records)
+    view = SourceView("fs_records", "t.si_created", ("path",), {})
+    columns = [d[0] for d in con.execute("SELECT * FROM fs_records LIMIT 0").description]
+    hits = {}
+    for rule_id, rule in rules.items():
+        comp = Compiler(view, columns, {})
+        where = comp.compile(rule.where)
+        rows = con.execute(f"SELECT path FROM fs_records t WHERE {where}", comp.args).fetchall()
+        hits[rule_id] = sorted(p.rsplit("/", 1)[-1] for (p,) in rows)
+    assert hits == {
+        "fs-script-timestomped": ["stomped.aspx"],
+        "fs-script-deleted": ["gone.aspx"],
+        "fs-script-stream": ["stomped.aspx"],
+    }

@@ -8,7 +8,7 @@ unallocated MFT record whose `$FILE_NAME` parent is one of those folders. Tells,
   in these folders carry sub-second times (Windows writes 100 ns ticks; timestomping tools often don't);
 - `before_parent`: created before the folder holding it was (a file moved in keeps its creation
   time, so this one is a lead, not proof);
-- `ads`: a script file with an alternate data stream.
+- `ads`: a script file with an alternate data stream (other than a download's Zone.Identifier).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _row(
         tells.append("whole_seconds")
     if si is not None and si.created and parent_created and si.created < parent_created:
         tells.append("before_parent")
-    if rec.streams and path.lower().endswith(SCRIPT_EXTENSIONS):
+    if any(s.lower() != "zone.identifier" for s in rec.streams) and path.lower().endswith(SCRIPT_EXTENSIONS):
         tells.append("ads")
 
     def t(times: Any, field: str) -> datetime | None:
