@@ -111,7 +111,7 @@ def _within_bound(
         return entries, []
 
     def priority(e: Entry) -> tuple[int, float]:
-        kind = kinds.get(e.path, "logs")
+        kind = kinds.get(e.path) or _kind_by_path(e.path)
         newest_first = -(e.mtime.timestamp() if e.mtime else 0.0)
         return (_ORDER.get(kind, 3), newest_first if kind in ("logs", "events") else float(e.size))
 
@@ -123,6 +123,20 @@ def _within_bound(
         else:
             left.append(e)
     return chosen, left
+
+
+_PATH_KINDS = (
+    ("config", ("/inetsrv/config/",)),
+    ("web", ("/frontend/httpproxy/", "/clientaccess/", "/inetpub/wwwroot/")),
+    ("events", ("/winevt/logs/", "/eventlogs/", ".evtx")),
+    ("staging", ("/c/root/", "/programdata/", "/windows/temp/", "/users/public/")),
+)
+
+
+def _kind_by_path(path: str) -> str:
+    """The evidence-set kind of a file of a folder or zip collection, from its path."""
+    low = "/" + path.lower()
+    return next((kind for kind, marks in _PATH_KINDS if any(m in low for m in marks)), "logs")
 
 
 def _copy(collection: Collection, e: Entry, zf: zipfile.ZipFile) -> tuple[str, int, str]:
