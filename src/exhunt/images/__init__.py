@@ -74,7 +74,10 @@ def open_mounted_collection(path: Path):
     from exhunt.images.fs import DirectoryFilesystem
 
     fs = DirectoryFilesystem(path, label=f"mounted volume {path}")
-    return VolumeCollection({"C": fs}, name=path.name or str(path), root=str(path), source=f"mounted volume {path}")
+    name = path.resolve().name or "volume"
+    if len(name) == 1 or name.endswith(":"):  # a drive letter would read as a drive, not a host, in paths
+        name = f"volume-{name.rstrip(':')}"
+    return VolumeCollection({"C": fs}, name=name, root=str(path), source=f"mounted volume {path}")
 
 
 def _stem(path: Path) -> str:
