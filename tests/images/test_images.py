@@ -287,6 +287,7 @@ def test_bad_images_give_one_line_and_exit_2(lab):
         whole = open_collection(ewf / "server.E01")
         try:
             assert len(whole.listing()) > 500  # the complete set reads
+            assert hashlib.md5(lab["gpt"].read_bytes()).hexdigest() in whole.notes[0]  # its acquisition hash is named
         finally:
             whole.close()
         (ewf / "server.E03").unlink()

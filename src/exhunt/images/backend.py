@@ -185,7 +185,11 @@ def _open_container(path: Path, handles: list[Any]) -> tuple[str, Any]:
                 f"{path}: E01 set incomplete: a segment file is missing or short "
                 f"({len(segments)} consecutive segment file(s) found; the image needs more)"
             )
-        return f"E01 ({len(segments)} segment(s))", media
+        try:  # the acquisition hash the examiner recorded, so the report names the image it read
+            hashes = ", ".join(f"{k} {v}" for k, v in sorted((h.get_hash_values() or {}).items()))
+        except OSError:
+            hashes = ""
+        return f"E01 ({len(segments)} segment(s){'; acquisition ' + hashes if hashes else ''})", media
     expected = {".vmdk": "VMDK", ".vhdx": "VHDX", ".vhd": "VHD", ".e01": "E01"}.get(path.suffix.lower())
     if expected:
         raise InputError(f"{path}: not a {expected} image (its signature is missing): damaged or not a disk image")
