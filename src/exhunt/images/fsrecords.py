@@ -8,6 +8,7 @@ unallocated MFT record whose `$FILE_NAME` parent is one of those folders. Tells,
   in these folders carry sub-second times (Windows writes 100 ns ticks; timestomping tools often don't);
 - `before_parent`: created before the folder holding it was (a file moved in keeps its creation
   time, so this one is a lead, not proof);
+- `record_order`: created more than a day before both its MFT neighbours (by record number) were;
 - `ads`: a script file with an alternate data stream (other than a download's Zone.Identifier).
 """
 
@@ -24,6 +25,7 @@ from exhunt.images.discovery import STAGING, WEB
 SCRIPT_EXTENSIONS = (".aspx", ".asp", ".ashx", ".asmx", ".asax", ".ascx", ".config", ".cshtml", ".js", ".ps1", ".bat", ".cmd", ".vbs", ".php", ".jsp")  # fmt: skip
 _EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _TICKS_PER_SECOND = 10_000_000
+_DAY = 86_400 * _TICKS_PER_SECOND
 _TS = pa.timestamp("us", tz="UTC")
 
 SCHEMA = pa.schema(
@@ -85,11 +87,13 @@ def filesystem_records(collection: Any) -> pa.Table:
                 cache[ref] = rec.si.created if rec is not None and rec.si is not None else None
             return cache[ref]
 
+        out_of_order = _out_of_allocation_order([r for _, r in records if r is not None])
         for item, rec in records:
             if rec is not None:
-                rows.append(
-                    _row(collection.name, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent))
-                )
+                row = _row(collection.name, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent))
+                if rec.record in out_of_order:
+                    row["tells"].append("record_order")
+                rows.append(row)
         for cpath, rec in deleted:
             folder_win = _win_path_of(cpath, drive)
             name = rec.name or f"(record {rec.record})"
@@ -123,6 +127,20 @@ def _win_path_of(cpath: str, drive: str) -> str:
     parts = cpath.split("/")
     idx = parts.index(drive) if drive in parts else 1
     return f"{drive}:\\" + "\\".join(parts[idx + 1 :])
+
+
+def _out_of_allocation_order(records: list[Any]) -> set[int]:
+    """Records created more than a day before both their MFT neighbours (by record number, among
+    these folders' files) were: NTFS hands out records in order, so a file in a slot between two
+    newer ones was most likely written with them and had its times set back (or copied with them)."""
+    dated = sorted((r.record, r.si.created, r.fn.created if r.fn else None) for r in records if r.si and r.si.created)
+    flagged = set()
+    for i in range(1, len(dated) - 1):
+        number, si_created, _ = dated[i]
+        before, after = dated[i - 1][2] or dated[i - 1][1], dated[i + 1][2] or dated[i + 1][1]
+        if si_created < min(before, after) - _DAY:
+            flagged.add(number)
+    return flagged
 
 
 def _subsecond_share(records: list[Any]) -> float | None:
