@@ -5,12 +5,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean chromium
+.PHONY: demo test lint bench venv clean chromium image-tools
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,images]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,8 +25,15 @@ demo: $(STAMP)
 	@echo "Report: $(DEMO)/report.json   Case database: $(DEMO)/case.duckdb"
 	@echo "Try:    $(BIN)/exhunt query $(DEMO)/case.duckdb \"SELECT severity, rule, count, first_seen FROM findings\""
 
+## image-tools: Debian's ntfs-3g, qemu-img, sfdisk and ewfacquire, which the disk-image tests build images with
+IMAGE_TOOLS := mkntfs ntfs-3g qemu-img sfdisk ewfacquire
+image-tools:
+	@PATH="$$PATH:/usr/sbin:/sbin"; for t in $(IMAGE_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	  test -z "$$missing" || { apt-get update -qq && apt-get install -y -qq ntfs-3g qemu-utils fdisk ewf-tools >/dev/null; } \
+	  || echo "make: could not install the disk-image tools: the image tests will skip" >&2
+
 ## test: the whole suite (unit, property, end-to-end); about a minute on 2 cores
-test: $(STAMP) chromium
+test: $(STAMP) chromium image-tools
 	@$(BIN)/python -m pytest -n 2 -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
@@ -41,10 +48,11 @@ lint: $(STAMP)
 
 ## bench: throughput and peak memory on a ~1 GB synthetic collection (cached in bench-data/), then the
 ## size of its HTML report and the time chromium takes to show it
-bench: $(STAMP) chromium
+bench: $(STAMP) chromium image-tools
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/images.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache

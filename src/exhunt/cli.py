@@ -74,7 +74,12 @@ def main(
 
 @app.command()
 def scan(
-    path: Annotated[Path, typer.Argument(help="Collection: a folder, a .zip (read in place) or one log file.")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Collection: a folder, a .zip (read in place), one log file, a disk image or a mounted volume."
+        ),
+    ] = None,
     json_out: Annotated[
         str | None,
         typer.Option("--json", metavar="FILE", help="Write the full result as JSON to FILE ('-' for stdout)."),
@@ -130,6 +135,9 @@ def scan(
             min=1, max=256, help="CPU budget: threads for reading, the case database and rules [default: every core]"
         ),
     ] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Scan the Windows server this runs on (as Administrator); no PATH.")
+    ] = False,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -169,8 +177,9 @@ def scan(
         only=rule,
         threads=threads,
     )
+    source = _guard(lambda: _source(path, live, case.parent if case else None))
     with progress:
-        result = _guard(lambda: run_scan(path, options, on_progress))
+        result = _guard(lambda: run_scan(source, options, on_progress))
     doc = result.to_dict()
     _write_outputs(doc, outputs)
     if not quiet:
@@ -393,6 +402,68 @@ def _guard(fn: Any) -> Any:
         if DEBUG["on"]:
             raise
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)") from None
+
+
+def _source(path: Path | None, live: bool, work: Path | None) -> Any:
+    """The PATH to scan, or the live system's collection with --live."""
+    if live == (path is not None):
+        raise _fail("give a collection PATH or --live, not both" if live else "missing PATH (or --live)")
+    if not live:
+        return path
+    from exhunt.images.live import WindowsLiveSystem, open_live_collection
+
+    return open_live_collection(WindowsLiveSystem(), work / "exhunt-live-export" if work else None)
+
+
+@app.command()
+def collect(
+    source: Annotated[
+        Path, typer.Argument(help="A disk image, a mounted volume, a collection folder (or OUT.zip with --live).")
+    ],
+    out: Annotated[Path | None, typer.Argument(help="The zip to write (new file).")] = None,
+    live: Annotated[bool, typer.Option("--live", help="Collect from the Windows server this runs on.")] = False,
+    max_size: Annotated[
+        str | None,
+        typer.Option(metavar="SIZE", help="Bound on the files' bytes, e.g. 500M or 4G; what is left out is listed."),
+    ] = None,
+) -> None:
+    """Copy exactly the Exchange evidence set into a zip, with a manifest (SHA-256, $SI/$FN times) and a log.
+
+    [bold]Examples[/]:  exhunt collect EXCH01.vhdx EXCH01.zip --max-size 4G · exhunt collect --live D:\\EXCH01.zip
+    """
+    from exhunt.collection import open_collection
+    from exhunt.images.collect import collect as run_collect
+
+    target = source if live else out
+    if target is None or (live and out is not None):
+        raise _fail("usage: exhunt collect SOURCE OUT.zip, or exhunt collect --live OUT.zip")
+    bound = _guard(lambda: _size(max_size)) if max_size else None
+    if live:
+        from exhunt.images.live import WindowsLiveSystem, open_live_collection
+
+        collection = _guard(lambda: open_live_collection(WindowsLiveSystem(), target.parent / f"{target.stem}-export"))
+    else:
+        collection = _guard(lambda: open_collection(source))
+    try:
+        summary = _guard(lambda: run_collect(collection, target, bound))
+    finally:
+        collection.close()
+    err.print(terminal_text(summary.line(target), 2000), highlight=False)
+
+
+def _size(text: str) -> int:
+    from exhunt.errors import UsageError
+
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise UsageError(f"--max-size {text!r}: give bytes or a number with K, M, G or T") from None
+    if value <= 0:
+        raise UsageError("--max-size must be positive")
+    return int(value * units[unit])
 
 
 register_exposure(app)

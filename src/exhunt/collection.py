@@ -137,6 +137,10 @@ def open_collection(path: Path) -> Collection:
     if path.is_dir():
         if not os.access(path, os.R_OK | os.X_OK):
             raise InputError(f"folder is not readable: {path}")
+        from exhunt import images  # disk images and mounted volumes: exhunt/images/
+
+        if images.looks_like_mounted_volume(path):
+            return images.open_mounted_collection(path)
         return FolderCollection(path)
     if not os.access(path, os.R_OK):
         raise InputError(f"file is not readable: {path}")
@@ -144,6 +148,10 @@ def open_collection(path: Path) -> Collection:
         return ZipCollection(path)
     if path.suffix.lower() == ".zip":
         raise InputError(f"cannot read zip {path}: not a valid zip archive")
+    from exhunt import images
+
+    if images.looks_like_image(path):
+        return images.open_image_collection(path)
     return SingleFileCollection(path)
 
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from exhunt import __version__
 from exhunt.ad_coverage import ad_checks_state
 from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
-from exhunt.collection import open_collection
+from exhunt.collection import Collection, open_collection
 from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
 from exhunt.detect import detect, rule_params
 from exhunt.errors import UsageError
@@ -63,15 +63,17 @@ class ScanOptions:
     threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
 
 
-def scan(path: Path, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
-    """Scan a collection folder, zip or single log file. Raises InputError if it cannot be opened.
-    `options` is plain data; `progress` is an optional callback (bytes done, bytes total, text)."""
+def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
+    """Scan a collection folder, zip, disk image or single log file (or an open `Collection`, such as
+    the live system). Raises InputError if it cannot be opened. `options` is plain data; `progress` is
+    an optional callback (bytes done, bytes total, text)."""
     options = options or ScanOptions()
     started = time.perf_counter()
     content_rules = compile_yara(options.yara)  # bad rule files fail before any evidence is touched
     rules = select_rules(options)
-    collection = open_collection(path)
-    if options.case is not None and collection.root and _inside(options.case, Path(path)):
+    collection = path if isinstance(path, Collection) else open_collection(path)
+    label = collection.root if isinstance(path, Collection) else str(path)
+    if options.case is not None and collection.root and _inside(options.case, Path(collection.root)):
         raise UsageError("the case database must be written outside the evidence folder")
     tmpdir = None
     if options.case is None:
@@ -100,7 +102,7 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
         ad = ad_checks_state(reader)
         windows, mitigations, exposure_text = exposure_report(reader)
         result = ScanResult(
-            collection=str(path),
+            collection=label,
             judgement=judge(findings, has_web_logs(coverage), problems),
             hosts=report.hosts,
             coverage=coverage,
