@@ -266,6 +266,10 @@ def _scan(
         seconds=time.perf_counter() - started, case=str(options.case) if options.case else None,
         extras={"exposure": exposure_report(store)},
     )  # fmt: skip
+    # -- analytics (issue 12): mailbox access, timeline, leads, incident; its tables go into the case --
+    from exhunt.analytics import analyse_case
+
+    result.extras.update(analyse_case(store.con, [f.to_dict() for f in findings], result.extras["exposure"]))
     _save_results(store, result)
     return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exhunt.analytics.columns import ANALYTICS_COLUMNS
 from exhunt.rules.model import Rule
 from exhunt.rules.native import VIEWS
 
@@ -36,7 +37,9 @@ def _fields(cond: Any, out: set[str]) -> None:
 
 def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
     """{table: lower-cased column names to store} for the wide tables; None means every column."""
-    keep: dict[str, set[str] | None] = {t: {c.lower() for c in BASE} for t in PROJECTED}
+    keep: dict[str, set[str] | None] = {
+        t: {c.lower() for c in BASE | ANALYTICS_COLUMNS.get(t, set())} for t in PROJECTED
+    }
     for rule in rules:
         table = VIEWS[rule.source].table
         if table not in PROJECTED or keep[table] is None:

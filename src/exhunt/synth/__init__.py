@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from . import files
-from .attacks import FAMILIES, Attacks
+from . import files, theft
+from .attacks import FAMILIES as ATTACK_FAMILIES
+from .attacks import Attacks
 from .benign import BenignTraffic, make_population
 from .formats import Sink
 from .model import (
@@ -40,6 +41,7 @@ from .world import Schedule, World
 __all__ = ["FAMILIES", "expand_families", "generate"]
 
 MB = 1_000_000
+FAMILIES = (*ATTACK_FAMILIES, theft.FAMILY)
 _FAMILY_IPS = {
     "proxylogon": ("proxylogon-exploit", "proxylogon-webshell"),
     "proxyshell": ("proxyshell",),
@@ -47,6 +49,7 @@ _FAMILY_IPS = {
     "owassrf": ("owassrf",),
     "postexploit": ("c2",),
     "webshells": (),
+    theft.FAMILY: (),
 }
 
 
@@ -136,6 +139,8 @@ def _run(
     scripted.plan()
     if families:
         Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan()
+    if theft.FAMILY in families:
+        theft.Theft(world, random.Random(f"{seed}:theft"), pop, sched).plan()
     for rel in files.write_standard(outdir, host, tl):
         world.key.benign_at(None, "vendor-zip", path=rel, line=None)
     for name in ("RedirSuiteServiceProxy.aspx", "TimeoutLogout.aspx"):
@@ -228,6 +233,7 @@ def _answer_key(world: World, exec_upn: str, families: frozenset[str], **gen: An
         "attacker_ips": used_ips,
         "executive_mailbox": exec_upn if "proxylogon" in families else None,
         "event_level_style": "text (information/warning/error), as Winlogbeat writes it",
+        "mailbox_theft": theft.answer(world),
         "traces": body["traces"],
         "benign": body["benign"],
         "quirks": body["quirks"],
