@@ -66,15 +66,20 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                lower({hp.nonempty("UrlStem")}) AS stem, try_cast({hp.col("ResponseBytes")} AS BIGINT) AS bytes,
                try_cast({hp.col("HttpStatus")} AS INTEGER) AS status
         FROM log_httpproxy t""")
-        # MailboxGuid~ and Sid~ anchors name their owner only through the rest of the log: the account
-        # that authenticates with that anchor most of the time (at least half of its rows).
+        # MailboxGuid~ and Sid~ anchors name their owner only through the rest of the log. Each account
+        # owns at most one anchor of each kind: the one it uses in the most distinct hours (then rows).
+        # An anchor is owned by the account that claims it so; an anchor nobody claims stays unresolved.
+        # (A majority vote would hand a rarely used mailbox to the attacker who read it in one burst.)
         con.execute("""
         CREATE OR REPLACE TEMP TABLE _mx_anchor_owner AS
-        SELECT anchor, arg_max(accessor, n) AS owner FROM (
-          SELECT anchor, accessor, count(*) AS n, sum(count(*)) OVER (PARTITION BY anchor) AS total
+        WITH pa AS (
+          SELECT anchor, accessor, split_part(anchor, '~', 1) AS kind,
+                 count(DISTINCT date_trunc('hour', ts)) AS h, count(*) AS n
           FROM _mx_hp WHERE accessor IS NOT NULL AND (anchor LIKE 'mailboxguid~%' OR anchor LIKE 'sid~%')
-          GROUP BY anchor, accessor)
-        WHERE n * 2 >= total GROUP BY anchor""")
+          GROUP BY anchor, accessor),
+        own AS (SELECT accessor, kind, arg_max(anchor, h * 1000000000 + n) AS anchor FROM pa GROUP BY accessor, kind)
+        SELECT own.anchor, arg_max(own.accessor, pa.h * 1000000000 + pa.n) AS owner
+        FROM own JOIN pa USING (anchor, accessor) GROUP BY own.anchor""")
     if ews.exists:
         present.append("ews")
         target = (

@@ -135,7 +135,7 @@ def timeline(
     mailbox sessions and the case's records."""
     entries: list[dict[str, Any]] = []
     for f in findings:
-        if f.get("rule", "").startswith("analytics-") or f.get("severity") in ("info",):
+        if f.get("rule", "").startswith("analytics-") or f.get("severity") in ("info", "low"):
             continue
         phase, technique = _phase(f)
         ties = ties_of(f)

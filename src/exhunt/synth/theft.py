@@ -318,7 +318,7 @@ class Theft:
                 d, tm = iis_date_time(t)
                 vals = iis_fe_values(req, d, tm, "", str(self.rng.randint(9_000, 60_000)), str(size))
                 w.iis(1, t).insert(t, w3c_row(w.iis_fields(t), vals))
-                record(w, v.upn, "export-file-download", "", THEFT_IP, t, "GET", items=1, nbytes=size)
+                record(w, v.upn, "export-file-download", "", THEFT_IP, t, "download", items=1, nbytes=size)
 
             self.at(t, export)
             self.at(t_get, fetch)
@@ -360,8 +360,8 @@ class Theft:
                     else:
                         self._track(t + 300, "REDIRECT", "AGENT", sender, drop, size, mid, "Incoming", related=v.upn)
                         self._track(t + 1_900, "SEND", "SMTP", sender, drop, size, mid, "Incoming")
-                    record(w, v.upn, "forwarding", drop, "", t, "MAILBOXRULE" if by_rule else "REDIRECT",
-                           items=1, nbytes=size)  # fmt: skip
+                    record(w, v.upn, "forwarding", drop, "", t + (2_100 if by_rule else 300),
+                           "MAILBOXRULE" if by_rule else "REDIRECT", items=1, nbytes=size)  # fmt: skip
 
                 self.at(tm, mail)
 
