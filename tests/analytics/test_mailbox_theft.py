@@ -136,7 +136,9 @@ def test_without_iis_logs_the_same_mailboxes_and_the_download_path_is_reported_u
 
 def test_ews_logs_without_httpproxy_still_show_the_ews_accesses(tmp_path):
     root, key = _collection(tmp_path, seed=5)
-    shutil.rmtree(root / "EXCH01" / "C" / "Program Files" / "Microsoft" / "Exchange Server" / "V15" / "Logging" / "HttpProxy")
+    shutil.rmtree(
+        root / "EXCH01" / "C" / "Program Files" / "Microsoft" / "Exchange Server" / "V15" / "Logging" / "HttpProxy"
+    )
     doc = scan(root, ScanOptions()).to_dict()
     got = _flagged(doc)
     for k, want in _expected(key, paths={"ssrf-ews", "stolen-credentials"}).items():
