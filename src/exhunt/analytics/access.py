@@ -23,6 +23,9 @@ from exhunt.analytics.mailbox import create_views
 from exhunt.analytics.sqlutil import Table, rows
 
 LISTED = ("taken", "abnormal", "granted")
+LINE_SPAN = 1 << 40  # an evidence sample is packed as artifact * LINE_SPAN + line (one BIGINT per row)
+SOURCE_OF_TABLE = {"log_ews": "ews", "log_httpproxy": "httpproxy", "log_iis": "iis", "log_message_tracking": "tracking",
+                   "events": "cmdlet", "log_rps_cmdlet": "cmdlet"}  # fmt: skip
 KEY = ("host", "mailbox", "accessor", "client_ip", "ua", "path0")
 
 
@@ -40,11 +43,14 @@ def mailbox_access(
     """The mailbox-access model of an open case: {sessions, readers, baseline, coverage}."""
     b = thresholds or bl.Baseline()
     present = create_views(con)
+    ips = _ip_list(attacker_ips or set())
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE _mx_agg AS
     SELECT host, mailbox, max(mailbox_addr) AS addr, accessor, client_ip, ua, path0, op, hour, count(*) AS n,
            sum(items) AS items, sum(bytes) AS bytes, count(bytes) AS sized, min(ts) AS t0, max(ts) AS t1,
-           min_by(struct_pack(src := src, art := art, line := line, ts := ts, reqid := reqid), ts, {int(samples)}) AS ev
+           min_by(CAST(art AS BIGINT) * {LINE_SPAN} + line, ts, {int(samples)})
+             FILTER (WHERE path0 <> '' OR mailbox IS DISTINCT FROM _mx_key(accessor) OR list_contains({ips}, client_ip))
+             AS ev
     FROM (SELECT coalesce(a.host, '') AS host, _mx_key(r.mailbox_addr) AS mailbox, r.mailbox_addr,
                  coalesce(r.accessor, '') AS accessor, coalesce(r.client_ip, '') AS client_ip,
                  coalesce(r.ua, '') AS ua, coalesce(r.path0, '') AS path0, r.op, date_trunc('hour', r.ts) AS hour,
@@ -53,7 +59,6 @@ def mailbox_access(
     GROUP BY host, mailbox, accessor, client_ip, ua, path0, op, hour""")
     con.execute("DELETE FROM _mx_agg WHERE mailbox IS NULL OR mailbox = '' OR hour IS NULL")
     window = bl.build(con, b)
-    ips = _ip_list(attacker_ips or set())
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE _mx_sess AS
     WITH names AS (SELECT host, mailbox, max(addr) FILTER (WHERE addr LIKE '%@%') AS full FROM _mx_agg
@@ -139,21 +144,32 @@ def _evidence(con: duckdb.DuckDBPyConnection, samples: int) -> dict[tuple[Any, .
           SELECT a.host, a.mailbox, a.accessor, a.client_ip, a.ua, a.path0, unnest(a.ev) AS x
           FROM _mx_agg a SEMI JOIN (SELECT * FROM _mx_sess WHERE verdict IN {LISTED}) s
                USING (host, mailbox, accessor, client_ip, ua, path0)),
-        n AS (SELECT *, row_number() OVER (PARTITION BY host, mailbox, accessor, client_ip, ua, path0
-                                           ORDER BY x.ts, x.art, x.line) AS i FROM e)
-        SELECT n.host, n.mailbox, n.accessor, n.client_ip, n.ua, n.path0, n.x.src, f.path, n.x.line, n.x.ts,
-               n.x.reqid, n.x.art
-        FROM n LEFT JOIN artifacts f ON f.id = n.x.art
-        WHERE i <= {int(samples)} ORDER BY n.x.ts, f.path, n.x.line""").fetchall()
+        n AS (SELECT *, row_number() OVER (PARTITION BY host, mailbox, accessor, client_ip, ua, path0 ORDER BY x) AS i
+              FROM e)
+        SELECT n.host, n.mailbox, n.accessor, n.client_ip, n.ua, n.path0, f.log_table, f.path,
+               n.x % {LINE_SPAN} AS line, n.x // {LINE_SPAN} AS art
+        FROM n LEFT JOIN artifacts f ON f.id = n.x // {LINE_SPAN}
+        WHERE i <= {int(samples)}""").fetchall()
     out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    reqids: dict[str, tuple[Any, ...]] = {}
+    by_table: dict[str, list[dict[str, Any]]] = {}
     for r in got:
-        key = tuple(r[:6])
-        out.setdefault(key, []).append(
-            {"source": r[6], "path": r[7], "line": r[8], "time": _iso(r[9]), "artifact": r[11]}
-        )
-        if r[6] == "ews" and r[10]:
-            reqids[r[10]] = key
+        e = {"source": SOURCE_OF_TABLE.get(r[6] or "", r[6]), "path": r[7], "line": int(r[8]), "time": None,
+             "artifact": int(r[9])}  # fmt: skip
+        out.setdefault(tuple(r[:6]), []).append(e)
+        by_table.setdefault(r[6] or "", []).append(e)
+    reqids: dict[str, tuple[Any, ...]] = {}
+    for table, items in by_table.items():
+        t = Table(con, table)
+        ts = "t.ts" if table == "events" else "t._ts"
+        req = t.col("RequestId") if table == "log_ews" else "NULL"
+        if not t.exists:
+            continue
+        times = _lookup(con, table, items, f"{ts}, {req}")
+        for e in items:
+            ts_v, reqid = times.get((e["artifact"], e["line"]), (None, None))
+            e["time"] = _iso(ts_v)
+            if reqid:
+                reqids[reqid] = next(k for k, v in out.items() if e in v)
     if reqids and Table(con, "log_httpproxy").has("RequestId"):
         con.register("_mx_req", pa.table({"reqid": list(reqids)}))
         try:
@@ -169,6 +185,22 @@ def _evidence(con: duckdb.DuckDBPyConnection, samples: int) -> dict[tuple[Any, .
     for ev in out.values():
         ev.sort(key=lambda e: (e["time"] or "", e["path"] or "", e["line"] or 0))
     return out
+
+
+def _lookup(
+    con: duckdb.DuckDBPyConnection, table: str, items: list[dict[str, Any]], cols: str
+) -> dict[tuple[int, int], tuple[Any, ...]]:
+    """`cols` of the rows (artifact, line) of `table`; the literal artifact list prunes other files' row groups."""
+    arts = ", ".join(str(a) for a in sorted({e["artifact"] for e in items}))
+    con.register("_mx_keys", pa.table({"art": [e["artifact"] for e in items], "ln": [e["line"] for e in items]}))
+    try:
+        rows = con.execute(
+            f'SELECT t._artifact, t._line, {cols} FROM "{table}" t WHERE t._artifact IN ({arts}) '
+            "AND (t._artifact, t._line) IN (SELECT (art, ln) FROM _mx_keys)"
+        ).fetchall()
+    finally:
+        con.unregister("_mx_keys")
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def _session(s: dict[str, Any], ops: dict[tuple[Any, ...], dict[str, int]], ev: dict) -> dict[str, Any]:

@@ -105,13 +105,16 @@ def attach_records(con: duckdb.DuckDBPyConnection, evidence: list[dict[str, Any]
             by_source.setdefault(e.get("source", ""), []).append(e)
     for source, items in by_source.items():
         keys = pa.table({"art": [e["artifact"] for e in items], "ln": [e["line"] for e in items]})
+        # the literal artifact list lets DuckDB skip every row group of other files (rows are stored file by file)
+        arts = ", ".join(str(int(a)) for a in sorted({e["artifact"] for e in items}))
         if source == "cmdlet":
-            sql = "SELECT t._artifact, t._line, t.data FROM events t SEMI JOIN _vx_keys k ON t._artifact = k.art AND t._line = k.ln"
+            table, cols = "events", "t.data"
         elif source in SOURCE_TABLES and Table(con, SOURCE_TABLES[source]).exists:
-            sql = (f'SELECT t._artifact, t._line, t.* EXCLUDE (_artifact, _line, _ts) FROM "{SOURCE_TABLES[source]}" t '
-                   "SEMI JOIN _vx_keys k ON t._artifact = k.art AND t._line = k.ln")  # fmt: skip
+            table, cols = SOURCE_TABLES[source], "t.* EXCLUDE (_artifact, _line, _ts)"
         else:
             continue
+        sql = (f'SELECT t._artifact, t._line, {cols} FROM "{table}" t WHERE t._artifact IN ({arts}) '
+               "AND (t._artifact, t._line) IN (SELECT (art, ln) FROM _vx_keys)")  # fmt: skip
         con.register("_vx_keys", keys)
         try:
             cur = con.execute(sql)

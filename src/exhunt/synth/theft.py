@@ -110,6 +110,7 @@ class Ledger:
     taken: dict[tuple[str, str, str], Access] = field(default_factory=dict)
     legitimate: dict[tuple[str, str, str], Access] = field(default_factory=dict)
     paths_planted: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)  # every log file this family wrote a line into
 
 
 def ledger(world: World) -> Ledger:
@@ -157,6 +158,7 @@ def answer(world: World) -> dict[str, Any]:
         "taken": taken,
         "legitimate_readers": list(by_acc.values()),
         "attacker_ips": sorted({a["client_ip"] for a in taken if a["client_ip"]}),
+        "files": sorted(led.files),
     }
 
 
@@ -215,7 +217,12 @@ class Theft:
         lat, _, _ = make_lat(self.rng, req.lat, req.be_stem is not None)
         self.rng.setstate(state)
         reqid = self.ids.guid()
-        return emit(self.w, self.rng, t, req, reqid), int(lat["ResponseBytes"] or 0)
+        refs = emit(self.w, self.rng, t, req, reqid)
+        self._touch(refs.fe, refs.be, refs.hp, refs.ews, refs.rps)
+        return refs, int(lat["ResponseBytes"] or 0)
+
+    def _touch(self, *refs: Ref | None) -> None:
+        ledger(self.w).files.update(r.path for r in refs if r is not None)
 
     def _cmdlet(self, t: int, name: str, params: str, desc: str) -> Ref | None:
         ev = self.w.event(
@@ -227,6 +234,7 @@ class Theft:
             ),
             ref=True,
         )  # fmt: skip
+        self._touch(ev)
         return ev
 
     def _mail_ops(self) -> list[tuple[str, int]]:
@@ -317,7 +325,7 @@ class Theft:
                 req = Req("GET", f"/aspnet_client/{name}.pst", "", THEFT_IP, "curl/7.68.0", "", cafe=False)
                 d, tm = iis_date_time(t)
                 vals = iis_fe_values(req, d, tm, "", str(self.rng.randint(9_000, 60_000)), str(size))
-                w.iis(1, t).insert(t, w3c_row(w.iis_fields(t), vals))
+                self._touch(w.iis(1, t).insert(t, w3c_row(w.iis_fields(t), vals)))
                 record(w, v.upn, "export-file-download", "", THEFT_IP, t, "download", items=1, nbytes=size)
 
             self.at(t, export)
@@ -492,4 +500,6 @@ class Theft:
             "message-subject": "", "sender-address": sender, "return-path": sender, "directionality": direction,
             "schema-version": "15.01.2106.002",
         }  # fmt: skip
-        return f.insert(t, csv_row_from(TRACKING_FIELDS, v))
+        ref = f.insert(t, csv_row_from(TRACKING_FIELDS, v))
+        self._touch(ref)
+        return ref
