@@ -141,8 +141,12 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         cmd_sources.append(f"""
         SELECT t._artifact, t._line, t._ts, {name}, {rps.col("Parameters")}, {rps.col("AuthenticatedUser")}
         FROM log_rps_cmdlet t""")
+    has_cmdlet_log = ev.exists and bool(
+        con.execute("SELECT 1 FROM events WHERE channel = 'MSExchange Management' LIMIT 1").fetchall()
+    )
     if cmd_sources:
-        present.append("cmdlets")
+        if has_cmdlet_log or len(cmd_sources) > 1 or not ev.exists:
+            present.append("cmdlets")
         con.execute("CREATE OR REPLACE TEMP VIEW _mx_cmd_raw AS " + " UNION ALL ".join(cmd_sources))
         con.execute(r"""
         CREATE OR REPLACE TEMP VIEW _mx_cmd AS
