@@ -31,11 +31,22 @@ def analyse_case(
     from exhunt.analytics.verdicts import mailbox_findings
 
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: list[float] = [started]) -> None:  # noqa: B006 - a running clock
+        now = time.perf_counter()
+        timings[name] = round(now - t0[0], 3)
+        t0[0] = now
+
     try:
         seeds = _seeds(con, findings)
+        lap("seeds")
         access = mailbox_access(con, seeds["ips"])
+        lap("mailbox_access")
         access["findings"] = mailbox_findings(con, access["sessions"])
-        entries, leads = timeline(con, findings, access["sessions"])
+        lap("verdicts")
+        entries, leads = timeline(con, findings, access["sessions"], seeds)
+        lap("timeline")
         incident = incident_summary(findings, access["sessions"], leads, exposure, _server_ips(con))
         if save:
             for name, table in (
@@ -48,7 +59,9 @@ def analyse_case(
                     con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM _an_rows")
                 finally:
                     con.unregister("_an_rows")
+        lap("summary_and_tables")
         incident["seconds"] = round(time.perf_counter() - started, 3)
+        incident["timings"] = timings
         return {"mailbox_access": access, "timeline": entries, "leads": leads, "incident": incident}
     except duckdb.Error as exc:  # the scan's own result stands; say what could not be computed
         why = str(exc).splitlines()[0][:200]

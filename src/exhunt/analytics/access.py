@@ -19,11 +19,10 @@ import duckdb
 import pyarrow as pa
 
 from exhunt.analytics import baseline as bl
-from exhunt.analytics.mailbox import create_views
+from exhunt.analytics.mailbox import LINE_SPAN, create_views
 from exhunt.analytics.sqlutil import Table, rows
 
 LISTED = ("taken", "abnormal", "granted")
-LINE_SPAN = 1 << 40  # an evidence sample is packed as artifact * LINE_SPAN + line (one BIGINT per row)
 SOURCE_OF_TABLE = {"log_ews": "ews", "log_httpproxy": "httpproxy", "log_iis": "iis", "log_message_tracking": "tracking",
                    "events": "cmdlet", "log_rps_cmdlet": "cmdlet"}  # fmt: skip
 KEY = ("host", "mailbox", "accessor", "client_ip", "ua", "path0")
@@ -46,15 +45,14 @@ def mailbox_access(
     ips = _ip_list(attacker_ips or set())
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE _mx_agg AS
-    SELECT host, mailbox, max(mailbox_addr) AS addr, accessor, client_ip, ua, path0, op, hour, count(*) AS n,
-           sum(items) AS items, sum(bytes) AS bytes, count(bytes) AS sized, min(ts) AS t0, max(ts) AS t1,
-           min_by(CAST(art AS BIGINT) * {LINE_SPAN} + line, ts, {int(samples)})
-             FILTER (WHERE path0 <> '' OR mailbox IS DISTINCT FROM _mx_key(accessor) OR list_contains({ips}, client_ip))
-             AS ev
+    SELECT host, mailbox, max(mailbox_addr) AS addr, accessor, client_ip, ua, path0, op, hour, sum(n) AS n,
+           sum(items) AS items, sum(bytes) AS bytes, sum(sized) AS sized, min(t0) AS t0, max(t1) AS t1,
+           list_sort(flatten(list(ev) FILTER (WHERE path0 <> '' OR mailbox IS DISTINCT FROM _mx_key(accessor)
+                                              OR list_contains({ips}, client_ip))))[1:{int(samples)}] AS ev
     FROM (SELECT coalesce(a.host, '') AS host, _mx_key(r.mailbox_addr) AS mailbox, r.mailbox_addr,
                  coalesce(r.accessor, '') AS accessor, coalesce(r.client_ip, '') AS client_ip,
-                 coalesce(r.ua, '') AS ua, coalesce(r.path0, '') AS path0, r.op, date_trunc('hour', r.ts) AS hour,
-                 r.items, r.bytes, r.ts, r.src, r.art, r.line, r.reqid
+                 coalesce(r.ua, '') AS ua, coalesce(r.path0, '') AS path0, r.op, r.hour, r.n, r.items, r.bytes,
+                 r.sized, r.t0, r.t1, r.ev
           FROM _mx_rows r LEFT JOIN artifacts a ON a.id = r.art)
     GROUP BY host, mailbox, accessor, client_ip, ua, path0, op, hour""")
     con.execute("DELETE FROM _mx_agg WHERE mailbox IS NULL OR mailbox = '' OR hour IS NULL")

@@ -30,6 +30,8 @@ OWA_CONTENT = ("GetItem", "FindItem", "FindConversation", "GetConversationItems"
 EAS_CONTENT = ("Sync", "ItemOperations")
 MAPI_NOT_CONTENT = ("NotificationWait", "Connect", "Disconnect", "QueryRows", "ResolveNames")
 EXPORT_EXT = r"\.(pst|ost|zip|7z|rar|cab|tar|gz)$"
+LINE_SPAN = 1 << 40  # an evidence sample is packed as artifact * LINE_SPAN + line (one BIGINT per row)
+SAMPLES = 20  # evidence samples kept per group
 
 MACROS = r"""
 CREATE OR REPLACE TEMP MACRO _mx_addr(x) AS list_last(string_split(lower(trim(x)), 'smtp:'));
@@ -54,6 +56,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     iis, mt, rps = Table(con, "log_iis"), Table(con, "log_message_tracking"), Table(con, "log_rps_cmdlet")
     present: list[str] = []
     parts: list[str] = []
+    hp_part: str | None = None
 
     if hp.exists:
         present.append("httpproxy")
@@ -117,18 +120,26 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             OR (h.protocol = 'Eas' AND h.action IN ({_in(EAS_CONTENT)}))
             OR h.protocol IN ('Ews', 'RpcHttp')
             OR (h.anchor LIKE 'serverinfo~%' AND h.anchor LIKE '%/ews/%'))"""
-        parts.append(f"""
-        SELECT 'httpproxy', h.art, h.line, h.ts, h.reqid,
-               CASE WHEN h.anchor LIKE 'smtp~%' OR h.anchor LIKE 'upn~%' THEN split_part(h.anchor, '~', 2)
-                    WHEN h.anchor LIKE 'serverinfo~%' THEN NULL
-                    WHEN h.anchor LIKE 'mailboxguid~%' OR h.anchor LIKE 'sid~%' THEN coalesce(o.owner, h.anchor)
-                    ELSE h.accessor END,
-               h.accessor, h.ip, h.ua, h.protocol || ':' || coalesce(h.action, 'request'), 0, h.bytes,
-               CASE WHEN h.anchor LIKE 'serverinfo~%' OR h.accessor LIKE '%$@%' OR h.accessor LIKE '%$' THEN 'ssrf-ews' END,
-               CAST(NULL AS VARCHAR)
-        FROM _mx_hp h LEFT JOIN _mx_anchor_owner o ON o.anchor = h.anchor
-        WHERE coalesce(h.status, 200) < 400 AND {content} {"AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%')"}
-        {matched if ews.exists else ""}""")
+        # HttpProxy is the biggest table: its rows are grouped on their raw values first (file, hour, anchor,
+        # caller, client, agent, action), and the anchor is resolved once per group, not once per row.
+        hp_part = f"""
+        WITH g AS (
+          SELECT h.art, date_trunc('hour', h.ts) AS hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action,
+                 count(*) AS n, sum(h.bytes) AS bytes, count(h.bytes) AS sized, min(h.ts) AS t0, max(h.ts) AS t1,
+                 min_by(CAST(h.art AS BIGINT) * {LINE_SPAN} + h.line, h.ts, {SAMPLES}) AS ev
+          FROM _mx_hp h
+          WHERE coalesce(h.status, 200) < 400 AND {content} AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%')
+          {matched if ews.exists else ""}
+          GROUP BY h.art, hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action)
+        SELECT 'httpproxy', g.art, g.hour,
+               CASE WHEN g.anchor LIKE 'smtp~%' OR g.anchor LIKE 'upn~%' THEN split_part(g.anchor, '~', 2)
+                    WHEN g.anchor LIKE 'serverinfo~%' THEN NULL
+                    WHEN g.anchor LIKE 'mailboxguid~%' OR g.anchor LIKE 'sid~%' THEN coalesce(o.owner, g.anchor)
+                    ELSE g.accessor END,
+               g.accessor, g.ip, g.ua, g.protocol || ':' || coalesce(g.action, 'request'), 0, g.n, g.bytes, g.sized,
+               g.t0, g.t1, g.ev,
+               CASE WHEN g.anchor LIKE 'serverinfo~%' OR g.accessor LIKE '%$@%' OR g.accessor LIKE '%$' THEN 'ssrf-ews' END
+        FROM g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor"""
     cmd_sources = []
     ev = Table(con, "events")
     if ev.exists:
@@ -214,13 +225,22 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         FROM log_iis t JOIN ({exports}) x ON x.file = regexp_extract({stem}, '[^/]+$', 0)
         WHERE upper({iis.col("cs-method")}) = 'GET' AND try_cast({iis.col("sc-status")} AS INTEGER) IN (200, 206)
           AND regexp_matches({stem}, '{EXPORT_EXT}')""")
-    if not parts:
-        con.execute("""CREATE OR REPLACE TEMP VIEW _mx_rows AS SELECT NULL::VARCHAR AS src, NULL::INTEGER AS art,
-            NULL::BIGINT AS line, NULL::TIMESTAMP AS ts, NULL::VARCHAR AS reqid, NULL::VARCHAR AS mailbox_addr,
-            NULL::VARCHAR AS accessor, NULL::VARCHAR AS client_ip, NULL::VARCHAR AS ua, NULL::VARCHAR AS op,
-            NULL::INTEGER AS items, NULL::BIGINT AS bytes, NULL::VARCHAR AS path0, NULL::VARCHAR AS detail WHERE false""")
-    else:
-        cols = "src, art, line, ts, reqid, mailbox_addr, accessor, client_ip, ua, op, items, bytes, path0, detail"
-        union = " UNION ALL ".join(f"SELECT * FROM ({p}) AS p{i}({cols})" for i, p in enumerate(parts))
-        con.execute("CREATE OR REPLACE TEMP VIEW _mx_rows AS " + union)
+    rows = "src, art, line, ts, reqid, mailbox_addr, accessor, client_ip, ua, op, items, bytes, path0, detail"
+    grouped = "src, art, hour, mailbox_addr, accessor, client_ip, ua, op, items, n, bytes, sized, t0, t1, ev, path0"
+    selects = [
+        f"SELECT src, art, date_trunc('hour', ts), mailbox_addr, accessor, client_ip, ua, op, items, 1, bytes, "
+        f"CAST(bytes IS NOT NULL AS INTEGER), ts, ts, [CAST(art AS BIGINT) * {LINE_SPAN} + line], path0 "
+        f"FROM ({p}) AS p{i}({rows})"
+        for i, p in enumerate(parts)
+    ]
+    if hp_part is not None:
+        selects.append(hp_part)
+    if not selects:
+        selects.append(
+            "SELECT NULL::VARCHAR, NULL::INTEGER, NULL::TIMESTAMP, NULL::VARCHAR, NULL::VARCHAR, NULL::VARCHAR, "
+            "NULL::VARCHAR, NULL::VARCHAR, NULL::INTEGER, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::TIMESTAMP, "
+            "NULL::TIMESTAMP, NULL::BIGINT[], NULL::VARCHAR WHERE false"
+        )
+    union = " UNION ALL ".join(f"SELECT * FROM ({q}) AS q{i}({grouped})" for i, q in enumerate(selects))
+    con.execute("CREATE OR REPLACE TEMP VIEW _mx_rows AS " + union)
     return present

@@ -130,6 +130,7 @@ def timeline(
     con: duckdb.DuckDBPyConnection,
     findings: list[dict[str, Any]],
     sessions: list[dict[str, Any]] | None = None,
+    seeds: dict[str, set[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(timeline entries in time order per host, leads) from the scan's findings (result dicts), the
     mailbox sessions and the case's records."""
@@ -161,7 +162,7 @@ def timeline(
             "count": s["requests"], "ties": {k: v for k, v in ties.items() if v},
             "evidence": [{"path": e["path"], "line": e["line"]} for e in s["evidence"][:5]],
         })  # fmt: skip
-    seeds = _seeds(con, findings)
+    seeds = seeds if seeds is not None else _seeds(con, findings)
     pivots, leads = _pivot(con, seeds, findings)
     entries.extend(pivots)
     _link(entries)
