@@ -125,9 +125,11 @@ def test_second_seed(tmp_path):
     _check(scan(root, ScanOptions()).to_dict(), _expected(key))
 
 
-def test_without_iis_logs_the_same_mailboxes_and_the_download_path_is_reported_unchecked(tmp_path):
-    root, key = _collection(tmp_path, seed=3)
-    shutil.rmtree(root / "EXCH01" / "C" / "inetpub" / "logs")
+def test_without_iis_logs_the_same_mailboxes_and_the_download_path_is_reported_unchecked(theft, tmp_path):
+    src, key, _ = theft
+    root = tmp_path / "EXCH01-triage"
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns("LogFiles"))
+    assert not (root / "EXCH01" / "C" / "inetpub" / "logs" / "LogFiles").exists()
     doc = scan(root, ScanOptions()).to_dict()
     _check(doc, _expected(key, paths=set(key["mailbox_theft"]["paths"]) - {"export-file-download"}))
     cov = {c["path"]: c for c in doc["mailbox_access"]["coverage"]}
@@ -147,8 +149,8 @@ def test_ews_logs_without_httpproxy_still_show_the_ews_accesses(tmp_path):
     assert cov["ssrf-ews"]["status"] == "partial" and "HttpProxy" in cov["ssrf-ews"]["reason"]
 
 
-def test_only_cmdlet_events_still_give_the_exports_and_say_what_was_not_checked(tmp_path):
-    src, key = _collection(tmp_path / "full", seed=3)
+def test_only_cmdlet_events_still_give_the_exports_and_say_what_was_not_checked(theft, tmp_path):
+    src, key, _ = theft
     root = tmp_path / "events-only"
     (root / "EXCH01" / "EventLogs").mkdir(parents=True)
     for f in (src / "EXCH01" / "EventLogs").iterdir():
