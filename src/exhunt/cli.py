@@ -280,7 +280,7 @@ def synth(
     plant: Annotated[
         str,
         typer.Option(
-            help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, or all."
+            help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, theft (mailboxes taken by every path), or all."
         ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,

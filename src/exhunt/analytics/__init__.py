@@ -72,6 +72,6 @@ def analyse_case(
             "leads": None,
         }
     finally:
-        for obj in ("_mx_agg", "_mx_sess", "_mx_pair", "_mx_mbase", "_mx_speak", "_mx_anchor_owner"):
+        for obj in ("_mx_agg", "_mx_sess", "_mx_pair", "_mx_mbase", "_mx_speak", "_mx_anchor_owner", "_mx_cmd"):
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP TABLE IF EXISTS {obj}")

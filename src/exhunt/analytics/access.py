@@ -42,6 +42,9 @@ def mailbox_access(
     """The mailbox-access model of an open case: {sessions, readers, baseline, coverage}."""
     b = thresholds or bl.Baseline()
     present = create_views(con)
+    if not present:  # no log that records mailbox access: nothing to query, say so
+        window = {"from": None, "to": None, "days": 0, "hours": 0}
+        return {"sessions": [], "readers": [], "baseline": window, "coverage": coverage(con, present, window)}
     ips = _ip_list(attacker_ips or set())
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE _mx_agg AS

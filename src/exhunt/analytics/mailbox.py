@@ -113,7 +113,10 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                CAST(NULL AS VARCHAR) AS detail
         FROM _mx_ews e {hp_join}""")
     if hp.exists:
-        matched = "AND (h.reqid IS NULL OR h.reqid NOT IN (SELECT reqid FROM _mx_ews WHERE reqid IS NOT NULL))"
+        matched = (
+            f"AND (h.reqid IS NULL OR h.reqid NOT IN (SELECT {ews.col('RequestId')} FROM log_ews t "
+            f"WHERE {ews.col('SoapAction')} IN ({_in(EWS_CONTENT)}) AND {ews.col('RequestId')} IS NOT NULL))"
+        )
         content = f"""(
             (h.protocol = 'Mapi' AND h.stem LIKE '/mapi/emsmdb%' AND coalesce(h.action, '') NOT IN ({_in(MAPI_NOT_CONTENT)}))
             OR (h.protocol = 'Owa' AND h.action IN ({_in(OWA_CONTENT)}))
@@ -160,7 +163,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             present.append("cmdlets")
         con.execute("CREATE OR REPLACE TEMP VIEW _mx_cmd_raw AS " + " UNION ALL ".join(cmd_sources))
         con.execute(r"""
-        CREATE OR REPLACE TEMP VIEW _mx_cmd AS
+        CREATE OR REPLACE TEMP TABLE _mx_cmd AS
         WITH c AS (SELECT *, lower(name) AS lname, coalesce(params, '') AS p FROM _mx_cmd_raw
                    WHERE lower(name) IN ('new-mailboxexportrequest', 'new-mailboxsearch', 'search-mailbox',
                      'new-compliancesearch', 'add-mailboxpermission', 'add-mailboxfolderpermission',
