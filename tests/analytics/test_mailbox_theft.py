@@ -164,3 +164,18 @@ def test_only_cmdlet_events_still_give_the_exports_and_say_what_was_not_checked(
     assert cov["export-cmdlet"] == "checked"
     assert cov["ssrf-ews"] == cov["stolen-credentials"] == cov["export-file-download"] == "not checked"
     json.dumps(doc)  # the whole document stays serialisable
+
+
+def test_accounts_and_addresses_seen_only_through_the_pivot_are_leads(theft):
+    _, key, doc = theft
+    thief = "198.51.100.77"
+    pivots = [e for e in doc["timeline"] if e["kind"] == "pivot"]
+    assert any(thief in e["ties"].get("ips", []) for e in pivots)
+    taken = [s for s in doc["mailbox_access"]["sessions"] if s["verdict"] == "taken"]
+    seeds = {s["client_ip"] for s in taken} | {s["accessor"] for s in taken}
+    assert doc["leads"], "no lead from the pivot"
+    # the stolen account reading others' mailboxes is seen from the thief's address: a lead
+    stolen = {a["accessor"] for a in key["mailbox_theft"]["taken"] if a["path"] == "stolen-credentials"}
+    assert stolen <= {x["value"] for x in doc["leads"] if x["kind"] == "account"}
+    for lead in doc["leads"]:
+        assert lead["value"] not in seeds and lead["evidence"] and lead["via"], lead

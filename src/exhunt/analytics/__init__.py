@@ -45,6 +45,13 @@ def analyse_case(
         lap("mailbox_access")
         access["findings"] = mailbox_findings(con, access["sessions"])
         lap("verdicts")
+        # a mailbox taken is a high-confidence finding too: its client and account join the pivot
+        for sess in access["sessions"]:
+            if sess["verdict"] == "taken":
+                if sess["client_ip"] and sess["client_ip"] not in _server_ips(con):
+                    seeds["ips"].add(sess["client_ip"])
+                if sess["accessor"] and "@" in sess["accessor"] and not sess["accessor"].split("@")[0].endswith("$"):
+                    seeds["accounts"].add(sess["accessor"])
         entries, leads = timeline(con, findings, access["sessions"], seeds)
         lap("timeline")
         incident = incident_summary(findings, access["sessions"], leads, exposure, _server_ips(con))
