@@ -256,6 +256,12 @@ class CaseReader:
             "FROM cfg_extended_protection e JOIN artifacts a ON a.id = e._artifact ORDER BY a.path"
         ).fetchall()
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The cursor itself, for the analytics (`exhunt.analytics`), whose many SQL steps run here
+        besides the rule engine's compiled queries."""
+        return self._con
+
     def meta(self, key: str) -> Any:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return json.loads(row[0]) if row else None

@@ -298,7 +298,7 @@ def synth(
     plant: Annotated[
         str,
         typer.Option(
-            help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, or all."
+            help="Attack families to plant, comma-separated: proxylogon, proxyshell, proxynotshell, owassrf, postexploit, webshells, theft (mailboxes taken by every path), or all."
         ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
@@ -467,3 +467,22 @@ def _size(text: str) -> int:
 
 
 register_exposure(app)
+
+
+@app.command()
+def timeline(
+    case: Annotated[Path, typer.Argument(help="A case file written by 'exhunt scan --case'.")],
+    host: Annotated[str | None, typer.Option("--host", help="Only this host's story.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The timeline, leads and mailbox access as JSON.")] = False,
+) -> None:
+    """Print the intrusion timeline of a case: the incident summary, one story per host, the leads."""
+    from exhunt.analytics.render import load_case_timeline, render_timeline
+    from exhunt.analytics.summary import render_incident
+
+    data = _guard(lambda: load_case_timeline(case))
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        return
+    console = Console()
+    render_incident(data.get("incident"), console)
+    render_timeline(data["timeline"], data["leads"], console, host=host)

@@ -148,6 +148,23 @@ def build_findings(
     return findings, problems
 
 
+def fill_raw_lines(findings: list[Finding], case: CaseReader, collection: Collection) -> list[Problem]:
+    """Give evidence that names a file and line but no raw text (the analytics') its physical line."""
+    wanted: dict[str, set[int]] = {}
+    for f in findings:
+        for e in f.evidence:
+            if e.raw is None and e.line is not None and e.path:
+                wanted.setdefault(e.path, set()).add(int(e.line))
+    if not wanted:
+        return []
+    lines, problems = fetch_lines(collection, wanted, case.line_index(sorted(wanted)))
+    for f in findings:
+        for e in f.evidence:
+            if e.raw is None and e.line is not None:
+                e.raw = lines.get((e.path, int(e.line)))
+    return problems
+
+
 def _attach_fields_directive(case: CaseReader, recs: list[dict[str, Any]]) -> None:
     """Give each log record the `#Fields` line in force at its line, as `_fields` (one query for all:
     a subquery per record cost 75 ms per table)."""

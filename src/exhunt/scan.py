@@ -25,18 +25,20 @@ import pyarrow as pa
 
 from exhunt import __version__
 from exhunt.ad_coverage import ad_checks_state
+from exhunt.analytics import analyse_case
+from exhunt.analytics.findings import analytics_finding
 from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
 from exhunt.collection import Collection, open_collection
 from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
 from exhunt.detect import detect, rule_params
 from exhunt.errors import UsageError
-from exhunt.evidence import build_findings
+from exhunt.evidence import build_findings, fill_raw_lines
 from exhunt.exposure.observed import exposure_report
 from exhunt.families import family
 from exhunt.ingest import IngestReport, Progress, cpu_budget, ingest
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.judge import judge
-from exhunt.result import Exposure, ScanResult, Stats
+from exhunt.result import Exposure, Problem, ScanResult, Stats
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.yara import compile_rules as compile_yara
@@ -101,6 +103,14 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         coverage = measure(reader)
         ad = ad_checks_state(reader)
         windows, mitigations, exposure_text = exposure_report(reader)
+        exposure = Exposure(windows, mitigations, exposure_text)
+        judge(findings, has_web_logs(coverage), problems)  # severities in context, which the analytics start from
+        analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
+        taken = [analytics_finding(d) for d in (analysis.get("mailbox_access") or {}).get("findings", [])]
+        problems += fill_raw_lines(taken, reader, collection)
+        findings += taken
+        if (analysis.get("incident") or {}).get("error"):
+            problems.append(Problem("(analytics)", None, analysis["incident"]["error"], "detect"))
         result = ScanResult(
             collection=label,
             judgement=judge(findings, has_web_logs(coverage), problems),
@@ -111,12 +121,12 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             findings=findings,
             problems=problems,
             stats=Stats(len(report.artifacts), report.bytes_read, report.records, time.perf_counter() - started),
-            exposure=Exposure(windows, mitigations, exposure_text),
+            exposure=exposure,
             case=str(options.case) if options.case else None,
             rules=[{"id": r.id, "title": r.title, "severity": r.severity, "source": r.source} for r in rules],
             rules_version=rules_version(rules),
             notes=report.notes,
-            extras={"checks": {"active_directory": ad}},
+            extras={"checks": {"active_directory": ad}, **analysis},
         )
         save(case, result)
         return result

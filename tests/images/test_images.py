@@ -415,9 +415,9 @@ def test_draft_filesystem_rules_find_the_stomped_deleted_and_streamed_shell(lab,
     `filesystem` source (table fs_records): registered here for the test only."""
     import duckdb
 
+    from exhunt.families import Family
     from exhunt.images.fsrecords import filesystem_records
     from exhunt.rules import model
-    from exhunt.families import Family
     from exhunt.rules.native import Compiler
 
     monkeypatch.setattr(model, "SOURCES", (*model.SOURCES, "filesystem"))
@@ -430,7 +430,9 @@ def test_draft_filesystem_rules_find_the_stomped_deleted_and_streamed_shell(lab,
         coll.close()
     con = duckdb.connect()
     con.register("fs_records", records)
-    view = Family("filesystem", "fs_records", "NTFS records", "config", time_sql="t.si_created", default_group=("path",))
+    view = Family(
+        "filesystem", "fs_records", "NTFS records", "config", time_sql="t.si_created", default_group=("path",)
+    )
     columns = [d[0] for d in con.execute("SELECT * FROM fs_records LIMIT 0").description]
     hits = {}
     for rule_id, rule in rules.items():

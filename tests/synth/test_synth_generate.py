@@ -214,7 +214,7 @@ def test_benign_traffic_is_the_same_with_or_without_attacks(full: tuple[Path, di
     """Planting only adds lines: a file free of traces is byte-identical to its benign-only twin."""
     out_a, key = full
     out_b, _ = benign
-    touched = {t["path"] for t in key["traces"]}
+    touched = {t["path"] for t in key["traces"]} | set(key["mailbox_theft"]["files"])
     rel = "EXCH01/C/Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Mapi"
     for p in sorted((out_a / rel).iterdir())[:10]:
         r = p.relative_to(out_a).as_posix()

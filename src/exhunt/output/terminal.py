@@ -39,6 +39,10 @@ def render(result: ScanResult | dict[str, Any], console: Console, max_evidence: 
             f"{stats.get('seconds', 0):.1f} s",
         )
     )
+    if doc.get("incident"):
+        from exhunt.analytics.summary import render_incident
+
+        render_incident(doc["incident"], console)
     cov = Table(title="Coverage", title_justify="left", show_edge=False)
     for col in ("log family", "files", "records", "first (UTC)", "last (UTC)"):
         cov.add_column(col, justify="right" if col in ("files", "records") else "left")

@@ -117,7 +117,7 @@ def context(doc: dict[str, Any]) -> dict[str, Any]:
         "rules_complete": rules_complete,
         "rules_version": doc.get("rules_version") or doc.get("ruleset_version"),
         "incident": doc.get("incident"),
-        "mailbox_access": model.table(doc.get("mailbox_access")),
+        "mailbox_access": model.table(_sessions(doc.get("mailbox_access"))),
         "timeline": model.timeline_rows(doc.get("timeline")),
         "leads": model.table(doc.get("leads")),
         "fleet": fleet,
@@ -145,3 +145,12 @@ def render(doc: dict[str, Any]) -> str:
 
 def write(doc: dict[str, Any], out: TextIO) -> None:
     out.write(render(doc))
+
+
+def _sessions(section: object) -> object:
+    """The mailbox-access rows: the analytics' `{"sessions": [...], ...}` or a bare list of rows."""
+    if isinstance(section, dict):
+        sessions = section.get("sessions")
+        if isinstance(sessions, list):
+            return [{k: v for k, v in s.items() if k != "evidence"} if isinstance(s, dict) else s for s in sessions]
+    return section

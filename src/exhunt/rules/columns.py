@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exhunt.analytics.columns import ANALYTICS_COLUMNS
 from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, family
 from exhunt.rules.model import Rule
 
@@ -28,7 +29,9 @@ def _fields(cond: Any, out: set[str]) -> None:
 def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
     """{table: lower-cased column names to store} for the wide tables; None means every column."""
     keep: dict[str, set[str] | None] = {
-        f.table: {c.lower() for c in EXCHANGE_BASE_COLUMNS} for f in FAMILIES if f.projected
+        f.table: {c.lower() for c in EXCHANGE_BASE_COLUMNS | ANALYTICS_COLUMNS.get(f.table, set())}
+        for f in FAMILIES
+        if f.projected
     }
     for rule in rules:
         table = family(rule.source).table

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from . import files
+from . import files, theft
 from .attacks import FAMILIES as ATTACK_FAMILIES
 from .attacks import Attacks
 from .benign import BenignTraffic, make_population
@@ -42,7 +42,7 @@ from .world import Schedule, World
 
 __all__ = ["FAMILIES", "expand_families", "generate"]
 
-FAMILIES = (*ATTACK_FAMILIES, INTRUSION)
+FAMILIES = (*ATTACK_FAMILIES, INTRUSION, theft.FAMILY)
 
 MB = 1_000_000
 _FAMILY_IPS = {
@@ -53,6 +53,7 @@ _FAMILY_IPS = {
     "postexploit": ("c2",),
     "webshells": (),
     INTRUSION: (),
+    theft.FAMILY: (),
 }
 
 
@@ -144,6 +145,8 @@ def _run(
         Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan()
     MailFlow(world, random.Random(f"{seed}:mailflow"), pop, sched, families).plan()
     Intrusion(world, random.Random(f"{seed}:intrusion"), pop, sched, INTRUSION in families).plan()
+    if theft.FAMILY in families:
+        theft.Theft(world, random.Random(f"{seed}:theft"), pop, sched).plan()
     for rel in files.write_standard(outdir, host, tl):
         world.key.benign_at(None, "vendor-zip", path=rel, line=None)
     for name in ("RedirSuiteServiceProxy.aspx", "TimeoutLogout.aspx"):
@@ -236,6 +239,7 @@ def _answer_key(world: World, exec_upn: str, families: frozenset[str], **gen: An
         "attacker_ips": used_ips,
         "executive_mailbox": exec_upn if "proxylogon" in families else None,
         "event_level_style": "text (information/warning/error), as Winlogbeat writes it",
+        "mailbox_theft": theft.answer(world),
         "traces": body["traces"],
         "benign": body["benign"],
         "quirks": body["quirks"],

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from . import files as fl
+from . import theft
 from . import winevents as we
 from .benign import Population, pool_pid
 from .formats import OAB_FIELDS, Ref, csv_row_from
@@ -641,6 +642,8 @@ class Attacks:
                     lat="slow" if op == "GetItem" else "normal",
                 )
                 self._trace_ssrf(refs, fam, t, True, f"EWS theft: {op} {folder}", be_required=True)
+                theft.record(w, exec_u.upn, "ssrf-ews", f"{w.host}$@corp.example", PL_EXPLOIT_IP, t, op,
+                             items=int(op == "GetItem"), nbytes=int(size))  # fmt: skip
                 self.trace(
                     refs.ews,
                     fam,
@@ -785,6 +788,8 @@ class Attacks:
                     ref=True,
                 )
                 self.trace(ev, fam, rule, t, marker, desc)
+                if name == "New-InboxRule":  # the mailbox theft ledger (synth/theft.py)
+                    theft.record(w, self.pop.exec_user.upn, "forwarding", "mailsync-archive@example.net", "", t, name)
 
             self.at(t, run_c)
         t_clr = t0 + 1_540_000
@@ -966,6 +971,8 @@ class Attacks:
                     marker,
                     f"{name} through the ProxyShell PowerShell session",
                 )
+                if name == "New-MailboxExportRequest":  # the mailbox theft ledger (synth/theft.py)
+                    theft.record(w, "administrator", "export-cmdlet", self.admin_nt, "", t, name)
 
             self.at(t, run_c)
         t_file = t0 + 241_000

@@ -1,0 +1,52 @@
+"""What the analytics (issue 12) add to a scan: median wall time, CPU time and peak RSS of 3 scans each
+of the same collection with the analytics, without them, and without them and their extra columns.
+
+    exhunt synth /tmp/an150 --plant all --target-mb 150
+    python bench/analytics_cost.py /tmp/an150
+
+Each scan runs in its own process (peak RSS from wait4); variants alternate so that load spikes on a
+shared machine hit all of them. Without `--case`, as users run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CHILD = r"""
+import sys, time, json
+variant, col = sys.argv[1], sys.argv[2]
+import exhunt.analytics, exhunt.rules.columns as rc
+if variant != "full":
+    exhunt.analytics.analyse_case = lambda *a, **k: {}
+if variant == "nocols":
+    rc.ANALYTICS_COLUMNS = {}
+from pathlib import Path
+from exhunt.scan import scan, ScanOptions
+t = time.perf_counter()
+d = scan(Path(col), ScanOptions()).to_dict()
+print(json.dumps({"wall": time.perf_counter() - t, "analytics": (d.get("incident") or {}).get("seconds"),
+                  "records": d["stats"]["records"], "bytes": d["stats"]["bytes_read"]}))
+"""
+
+
+def main(collection: str, runs: int = 3) -> None:
+    res: dict[str, list[dict]] = {}
+    for _ in range(runs):
+        for variant in ("full", "noanalytics", "nocols"):
+            p = subprocess.Popen([sys.executable, "-c", CHILD, variant, collection], stdout=subprocess.PIPE, text=True)
+            _, _, ru = os.wait4(p.pid, 0)
+            out = json.loads(p.stdout.read())  # type: ignore[union-attr]
+            out.update(maxrss_mb=ru.ru_maxrss / 1024, cpu=ru.ru_utime + ru.ru_stime, load=os.getloadavg()[0])
+            res.setdefault(variant, []).append(out)
+            print(variant, json.dumps(out), flush=True)
+    for v, rs in res.items():
+        med = {k: round(statistics.median(r[k] for r in rs), 2) for k in ("wall", "cpu", "maxrss_mb")}
+        print(v, "median", med, "analytics seconds", [r["analytics"] for r in rs])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

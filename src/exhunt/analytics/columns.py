@@ -1,0 +1,19 @@
+"""The log columns the analytics read, kept in the projected wide tables without `--case` too.
+
+Per table, so that HttpProxy does not keep its long GenericInfo column only because EWS needs its own.
+The cost is measured in docs/research/mailbox-access.md.
+"""
+
+from __future__ import annotations
+
+ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {
+    "log_httpproxy": frozenset({
+        "AuthenticatedUser", "AnchorMailbox", "RoutingHint", "ClientIpAddress", "UserAgent", "Protocol",
+        "ProtocolAction", "UrlStem", "HttpStatus", "ResponseBytes", "RequestId",
+    }),
+    "log_ews": frozenset({
+        "RequestId", "AuthenticatedUser", "ClientIpAddress", "UserAgent", "SoapAction", "HttpStatus",
+        "ResponseSize", "ImpersonatedUser", "ProxyAsUser", "ActAsUser", "GenericInfo",
+    }),
+    "log_rps_cmdlet": frozenset({"CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress"}),
+}  # fmt: skip
