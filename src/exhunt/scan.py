@@ -63,6 +63,7 @@ class ScanOptions:
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
     only: list[str] | None = None  # run only the rules with these ids
     threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
+    analytics: bool | None = None  # mailbox access, timeline, incident; default: unless the rules were chosen
 
 
 def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
@@ -105,7 +106,9 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         windows, mitigations, exposure_text = exposure_report(reader)
         exposure = Exposure(windows, mitigations, exposure_text)
         judge(findings, has_web_logs(coverage), problems)  # severities in context, which the analytics start from
-        analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
+        analysis: dict[str, Any] = {}
+        if _analytics_wanted(options):
+            analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
         taken = [analytics_finding(d) for d in (analysis.get("mailbox_access") or {}).get("findings", [])]
         problems += fill_raw_lines(taken, reader, collection)
         findings += taken
@@ -153,6 +156,13 @@ def select_rules(options: ScanOptions) -> list[Rule]:
             raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
         rules = [r for r in rules if r.id in set(options.only)]
     return rules
+
+
+def _analytics_wanted(options: ScanOptions) -> bool:
+    """The analytics run with the full rule set (a scan asked for chosen rules wants those alone)."""
+    if options.analytics is not None:
+        return options.analytics
+    return options.only is None and options.rules is None
 
 
 def _ad_missing(ad: dict[str, Any]) -> list[str]:
