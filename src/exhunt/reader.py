@@ -91,8 +91,8 @@ class Reader:
 
     def _read(self, item: Item, pending: _PendingRows) -> None:
         entry = item.entry
-        host, win_path = split_host_and_windows_path(entry.path, self.default_host)
-        name = entry.path.rsplit("/", 1)[-1]
+        host, win_path = split_host_and_windows_path(entry.logical_path, self.default_host)
+        name = entry.logical_path.rsplit("/", 1)[-1]
         info = ArtifactInfo(entry.path)
         row: dict[str, Any] = {
             "id": item.artifact_id, "path": entry.path, "host": host, "win_path": win_path, "name": name,
@@ -105,7 +105,7 @@ class Reader:
                 head = stream.read(HEAD_BYTES)
                 hasher.update(head)
                 row["magic"] = head[:8].hex()
-                source = _classify(head, entry.path) if head else None
+                source = _classify(head, entry.logical_path) if head else None
                 if source is None:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
@@ -139,7 +139,7 @@ class Reader:
         return batch.select([c for c in batch.column_names if c.lower() in keep or c.startswith("_")])
 
     def _plain_file(self, entry: Entry, head: bytes, stream: Any, hasher: Any, info: ArtifactInfo, row: dict) -> None:
-        lower = entry.path.lower()
+        lower = entry.logical_path.lower()
         if entry.size == 0:
             if lower.endswith(LOG_EXTENSIONS):
                 info.errors.append((None, "empty file"))
