@@ -3,6 +3,7 @@ limits: a few hundred bytes of "billion laughs" fail fast with one line instead 
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ LEVELS = "abcdefghi"
 def _laughs(indent: str) -> list[str]:
     """Nine anchors, each a list of nine aliases of the one before: 9**9 leaves once expanded."""
     lines = [f"{indent}- &a [l,l,l,l,l,l,l,l,l]"]
-    lines += [f"{indent}- &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip(LEVELS, LEVELS[1:], strict=False)]
+    lines += [f"{indent}- &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in itertools.pairwise(LEVELS)]
     return lines
 
 
