@@ -158,7 +158,9 @@ class Reader:
             data = head + stream.read()
             hasher.update(data[len(head) :])
             row["sha256"] = hasher.hexdigest()
-            row["yara"] = match(self.content_rules, data)
+            found = match(self.content_rules, data)
+            row["yara"] = found.names
+            info.errors.extend((None, problem) for problem in found.problems)
             return
         if content:
             info.errors.append((None, f"content not scanned: larger than {CONTENT_LIMIT >> 20} MiB (hashed only)"))
