@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -21,7 +20,7 @@ from rich.progress import (
 from exhunt import __version__
 from exhunt.errors import ExhuntError
 from exhunt.exposure.command import register as register_exposure
-from exhunt.output.safe import terminal_text
+from exhunt.output.safe import safe_console, terminal_text
 
 app = typer.Typer(
     name="exhunt",
@@ -39,7 +38,7 @@ app = typer.Typer(
 rules_app = typer.Typer(help="List and inspect detection rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
-err = Console(stderr=True)
+err = safe_console(stderr=True)
 DEBUG = {"on": False}
 
 
@@ -167,7 +166,7 @@ def scan(
     doc = result.to_dict()
     _write_outputs(doc, outputs)
     if not quiet:
-        render(result, err if any(p == "-" for _, p in outputs) else Console())
+        render(result, err if any(p == "-" for _, p in outputs) else safe_console())
     raise typer.Exit(result.exit_code)
 
 
@@ -263,7 +262,7 @@ def query(
         table.add_column(terminal_text(n))
     for row in rows[:limit]:
         table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
-    Console().print(table)
+    safe_console().print(table)
     if len(rows) > limit:
         err.print(f"… {len(rows) - limit} more rows (use --json or --limit)")
 
@@ -329,7 +328,7 @@ def rules_list(as_json: Annotated[bool, typer.Option("--json", help="JSON lines 
         table.add_column(col)
     for r in sorted(rules, key=lambda r: r.id):
         table.add_row(r.id, r.severity, r.kind, r.source, ", ".join(r.cves), ", ".join(r.attack), r.title)
-    Console().print(table)
+    safe_console().print(table)
 
 
 @rules_app.command("check-sigma")
@@ -354,7 +353,7 @@ def rules_check_sigma(
         by_source[r.source] = by_source.get(r.source, 0) + 1
     per = ", ".join(f"{n} on {s}" for s, n in sorted(by_source.items()))
     print(f"{len(load.rules)} Sigma rule(s) loaded ({per or 'none'}); {len(load.skipped)} not applicable:")
-    console = Console()
+    console = safe_console()
     for path, title, why in load.skipped:
         console.print(f"  {terminal_text(path, 200)}: {terminal_text(title or '-', 100)}: {terminal_text(why, 300)}")
 

@@ -13,7 +13,10 @@ from rich.table import Table
 from exhunt.errors import UsageError
 from exhunt.exposure.builds import PATCHED, PROBABLY_PATCHED, VULNERABLE, Assessment, assess, parse_build
 from exhunt.exposure.probe import ProbeResult, probe_url
-from exhunt.output.safe import terminal_text  # markup and control characters: page text comes from the network
+from exhunt.output.safe import (
+    safe_console,
+    terminal_text,  # markup and control characters: page text comes from the network
+)
 
 MAX_TIMEOUT = 300.0
 _STYLE = {VULNERABLE: "bold red", PATCHED: "green", PROBABLY_PATCHED: "yellow"}
@@ -100,7 +103,7 @@ def exposure(
         payload.update(result.to_dict())
         typer.echo(json.dumps(payload, indent=2))
         return
-    _render(Console(), result)
+    _render(safe_console(), result)
 
 
 def register(app: typer.Typer) -> None:
