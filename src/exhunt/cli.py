@@ -229,42 +229,34 @@ def query(
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
     """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
-    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...)."""
-    import duckdb
+    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...).
+
+    The case is opened read-only with file access and extensions disabled: statements that would
+    read or write files (COPY, ATTACH, INSTALL, read_text(...)) are refused with the reason."""
     from rich.table import Table
 
-    from exhunt.output.safe import terminal_text
+    from exhunt.query import run_query, write_csv, write_json_lines
 
-    if not case.is_file():
-        raise _fail(f"no such case file: {case}")
+    con, result = _guard(lambda: run_query(case, sql))
     try:
-        con = duckdb.connect(str(case), read_only=True)
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall()
-    except duckdb.Error as exc:
-        raise _fail(f"query failed: {str(exc).splitlines()[0]}") from None
-    if as_json:
-        for row in rows:
-            sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False) + "\n")
-        return
-    if as_csv:
-        import csv
-
-        from exhunt.output.safe import csv_cell
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([csv_cell(n) for n in names])
-        writer.writerows([csv_cell(v) for v in row] for row in rows)
-        return
-    table = Table(show_edge=False)
-    for n in names:
-        table.add_column(terminal_text(n))
-    for row in rows[:limit]:
-        table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
-    safe_console().print(table)
-    if len(rows) > limit:
-        err.print(f"… {len(rows) - limit} more rows (use --json or --limit)")
+        if as_json or as_csv:
+            _guard(lambda: (write_json_lines if as_json else write_csv)(result, sys.stdout))
+            return
+        table = Table(show_edge=False)
+        for n in result.names:
+            table.add_column(terminal_text(n))
+        shown = more = 0
+        for row in _guard(lambda: list(result.rows())):
+            if shown < limit:
+                table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
+                shown += 1
+            else:
+                more += 1
+        safe_console().print(table)
+        if more:
+            err.print(f"… {more} more rows (use --json or --limit)")
+    finally:
+        con.close()
 
 
 @app.command()
