@@ -21,6 +21,7 @@ from exhunt import __version__
 from exhunt.errors import ExhuntError
 from exhunt.exposure.command import register as register_exposure
 from exhunt.output.safe import safe_console, terminal_text
+from exhunt.outputs import Terminated, check_outputs, exit_after_interrupt, signals_as_exceptions
 
 app = typer.Typer(
     name="exhunt",
@@ -122,6 +123,12 @@ def scan(
             min=1, max=256, help="CPU budget: threads for reading, the case database and rules [default: every core]"
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite an existing --json/--out/--case file that exhunt did not write (never evidence)."
+        ),
+    ] = False,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -150,7 +157,9 @@ def scan(
         progress.update(task, completed=done, total=total, description=what)
 
     outputs = _guard(lambda: _outputs(out, json_out))
+    _guard(lambda: check_outputs(outputs, path, case, force))
     options = ScanOptions(
+        force=force,
         case=case,
         all_evidence=all_evidence,
         samples=samples,
@@ -161,8 +170,12 @@ def scan(
         only=rule,
         threads=threads,
     )
-    with progress:
-        result = _guard(lambda: run_scan(path, options, on_progress))
+    try:
+        with progress, signals_as_exceptions():
+            result = _guard(lambda: run_scan(path, options, on_progress))
+    except (KeyboardInterrupt, Terminated) as exc:  # the scan's temporary case is already removed
+        err.print(f"exhunt: interrupted ({type(exc).__name__} {exc}); nothing written")
+        exit_after_interrupt(130)
     doc = result.to_dict()
     _write_outputs(doc, outputs)
     if not quiet:
@@ -213,6 +226,7 @@ def report(
     from exhunt.case_file import load_result
 
     outputs = _guard(lambda: _outputs(out, None))
+    _guard(lambda: check_outputs(outputs, case, None, False))
     doc = _guard(lambda: load_result(case))
     _write_outputs(doc, outputs)
 

@@ -34,6 +34,7 @@ from exhunt.exposure.observed import exposure_report
 from exhunt.findings import Finding, compose_severity, escalate_context, exit_code, severity_rank, verdict
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.layout import DEFAULT_INSTALL, install_path_of
+from exhunt.outputs import CASE_SCHEMA_ID, prepare_case
 from exhunt.reader import Item, Reader, bundles
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
@@ -59,6 +60,7 @@ class ScanOptions:
     sigma: list[Path] | None = None  # Sigma rule files or folders, run on events and IIS logs
     only: list[str] | None = None  # run only the rules with these ids
     threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
+    force: bool = False  # --case may replace an existing file that is not an exhunt case
 
 
 Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, what is being read)
@@ -139,18 +141,17 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
             raise UsageError(f"no rule with id {', '.join(sorted(unknown))}; see 'exhunt rules list'")
         rules = [r for r in rules if r.id in set(options.only)]
     collection = open_collection(path)
-    if options.case is not None and collection.root and _inside(options.case, Path(path)):
-        raise UsageError("the case database must be written outside the evidence folder")
     tmpdir = None
     if options.case is None:
         tmpdir = tempfile.mkdtemp(prefix="exhunt-")
         db_path = Path(tmpdir) / "case.duckdb"
     else:
         db_path = options.case
-        _replaceable_case(db_path)
-        for p in (db_path, Path(str(db_path) + ".wal")):
-            if p.exists():
-                p.unlink()
+        try:
+            prepare_case(db_path, Path(path), options.force)  # refused in the evidence or on others' files
+        except BaseException:
+            collection.close()
+            raise
     store = Store(db_path, memory_limit=options.memory_limit)
     try:
         return _scan(collection, store, options, rules, content_rules, started, str(path), progress)
@@ -159,25 +160,6 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _replaceable_case(path: Path) -> None:
-    """An earlier case file may be replaced; any other existing file is refused, never deleted."""
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise UsageError(f"--case {path}: exists and is not a file")
-    with open(path, "rb") as fh:
-        if fh.read(12)[8:12] != b"DUCK":
-            raise UsageError(f"--case {path}: exists and is not a DuckDB case file; refusing to overwrite it")
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return parent.is_dir()
-    except ValueError:
-        return False
 
 
 def _scan(
@@ -355,5 +337,6 @@ def _save_results(store: Store, result: ScanResult) -> None:
         store.con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
         store.con.unregister("_rows")
     meta = {key: getattr(result, key) for key in ("verdict", "reason", "hosts", "missing", "warnings", "collection")}
+    meta["schema_id"] = CASE_SCHEMA_ID  # exhunt's own marker: only such a file is replaced by a later --case
     for key, value in {**meta, "exhunt_version": __version__, "result": result.to_dict()}.items():
         store.set_meta(key, value)
