@@ -142,21 +142,19 @@ def scan(path: Path, options: ScanOptions | None = None, progress: Progress | No
         rules = [r for r in rules if r.id in set(options.only)]
     collection = open_collection(path)
     tmpdir = None
-    if options.case is None:
-        tmpdir = tempfile.mkdtemp(prefix="exhunt-")
-        db_path = Path(tmpdir) / "case.duckdb"
-    else:
-        db_path = options.case
-        try:
+    try:  # whatever stops the scan (an error, Ctrl-C, SIGTERM via the CLI) removes the temporary case
+        if options.case is None:
+            tmpdir = tempfile.mkdtemp(prefix="exhunt-")
+            db_path = Path(tmpdir) / "case.duckdb"
+        else:
+            db_path = options.case
             prepare_case(db_path, Path(path), options.force)  # refused in the evidence or on others' files
-        except BaseException:
-            collection.close()
-            raise
-    store = Store(db_path, memory_limit=options.memory_limit)
-    try:
-        return _scan(collection, store, options, rules, content_rules, started, str(path), progress)
+        store = Store(db_path, memory_limit=options.memory_limit)
+        try:
+            return _scan(collection, store, options, rules, content_rules, started, str(path), progress)
+        finally:
+            store.close()
     finally:
-        store.close()
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
