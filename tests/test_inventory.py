@@ -403,3 +403,27 @@ def test_open_readonly_keeps_atime(tmp_path: Path):
     with open_readonly(p) as fh:
         assert fh.read() == b"data"
     assert p.stat().st_atime_ns == 1_000_000_000
+
+
+def test_an_error_without_a_message_is_listed_not_a_crash(tmp_path: Path, monkeypatch):
+    """EOFError() has no message: the reader's own handler raised IndexError on it before."""
+    root = tmp_path / "c"
+    write(root, f"{W3SVC1}/u_ex210302.log", BENIGN)
+    write(root, f"{W3SVC1}/u_ex210303.log", ATTACK)
+    real_open = coll.FolderCollection.open
+
+    class Broken(io.BytesIO):
+        def read(self, *args):
+            raise EOFError()
+
+    def open_(self, path):
+        return Broken() if path.endswith("u_ex210302.log") else real_open(self, path)
+
+    monkeypatch.setattr(coll.FolderCollection, "open", open_)
+    result = scan(root)
+    assert {
+        "path": f"{W3SVC1}/u_ex210302.log",
+        "line": None,
+        "reason": "cannot read: EOFError: no message",
+    } in result.errors
+    assert "proxylogon-ecp-js-post" in _rules(result)

@@ -118,7 +118,8 @@ class Reader:
                             self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
                     row["sha256"] = hasher.hexdigest()
         except Exception as exc:  # one bad artifact never stops the scan
-            info.errors.append((None, f"cannot read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            why = (str(exc).strip().splitlines() or ["no message"])[0][:200]  # EOFError() has none
+            info.errors.append((None, f"cannot read: {type(exc).__name__}: {why}"))
         row.update(log_table=info.table, log_type=info.log_type, version=info.version)
         self.infos[item.artifact_id] = info
         self.rows[item.artifact_id] = row
