@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean chromium image-tools
+.PHONY: demo test lint bench venv clean chromium image-tools fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: $(STAMP) chromium image-tools
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || echo "make: could not install chromium with apt; the browser tests will be skipped" >&2
+
+## fuzz: the property tests with a large hypothesis budget (FUZZ_EXAMPLES, default 2000 each), readers
+## included; an input that breaks a check is kept under fuzz-findings/ with its traceback
+fuzz: $(STAMP)
+	FUZZ=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider tests/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,7 +21,8 @@ from rich.progress import (
 from exhunt import __version__
 from exhunt.errors import ExhuntError
 from exhunt.exposure.command import register as register_exposure
-from exhunt.output.safe import terminal_text
+from exhunt.output.safe import safe_console, terminal_text
+from exhunt.outputs import Terminated, check_outputs, exit_after_interrupt, signals_as_exceptions
 
 app = typer.Typer(
     name="exhunt",
@@ -40,7 +40,7 @@ app = typer.Typer(
 rules_app = typer.Typer(help="List and inspect detection rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 
-err = Console(stderr=True)
+err = safe_console(stderr=True)
 DEBUG = {"on": False}
 
 
@@ -138,6 +138,12 @@ def scan(
     live: Annotated[
         bool, typer.Option("--live", help="Scan the Windows server this runs on (as Administrator); no PATH.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite an existing --json/--out/--case file that exhunt did not write (never evidence)."
+        ),
+    ] = False,
 ) -> None:
     """Hunt one Exchange server's collection and print a verdict with evidence.
 
@@ -166,7 +172,9 @@ def scan(
         progress.update(task, completed=done, total=total, description=what)
 
     outputs = _guard(lambda: _outputs(out, json_out))
+    _guard(lambda: check_outputs(outputs, path, case, force))
     options = ScanOptions(
+        force=force,
         case=case,
         all_evidence=all_evidence,
         samples=samples,
@@ -178,12 +186,16 @@ def scan(
         threads=threads,
     )
     source = _guard(lambda: _source(path, live, case.parent if case else None))
-    with progress:
-        result = _guard(lambda: run_scan(source, options, on_progress))
+    try:
+        with progress, signals_as_exceptions():
+            result = _guard(lambda: run_scan(source, options, on_progress))
+    except (KeyboardInterrupt, Terminated) as exc:  # the scan's temporary case is already removed
+        err.print(f"exhunt: interrupted ({type(exc).__name__} {exc}); nothing written")
+        exit_after_interrupt(130)
     doc = result.to_dict()
     _write_outputs(doc, outputs)
     if not quiet:
-        render(result, err if any(p == "-" for _, p in outputs) else Console())
+        render(result, err if any(p == "-" for _, p in outputs) else safe_console())
     raise typer.Exit(result.exit_code)
 
 
@@ -232,6 +244,7 @@ def report(
     from exhunt.case_file import load_result
 
     outputs = _guard(lambda: _outputs(out, None))
+    _guard(lambda: check_outputs(outputs, None, case, False))
     doc = _guard(lambda: load_result(case))
     _write_outputs(doc, outputs)
 
@@ -248,42 +261,34 @@ def query(
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
     """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
-    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...)."""
-    import duckdb
+    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...).
+
+    The case is opened read-only with file access and extensions disabled: statements that would
+    read or write files (COPY, ATTACH, INSTALL, read_text(...)) are refused with the reason."""
     from rich.table import Table
 
-    from exhunt.output.safe import terminal_text
+    from exhunt.query import run_query, write_csv, write_json_lines
 
-    if not case.is_file():
-        raise _fail(f"no such case file: {case}")
+    con, result = _guard(lambda: run_query(case, sql))
     try:
-        con = duckdb.connect(str(case), read_only=True)
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description] if cur.description else []
-        rows = cur.fetchall()
-    except duckdb.Error as exc:
-        raise _fail(f"query failed: {str(exc).splitlines()[0]}") from None
-    if as_json:
-        for row in rows:
-            sys.stdout.write(json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False) + "\n")
-        return
-    if as_csv:
-        import csv
-
-        from exhunt.output.safe import csv_cell
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([csv_cell(n) for n in names])
-        writer.writerows([csv_cell(v) for v in row] for row in rows)
-        return
-    table = Table(show_edge=False)
-    for n in names:
-        table.add_column(terminal_text(n))
-    for row in rows[:limit]:
-        table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
-    Console().print(table)
-    if len(rows) > limit:
-        err.print(f"… {len(rows) - limit} more rows (use --json or --limit)")
+        if as_json or as_csv:
+            _guard(lambda: (write_json_lines if as_json else write_csv)(result, sys.stdout))
+            return
+        table = Table(show_edge=False)
+        for n in result.names:
+            table.add_column(terminal_text(n))
+        shown = more = 0
+        for row in _guard(lambda: list(result.rows())):
+            if shown < limit:
+                table.add_row(*(terminal_text("" if v is None else v, 200) for v in row))
+                shown += 1
+            else:
+                more += 1
+        safe_console().print(table)
+        if more:
+            err.print(f"… {more} more rows (use --json or --limit)")
+    finally:
+        con.close()
 
 
 @app.command()
@@ -347,7 +352,7 @@ def rules_list(as_json: Annotated[bool, typer.Option("--json", help="JSON lines 
         table.add_column(col)
     for r in sorted(rules, key=lambda r: r.id):
         table.add_row(r.id, r.severity, r.kind, r.source, ", ".join(r.cves), ", ".join(r.attack), r.title)
-    Console().print(table)
+    safe_console().print(table)
 
 
 @rules_app.command("check-sigma")
@@ -372,7 +377,7 @@ def rules_check_sigma(
         by_source[r.source] = by_source.get(r.source, 0) + 1
     per = ", ".join(f"{n} on {s}" for s, n in sorted(by_source.items()))
     print(f"{len(load.rules)} Sigma rule(s) loaded ({per or 'none'}); {len(load.skipped)} not applicable:")
-    console = Console()
+    console = safe_console()
     for path, title, why in load.skipped:
         console.print(f"  {terminal_text(path, 200)}: {terminal_text(title or '-', 100)}: {terminal_text(why, 300)}")
 
@@ -483,6 +488,6 @@ def timeline(
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
         return
-    console = Console()
+    console = safe_console()
     render_incident(data.get("incident"), console)
     render_timeline(data["timeline"], data["leads"], console, host=host)

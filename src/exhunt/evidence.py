@@ -45,7 +45,7 @@ def fetch_lines(
                     if len(text) > MAX_RAW_CHARS:
                         text = text[:MAX_RAW_CHARS] + f"... [cut: {len(text)} characters]"
                     out[(path, number)] = text
-        except (OSError, KeyError, ValueError, EOFError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, AttributeError) as exc:
             why = f"{type(exc).__name__}: {exc}"[:200]
             problems.extend(Problem(path, n, f"evidence line could not be read again: {why}", "evidence", False)
                             for n in sorted(lines))  # fmt: skip
@@ -77,13 +77,15 @@ def _seeking_lines(
 
 
 def _seek(stream: BinaryIO, offset: int) -> None:
-    """Seek, or read forward from the start where the stream cannot seek (zip members can)."""
+    """Seek, or read forward where the stream can only tell its position (zip members can seek)."""
     try:
         stream.seek(offset)
         return
     except (OSError, AttributeError, ValueError):
         pass
-    left = offset - stream.tell() if hasattr(stream, "tell") else offset
+    left = offset - stream.tell()  # a stream that can do neither fails here: a problem, never a wrong line
+    if left < 0:
+        raise OSError("cannot go back in this stream to re-read an earlier line")
     while left > 0:
         chunk = stream.read(min(left, FETCH_CHUNK))
         if not chunk:

@@ -104,8 +104,8 @@ class Reader:
 
     def _read(self, item: Item, pending: _PendingRows) -> None:
         entry = item.entry
-        host, win_path = split_host_and_windows_path(entry.path, self.default_host)
-        name = entry.path.rsplit("/", 1)[-1]
+        host, win_path = split_host_and_windows_path(entry.logical_path, self.default_host)
+        name = entry.logical_path.rsplit("/", 1)[-1]
         info = ArtifactInfo(entry.path)
         row: dict[str, Any] = {
             "id": item.artifact_id, "path": entry.path, "host": host, "win_path": win_path, "name": name,
@@ -118,7 +118,7 @@ class Reader:
                 head = stream.read(HEAD_BYTES)
                 hasher.update(head)
                 row["magic"] = head[:8].hex()
-                source = _classify(head, entry.path) if head else None
+                source = _classify(head, entry.logical_path) if head else None
                 if source is None:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
@@ -132,7 +132,8 @@ class Reader:
                             self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
                     row["sha256"] = hasher.hexdigest()
         except Exception as exc:  # one bad artifact never stops the scan
-            info.errors.append((None, f"cannot read: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+            why = (str(exc).strip().splitlines() or ["no message"])[0][:200]  # EOFError() has none
+            info.errors.append((None, f"cannot read: {type(exc).__name__}: {why}"))
         row.update(log_table=info.table, log_type=info.log_type, version=info.version)
         self.infos[item.artifact_id] = info
         self.rows[item.artifact_id] = row
@@ -163,7 +164,7 @@ class Reader:
         return batch.select([c for c in batch.column_names if c.lower() in keep or c.startswith("_")])
 
     def _plain_file(self, entry: Entry, head: bytes, stream: Any, hasher: Any, info: ArtifactInfo, row: dict) -> None:
-        lower = entry.path.lower()
+        lower = entry.logical_path.lower()
         if entry.size == 0:
             if lower.endswith(LOG_EXTENSIONS):
                 info.empty = True
@@ -182,7 +183,9 @@ class Reader:
             data = head + stream.read()
             hasher.update(data[len(head) :])
             row["sha256"] = hasher.hexdigest()
-            row["yara"] = match(self.content_rules, data)
+            found = match(self.content_rules, data)
+            row["yara"] = found.names
+            info.errors.extend((None, problem) for problem in found.problems)
             return
         if content:
             info.errors.append((None, f"content not scanned: larger than {CONTENT_LIMIT >> 20} MiB (hashed only)"))

@@ -38,6 +38,7 @@ from exhunt.families import family
 from exhunt.ingest import IngestReport, Progress, cpu_budget, ingest
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.judge import judge
+from exhunt.outputs import prepare_case
 from exhunt.result import Exposure, Problem, ScanResult, Stats
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
@@ -64,6 +65,7 @@ class ScanOptions:
     only: list[str] | None = None  # run only the rules with these ids
     threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
     analytics: bool | None = None  # mailbox access, timeline, incident; default: unless the rules were chosen
+    force: bool = False  # --case may replace an existing file that is not an exhunt case
 
 
 def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
@@ -76,21 +78,18 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
     rules = select_rules(options)
     collection = path if isinstance(path, Collection) else open_collection(path)
     label = collection.root if isinstance(path, Collection) else str(path)
-    if options.case is not None and collection.root and _inside(options.case, Path(collection.root)):
-        raise UsageError("the case database must be written outside the evidence folder")
     tmpdir = None
-    if options.case is None:
-        tmpdir = tempfile.mkdtemp(prefix="exhunt-")
-        db_path = Path(tmpdir) / "case.duckdb"
-    else:
-        db_path = options.case
-        _replaceable_case(db_path)
-        for p in (db_path, Path(str(db_path) + ".wal")):
-            if p.exists():
-                p.unlink()
-    threads = cpu_budget(options.threads)
-    case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads)
-    try:
+    case: CaseWriter | None = None
+    try:  # whatever stops the scan (an error, Ctrl-C, SIGTERM via the CLI) removes the temporary case
+        if options.case is None:
+            tmpdir = tempfile.mkdtemp(prefix="exhunt-")
+            db_path = Path(tmpdir) / "case.duckdb"
+        else:
+            db_path = options.case
+            scanned = Path(collection.root) if isinstance(path, Collection) else Path(path)
+            prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
+        threads = cpu_budget(options.threads)
+        case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads)
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         report = ingest(
             collection, case, content_rules=content_rules, keep=keep, threads=threads, readers=options.workers,
@@ -134,7 +133,8 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         save(case, result)
         return result
     finally:
-        case.close()
+        if case is not None:
+            case.close()
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -183,25 +183,6 @@ def rules_version(rules: list[Rule]) -> str:
 def _is_exchange(report: IngestReport, coverage: list[Any]) -> bool:
     events = family("events").table
     return report.install_path is not None or any(c.family != events for c in coverage)
-
-
-def _replaceable_case(path: Path) -> None:
-    """An earlier case file may be replaced; any other existing file is refused, never deleted."""
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise UsageError(f"--case {path}: exists and is not a file")
-    with open(path, "rb") as fh:
-        if fh.read(12)[8:12] != b"DUCK":
-            raise UsageError(f"--case {path}: exists and is not a DuckDB case file; refusing to overwrite it")
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return parent.is_dir()
-    except ValueError:
-        return False
 
 
 def save(case: CaseWriter, result: ScanResult) -> None:

@@ -59,7 +59,7 @@ def test_no_installed_file_matches_the_builtin_yara_rules(installed_package: Pat
     rules = compile_rules()
     files = [p for p in sorted(installed_package.rglob("*")) if p.is_file()]
     assert len(files) > 100, len(files)
-    hits = {str(p.relative_to(installed_package)): m for p in files if (m := match(rules, p.read_bytes()))}
+    hits = {str(p.relative_to(installed_package)): m for p in files if (m := match(rules, p.read_bytes()).names)}
     assert hits == {}
 
 
@@ -68,9 +68,9 @@ def test_the_rules_see_a_real_shell_so_the_check_can_fail(installed_package: Pat
     from exhunt.synth import files
 
     rules = compile_rules()
-    assert "exhunt:exhunt_eval_request_unsafe" in match(rules, files.CHOPPER.encode())
+    assert "exhunt:exhunt_eval_request_unsafe" in match(rules, files.CHOPPER.encode()).names
     dump = files.oab_vdir_dump("EXCH01", "exch01.corp.example", "0", "3/3/2021 4:12:09 AM")
-    assert "exhunt:exhunt_oab_settings_dump_with_script" in match(rules, dump.encode())
+    assert "exhunt:exhunt_oab_settings_dump_with_script" in match(rules, dump.encode()).names
 
 
 def test_no_installed_file_raises_a_content_rule_finding(installed_package: Path, tmp_path: Path):

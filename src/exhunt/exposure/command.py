@@ -24,7 +24,10 @@ from exhunt.exposure.builds import PATCHED, PROBABLY_PATCHED, VULNERABLE, Assess
 from exhunt.exposure.config_state import ConfigState, read_configuration
 from exhunt.exposure.probe import ProbeResult, probe_url
 from exhunt.exposure.table import default_table
-from exhunt.output.safe import terminal_text  # markup and control characters: page text comes from the network
+from exhunt.output.safe import (
+    safe_console,
+    terminal_text,  # markup and control characters: page text comes from the network
+)
 
 MAX_TIMEOUT = 300.0
 MAX_INPUT_BYTES = 16 << 20
@@ -289,7 +292,7 @@ def exposure(
     if as_json:
         typer.echo(json.dumps(payload(result, answers, found), indent=2))
         return
-    _render(Console(), result, answers)
+    _render(safe_console(), result, answers)
 
 
 def _merge_healthchecker_config(state: ConfigState, path: Path) -> ConfigState:

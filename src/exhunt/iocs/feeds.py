@@ -61,6 +61,7 @@ from typing import Any
 
 import yaml
 
+from exhunt import safe_yaml
 from exhunt.errors import RuleError
 
 TYPES = ("ip", "sha256", "sha1", "md5", "filename", "filepath", "url", "domain")
@@ -891,7 +892,7 @@ def _load_json(text: str, origin: str) -> Any:
 
 def _load_yaml(text: str, origin: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return safe_yaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

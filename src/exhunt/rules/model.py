@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from exhunt import safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import RULE_SOURCES
 
@@ -66,7 +67,7 @@ class Rule:
         }  # fmt: skip
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(safe_yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys."""
 
 
@@ -158,7 +159,7 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
 
 def load_rule_file(path: Path) -> Rule:
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        doc = safe_yaml.load(safe_yaml.read_text(path), loader=_StrictLoader)
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(str(path), f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:

@@ -119,6 +119,7 @@ from sigma.types import (
     SpecialChars,
 )
 
+from exhunt import safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import family
 from exhunt.rules.model import Rule
@@ -650,11 +651,13 @@ def _files(path: Path) -> list[Path]:
 
 def _read(path: Path) -> list[dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safe_yaml.read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise _Malformed(f"cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise _Malformed(f"invalid YAML: {safe_yaml.describe(exc)}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in safe_yaml.load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -777,7 +780,7 @@ def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
 
 def _safe_title(path: Path) -> str:
     try:
-        return _title([d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)])
+        return _title([d for d in safe_yaml.load_all(safe_yaml.read_text(path)) if isinstance(d, dict)])
     except (OSError, UnicodeDecodeError, yaml.YAMLError):  # already known to be malformed; the title is a nicety
         return ""
 

@@ -7,6 +7,7 @@ as `namespace:rule` names, so ordinary YAML rules (`field: yara`) turn them into
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yara_x
 from exhunt.errors import RuleError
 
 CONTENT_LIMIT = 8 << 20
+SCAN_TIMEOUT = 10  # seconds, for each rule set on one file
 SCRIPT_EXTENSIONS = (".aspx", ".ashx", ".asp", ".asmx", ".asax", ".config", ".cshtml", ".js", ".ps1", ".bat", ".vbs")
 WEB_FOLDERS = ("\\inetpub\\", "\\frontend\\httpproxy\\", "\\clientaccess\\")
 
@@ -27,7 +29,23 @@ def wants_content(win_path: str | None, name: str) -> bool:
     return bool(win_path) and any(f in win_path.lower() for f in WEB_FOLDERS) and low.endswith(SCRIPT_EXTENSIONS)
 
 
-def compile_rules(user_paths: list[Path] | None = None) -> yara_x.Rules:
+@dataclass(frozen=True)
+class ContentRules:
+    """The built-in rules and the user's, compiled apart: a user rule that runs into the timeout
+    costs only the user rules' matches on that file, never the built-in web-shell matches."""
+
+    builtin: yara_x.Rules
+    user: yara_x.Rules | None = None
+    user_files: tuple[str, ...] = ()
+
+
+@dataclass
+class ContentMatch:
+    names: list[str] = field(default_factory=list)  # `namespace:rule`
+    problems: list[str] = field(default_factory=list)  # for the artifact's errors
+
+
+def compile_rules(user_paths: list[Path] | None = None) -> ContentRules:
     """Built-in rules in namespace `exhunt`, the user's in namespace `user`. Bad files raise RuleError."""
     compiler = yara_x.Compiler()
     compiler.new_namespace("exhunt")
@@ -35,20 +53,23 @@ def compile_rules(user_paths: list[Path] | None = None) -> yara_x.Rules:
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yar"):
             _add(compiler, entry.read_text(encoding="utf-8"), str(entry))
+    builtin = compiler.build()
     files: list[Path] = []
     for p in user_paths or []:
         if not p.exists():
             raise RuleError(str(p), "no such YARA file or folder")
         files.extend(sorted(x for x in p.rglob("*") if x.suffix.lower() in (".yar", ".yara")) if p.is_dir() else [p])
-    if files:
-        compiler.new_namespace("user")
+    if not files:
+        return ContentRules(builtin)
+    compiler = yara_x.Compiler()
+    compiler.new_namespace("user")
     for f in files:
         try:
             text = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RuleError(str(f), f"cannot read: {exc}") from None
         _add(compiler, text, str(f))
-    return compiler.build()
+    return ContentRules(builtin, compiler.build(), tuple(map(str, files)))
 
 
 def _add(compiler: yara_x.Compiler, text: str, origin: str) -> None:
@@ -60,12 +81,23 @@ def _add(compiler: yara_x.Compiler, text: str, origin: str) -> None:
         raise RuleError(origin, f"invalid YARA: {first} {where}".strip()) from None
 
 
-def match(rules: yara_x.Rules, data: bytes) -> list[str]:
-    """Names (`namespace:rule`) of the rules that match `data`; a scan timeout yields none."""
-    scanner = yara_x.Scanner(rules)
-    scanner.set_timeout(10)
-    try:
-        results = scanner.scan(data)
-    except (yara_x.TimeoutError, yara_x.ScanError):
-        return []
-    return [f"{m.namespace}:{m.identifier}" for m in results.matching_rules]
+def match(rules: ContentRules, data: bytes) -> ContentMatch:
+    """The rules that match `data`, built-in and user rules scanned apart; a timeout or scan error
+    is a problem of that file, named, and never drops the other set's matches."""
+    out = ContentMatch()
+    sets = [("built-in content rules", rules.builtin)]
+    if rules.user is not None:
+        sets.append((f"user YARA rules ({', '.join(rules.user_files)[:200]})", rules.user))
+    for label, compiled in sets:
+        scanner = yara_x.Scanner(compiled)
+        scanner.set_timeout(SCAN_TIMEOUT)
+        try:
+            results = scanner.scan(data)
+        except yara_x.TimeoutError:
+            out.problems.append(f"{label} timed out after {SCAN_TIMEOUT} s on this file: their matches are unknown")
+            continue
+        except yara_x.ScanError as exc:
+            out.problems.append(f"{label} failed on this file: {str(exc).strip()[:200]}")
+            continue
+        out.names.extend(f"{m.namespace}:{m.identifier}" for m in results.matching_rules)
+    return out
