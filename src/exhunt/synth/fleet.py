@@ -17,10 +17,12 @@ seasonal baseline must not call a spike.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ def generate_fleet(
     users: int = 3,
     days: int = 3,
     hit: int | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
     """Write the fleet into `outdir` and return its answer key (also saved as fleet_answer_key.json)."""
     if hosts < 1 or tenants < 1 or tenants > hosts:
@@ -66,37 +69,33 @@ def generate_fleet(
     n_hit = hit if hit is not None else max(2, round(hosts * 0.4))
     n_hit = max(0, min(n_hit, hosts))
     order = rng.sample(range(hosts), n_hit)
+    jobs = jobs or min(len(plan), os.cpu_count() or 1)
     staging = Path(tempfile.mkdtemp(prefix=".synth-staging-", dir=outdir))
     try:
+        work = []
         for i, h in enumerate(plan):
             h_days = days + (i % 2)  # odd hosts start a day earlier
-            start = PERIOD_END - timedelta(days=h_days)
             position = order.index(i) if i in order else None
             attack = None
             if position is not None:
                 attack = CAMPAIGN_START + timedelta(hours=position, minutes=5 + (7 * position) % 50)
-            key = generate(
-                staging / h["host"],
-                seed=seed * 1000 + i,
-                users=users + (i % 3),
-                days=h_days,
-                start=start,
-                benign_only=position is None,
-                plant=frozenset({"proxylogon"}),
-                host=h["host"],
-                attack_start=attack,
-            )
-            sweep = _daily_sweep(staging / h["host"] / h["host"], start, h_days, i)
+            h.update(
+                key=f"{h['tenant']}/{h['host']}", seed=seed * 1000 + i, users=users + (i % 3), days=h_days,
+                start=(PERIOD_END - timedelta(days=h_days)).isoformat(), hit=position is not None,
+                hit_position=position, attack_start=attack.strftime("%Y-%m-%dT%H:%M:%SZ") if attack else None,
+                expected_verdict="COMPROMISED" if position is not None else "NO EVIDENCE FOUND",
+            )  # fmt: skip
+            work.append((staging, i, dict(h), attack))
+        if jobs > 1:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(_one_host, work))
+        else:
+            done = [_one_host(w) for w in work]
+        for h, (traces, ips, sweep) in zip(plan, done, strict=True):
             dest = outdir / h["tenant"] / h["host"]
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(staging / h["host"] / h["host"]), str(dest))
-            h.update(
-                key=f"{h['tenant']}/{h['host']}", seed=seed * 1000 + i, users=users + (i % 3), days=h_days,
-                start=start.isoformat(), hit=position is not None, hit_position=position,
-                attack_start=attack.strftime("%Y-%m-%dT%H:%M:%SZ") if attack else None,
-                expected_verdict="COMPROMISED" if position is not None else "NO EVIDENCE FOUND",
-                scanning_sweep=sweep, traces=key["traces"], attacker_ips=key["attacker_ips"],
-            )  # fmt: skip
+            h.update(scanning_sweep=sweep, traces=traces, attacker_ips=ips)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     hits = sorted((h for h in plan if h["hit"]), key=lambda h: h["hit_position"])
@@ -116,6 +115,24 @@ def generate_fleet(
     }
     (outdir / "fleet_answer_key.json").write_text(json.dumps(answer, indent=1) + "\n", encoding="utf-8")
     return answer
+
+
+def _one_host(job: tuple[Path, int, dict[str, Any], datetime | None]) -> tuple[list, dict, list[str]]:
+    """Generate one host into the staging folder (runs in a worker process)."""
+    staging, i, h, attack = job
+    key = generate(
+        staging / h["host"],
+        seed=h["seed"],
+        users=h["users"],
+        days=h["days"],
+        start=date.fromisoformat(h["start"]),
+        benign_only=attack is None,
+        plant=frozenset({"proxylogon"}),
+        host=h["host"],
+        attack_start=attack,
+    )
+    sweep = _daily_sweep(staging / h["host"] / h["host"], date.fromisoformat(h["start"]), h["days"], i)
+    return key["traces"], key["attacker_ips"], sweep
 
 
 def _daily_sweep(host_root: Path, start: date, days: int, index: int) -> list[str]:
