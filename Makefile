@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench bench-fleet venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/fleet.py
+
+## bench-fleet: 50 tiny servers on dask.distributed: hosts/minute and MB/s for 1 and 2 workers, incremental rerun
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache

@@ -436,14 +436,15 @@ def fleet(
         if p.get("dashboard") and not shown["dashboard"]:
             err.print(f"dask dashboard: {terminal_text(p['dashboard'])}")
             shown["dashboard"] = True
+        live = err.is_terminal
         err.print(
-            f"\r{p['done']}/{p['total']} hosts done, {p['running']} running, {p['queued']} queued, "
+            f"{chr(13) if live else ''}{p['done']}/{p['total']} hosts done, {p['running']} running, {p['queued']} queued, "
             f"{p['failed']} failed · {p['mb_per_s']:.1f} MB/s · {p['elapsed']:.0f} s",
-            end="", highlight=False, markup=False,
+            end="" if live else "\n", highlight=False, markup=False,
         )  # fmt: skip
 
     doc = _guard(lambda: run_fleet(root, options, None if quiet else progress))
-    if not quiet:
+    if not quiet and err.is_terminal:
         err.print()
     if json_out == "-":
         sys.stdout.write(json.dumps(doc, indent=1, default=str) + "\n")
