@@ -25,16 +25,22 @@ def render(doc: dict[str, Any], console: Console, limit: int = 30) -> None:
         highlight=False,
     )
     hosts = Table(title="Hosts by severity and first compromise", title_justify="left", show_edge=False)
-    for col in ("#", "host", "tenant", "verdict", "severity", "first compromise", "joined wave", "reason"):
-        hosts.add_column(col)
+    for col in ("#", "host", "tenant", "verdict", "severity", "first compromise", "joined wave"):
+        hosts.add_column(col, overflow="fold")
     for h in fleet["hosts"][:limit]:
         v = h["verdict"]
         hosts.add_row(
             str(h["rank"]), tt(h["name"], 60), tt(h["tenant"] or "-", 40), f"[{_STYLE.get(v, '')}]{tt(v)}[/]",
             tt(h["severity"] or "-"), tt(h["first_compromise"] or "-"), tt(h["join_hour"] or "-"),
-            tt(h["reason"] or "", 120) if v in ("FAILED", "INCOMPLETE") else "",
         )  # fmt: skip
     console.print(hosts)
+    for h in fleet["hosts"]:
+        if h["verdict"] in ("FAILED", "INCOMPLETE"):
+            tries = f" (tried {h['attempts']}x)" if h.get("attempts", 0) > 1 else ""
+            console.print(
+                f"[{_STYLE[h['verdict']]}]{tt(h['verdict'])}[/] {tt(h['key'], 120)}{tries}: {tt(h['reason'] or '-', 300)}",
+                highlight=False,
+            )
     if len(fleet["hosts"]) > limit:
         console.print(f"… {len(fleet['hosts']) - limit} more host(s) in fleet.json / fleet.duckdb")
     wave = fleet["wave"]
