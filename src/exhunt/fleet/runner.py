@@ -129,6 +129,9 @@ def _client(options: FleetOptions) -> tuple[Any, Any, int]:
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0" if options.dashboard else None,
+            # the scheduler's HTTP server (health, metrics) starts even without a dashboard: loopback only,
+            # on a free port, never 0.0.0.0:8787
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0", "dashboard": options.dashboard},
             silence_logs=logging.CRITICAL,
         )
         client = Client(cluster)
