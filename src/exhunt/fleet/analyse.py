@@ -52,7 +52,7 @@ def analyse(disc: Discovery, records: dict[str, dict[str, Any]]) -> dict[str, An
                 severity=sev, findings=len(res.get("findings", [])), first_compromise=first_compromise(res),
                 join_hour=j[0] if j else None, spikes=spikes, bytes_read=res["stats"]["bytes_read"],
                 result=f"hosts/{spec.key}/result.json", case=f"hosts/{spec.key}/case.duckdb",
-                indicators=indicators[spec.key],
+                indicators=indicators[spec.key], hourly_error=rec.get("hourly_error"),
             )  # fmt: skip
         hourly_by_host[spec.key] = rec.get("hourly", [])
         hourly.extend({"host": spec.key, **h} for h in rec.get("hourly", []))

@@ -248,7 +248,7 @@ def _save_scanned(out_dir: Path, spec: HostSpec, out: dict[str, Any], attempts: 
     rec = {
         "key": spec.key, "tenant": spec.tenant, "name": spec.name, "path": str(spec.path), "status": "scanned",
         "reason": None, "attempts": attempts, "scanned_this_run": True, "result": out["result"],
-        "hourly": out["hourly"], "fingerprint": out["fingerprint"], "seconds": out.get("seconds"),
+        "hourly": out["hourly"], "hourly_error": out.get("hourly_error"), "fingerprint": out["fingerprint"], "seconds": out.get("seconds"),
     }  # fmt: skip
     _write_record(out_dir, rec)
     return rec

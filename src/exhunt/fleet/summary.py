@@ -76,6 +76,9 @@ def render(doc: dict[str, Any], console: Console, limit: int = 30) -> None:
             str(t["clean"]), str(t["incomplete"]), str(t["failed"]), tt(t["first_compromise"] or t["note"] or "-"),
         )  # fmt: skip
     console.print(tenants)
+    for h in fleet["hosts"]:
+        if h.get("hourly_error"):
+            console.print(f"[yellow]note[/] {tt(h['key'], 120)}: hourly counts not computed: {tt(h['hourly_error'])}")
     for p in fleet["problems"]:
         where = p.get("tenant") or p.get("host") or ""
         console.print(f"[yellow]note[/] {tt(where, 80)}: {tt(p['reason'], 200)}", highlight=False)

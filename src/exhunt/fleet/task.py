@@ -33,16 +33,14 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
             case=case, threads=1, workers=1, rules=rules, memory_limit=task.get("memory_limit", "512MB")
         )
         result = scan(path, options).to_dict()
-        hourly = hourly_counts(case, rules)
         fp = fingerprint(path, task.get("previous_fingerprint"))
     except Exception as exc:  # the evidence decides: an unreadable zip is a failed host, not a failed fleet
-        why = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        return {
-            **out,
-            "status": "failed",
-            "reason": f"{type(exc).__name__}: {why}",
-            "trace": traceback.format_exc(limit=3),
-        }
+        return {**out, "status": "failed", "reason": _why(exc), "trace": traceback.format_exc(limit=3)}
+    try:  # the verdict stands even when the hourly view cannot be computed; the fleet shows why
+        hourly = hourly_counts(case, rules)
+    except Exception as exc:
+        hourly = []
+        out["hourly_error"] = _why(exc)
     return {
         **out,
         "status": "scanned",
@@ -60,3 +58,8 @@ def _rules() -> list:
     from exhunt.rules.model import load_rules
 
     return load_rules() + ioc_rules(builtin_iocs())
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
