@@ -1,7 +1,7 @@
 """The fleet case database (DuckDB): per-host results, findings, hourly counts, spikes, indicators,
 waves, campaigns and tenants; no raw records (those stay in each host's own case file).
 
-Tables: hosts, findings, hourly, spikes, indicators, shared_indicators, waves, wave_order, campaigns,
+Tables: hosts, host_results (each host's whole scan result document, JSON), findings, hourly, spikes, indicators, shared_indicators, waves, wave_order, campaigns,
 campaign_hosts, campaign_indicators, tenants, problems, meta (key, value JSON; `result` is the whole
 fleet document, `method` the spike method and its parameters).
 """
@@ -46,6 +46,10 @@ def write_fleet_db(path: Path, doc: dict[str, Any], records: dict[str, dict[str,
     tables: dict[str, list[dict[str, Any]]] = {
         "hosts": [{c: h.get(c) for c in _HOST_COLS} for h in hosts],
         "findings": findings,
+        "host_results": [
+            {"host": h["key"], "result": json.dumps((records.get(h["key"]) or {}).get("result"), default=str)}
+            for h in hosts
+        ],
         "hourly": fleet["hourly"],
         "spikes": [{"host": h["key"], **s} for h in hosts for s in h.get("spikes", [])],
         "indicators": [
@@ -97,6 +101,7 @@ def write_fleet_db(path: Path, doc: dict[str, Any], records: dict[str, dict[str,
     con = duckdb.connect(str(path))
     try:
         for name, rows in tables.items():
+            casts = "* REPLACE (result::JSON AS result)" if name == "host_results" and rows else "*"
             if rows:
                 keys = list(dict.fromkeys(k for r in rows for k in r))  # from_pylist reads only the first row's keys
                 table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows])
@@ -104,7 +109,7 @@ def write_fleet_db(path: Path, doc: dict[str, Any], records: dict[str, dict[str,
                 cols = schemas.get(name, {"empty": pa.string()})
                 table = pa.table({c: pa.array([], t) for c, t in cols.items()})
             con.register("_rows", table)
-            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _rows')
+            con.execute(f'CREATE TABLE "{name}" AS SELECT {casts} FROM _rows')
             con.unregister("_rows")
         con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value JSON)")
         for k, v in {"result": doc, "method": fleet["method"], "exhunt_version": doc["exhunt_version"]}.items():
