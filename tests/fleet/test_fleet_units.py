@@ -123,3 +123,26 @@ def test_fingerprint_sees_new_grown_and_copied_files(tmp_path: Path):
     assert changed_files(tmp_path, fp) == ["a.log"]
     (tmp_path / "b.log").write_text("new")
     assert "b.log" in changed_files(tmp_path, fp)
+
+
+def test_cli_refuses_an_empty_fleet_and_bad_synth_fleet_arguments(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from exhunt.cli import app
+
+    (tmp_path / "root" / "hollow").mkdir(parents=True)
+    r = CliRunner().invoke(app, ["fleet", str(tmp_path / "root"), "-q"])
+    assert r.exit_code == 2 and "no host collections" in r.output
+    r = CliRunner().invoke(app, ["fleet", str(tmp_path / "root"), "--out-dir", str(tmp_path / "root" / "x"), "-q"])
+    assert r.exit_code == 2
+    r = CliRunner().invoke(app, ["synth-fleet", str(tmp_path / "f"), "--hosts", "2", "--tenants", "3"])
+    assert r.exit_code == 2 and "at least one host per tenant" in r.output
+
+
+def test_out_dir_inside_the_evidence_is_refused(tmp_path: Path):
+    from exhunt.fleet.runner import FleetOptions, run_fleet
+
+    (tmp_path / "root" / "EX1" / "C").mkdir(parents=True)
+    with pytest.raises(UsageError, match="outside the evidence"):
+        run_fleet(tmp_path / "root", FleetOptions(out_dir=tmp_path / "root" / "EX1" / "out"))
+    assert not (tmp_path / "root" / "EX1" / "out").exists()
