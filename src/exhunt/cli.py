@@ -400,15 +400,15 @@ def fleet(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out-dir", help="Where the fleet database and per-host results go [default: ROOT-fleet next to ROOT]."
+            "--out-dir", help="Where the fleet database and per-host results go (default: ROOT-fleet next to ROOT)."
         ),
     ] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="tcp://HOST:PORT of an existing dask.distributed scheduler [default: a local cluster]."),
+        typer.Option(help="tcp://HOST:PORT of an existing dask.distributed scheduler (default: a local cluster)."),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=256, help="Local worker processes [default: one per core].")
+        int | None, typer.Option(min=1, max=256, help="Local worker processes (default: one per core).")
     ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="Rescan every host, even those unchanged since the last run.")
@@ -443,6 +443,10 @@ def fleet(
             end="" if live else "\n", highlight=False, markup=False,
         )  # fmt: skip
 
+    import logging
+
+    for name in ("distributed", "tornado", "asyncio"):  # shutdown races of the cluster are not the user's problem
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     doc = _guard(lambda: run_fleet(root, options, None if quiet else progress))
     if not quiet and err.is_terminal:
         err.print()
@@ -464,7 +468,7 @@ def synth_fleet(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same fleet.")] = 1,
     users: Annotated[int, typer.Option(min=1, help="Mailbox users per server (more makes bigger servers).")] = 3,
     days: Annotated[int, typer.Option(min=3, help="Days of logs per server (odd servers get one more).")] = 3,
-    hit: Annotated[int | None, typer.Option(min=0, help="Servers the campaign reaches [default: 40%].")] = None,
+    hit: Annotated[int | None, typer.Option(min=0, help="Servers the campaign reaches (default: 40%).")] = None,
 ) -> None:
     """Write a synthetic fleet: tenants of small servers, one ProxyLogon campaign reaching a known subset
     in a known order, daily scanning on every server; answer key in OUTDIR/fleet_answer_key.json."""
