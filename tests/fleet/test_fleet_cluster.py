@@ -81,7 +81,7 @@ def tcp_cluster():
             p.terminate()
         for p in (worker, sched):
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 p.kill()
 
