@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean chromium image-tools fuzz
+.PHONY: demo test lint bench venv clean chromium image-tools fuzz bench-fleet
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench: $(STAMP) chromium image-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/images.py
+	$(BIN)/python bench/fleet.py
+
+## bench-fleet: 50 tiny servers on dask.distributed: hosts/minute and MB/s for 1 and 2 workers, incremental rerun
+bench-fleet: $(STAMP)
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(DEMO) bench-data .pytest_cache

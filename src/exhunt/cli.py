@@ -491,3 +491,99 @@ def timeline(
     console = safe_console()
     render_incident(data.get("incident"), console)
     render_timeline(data["timeline"], data["leads"], console, host=host)
+
+
+@app.command()
+def fleet(
+    root: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of host collections (ROOT/HOST or ROOT/TENANT/HOST, folders or zips) or a manifest file."
+        ),
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", help="Where the fleet database and per-host results go (default: ROOT-fleet next to ROOT)."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="tcp://HOST:PORT of an existing dask.distributed scheduler (default: a local cluster)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Local worker processes (default: one per core).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rescan every host, even those unchanged since the last run.")
+    ] = False,
+    dashboard: Annotated[
+        bool,
+        typer.Option("--dashboard", help="Serve the local cluster's Dask dashboard on a loopback port (needs bokeh)."),
+    ] = False,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Also write the fleet result document here ('-' for stdout).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress and no summary.")] = False,
+) -> None:
+    """Scan every Exchange server of a fleet on dask.distributed: per-host verdicts, the overnight spike,
+    campaigns shared across tenants. Exit code: the worst host's (0 clean, 1 compromised or suspicious,
+    3 incomplete, failed or interrupted)."""
+    from exhunt.fleet.runner import FleetOptions, default_out_dir, run_fleet
+    from exhunt.fleet.summary import render
+    from exhunt.writers.json_writer import dumps
+
+    options = FleetOptions(out_dir=out_dir or default_out_dir(root), scheduler=scheduler, workers=workers, full=full,
+                           dashboard=dashboard)  # fmt: skip
+    shown = {"dashboard": False}
+
+    def progress(p: dict[str, Any]) -> None:
+        if p.get("dashboard") and not shown["dashboard"]:
+            err.print(f"dask dashboard: {terminal_text(p['dashboard'])}")
+            shown["dashboard"] = True
+        live = err.is_terminal
+        err.print(
+            f"{chr(13) if live else ''}{p['done']}/{p['total']} hosts done, {p['running']} running, {p['queued']} queued, "
+            f"{p['failed']} failed · {p['mb_per_s']:.1f} MB/s · {p['elapsed']:.0f} s",
+            end="" if live else "\n", highlight=False, markup=False,
+        )  # fmt: skip
+
+    import logging
+
+    for name in ("distributed", "tornado", "asyncio"):  # shutdown races of the cluster are not the user's problem
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    doc = _guard(lambda: run_fleet(root, options, None if quiet else progress))
+    if not quiet and err.is_terminal:
+        err.print()
+    if json_out == "-":
+        sys.stdout.write(dumps(doc, indent=1) + "\n")
+    elif json_out:
+        Path(json_out).write_text(dumps(doc, indent=1) + "\n", encoding="utf-8")
+    if not quiet:
+        render(doc, safe_console(stderr=json_out == "-"))
+        err.print(f"fleet database: {terminal_text(Path(doc['out_dir']) / 'fleet.duckdb')}")
+    raise typer.Exit(doc["exit_code"])
+
+
+@app.command("synth-fleet")
+def synth_fleet(
+    outdir: Annotated[Path, typer.Argument(help="Empty folder to write the fleet into (created).")],
+    hosts: Annotated[int, typer.Option(min=1, max=500, help="Number of servers.")] = 20,
+    tenants: Annotated[int, typer.Option(min=1, max=100, help="Number of tenant folders.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same fleet.")] = 1,
+    users: Annotated[int, typer.Option(min=1, help="Mailbox users per server (more makes bigger servers).")] = 3,
+    days: Annotated[int, typer.Option(min=3, help="Days of logs per server (odd servers get one more).")] = 3,
+    hit: Annotated[int | None, typer.Option(min=0, help="Servers the campaign reaches (default: 40%).")] = None,
+) -> None:
+    """Write a synthetic fleet: tenants of small servers, one ProxyLogon campaign reaching a known subset
+    in a known order, daily scanning on every server; answer key in OUTDIR/fleet_answer_key.json."""
+    from exhunt.synth.fleet import generate_fleet
+
+    key = _guard(
+        lambda: generate_fleet(outdir, hosts=hosts, tenants=tenants, seed=seed, users=users, days=days, hit=hit)
+    )
+    err.print(
+        f"wrote {terminal_text(outdir)}: {hosts} host(s) in {tenants} tenant(s), campaign from "
+        f"{key['campaign']['start_hour']} on {len(key['campaign']['hosts'])} host(s); answer key: "
+        f"{terminal_text(outdir / 'fleet_answer_key.json')}"
+    )

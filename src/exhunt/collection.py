@@ -92,6 +92,7 @@ class Entry:
     size: int  # bytes that will be read (a zip member past its budget: the cap)
     mtime: datetime | None
     name: str | None = None  # the member's own name when `path` carries a copy index
+    inner: bool = False  # a member of an archive inside the collection (its bytes are the archive's too)
 
     @property
     def logical_path(self) -> str:
@@ -227,7 +228,7 @@ class Collection:
                 mtime = datetime(*info.date_time, tzinfo=UTC)
             except ValueError:
                 mtime = None
-            yield Entry(path, size, mtime, None if path == logical else logical)
+            yield Entry(path, size, mtime, None if path == logical else logical, inner=depth > 0)
             if _is_zip_name(safe):
                 yield from self._inner_zip(path, depth + 1, lambda path=path: self.open(path), info.file_size)
 

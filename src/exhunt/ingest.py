@@ -64,6 +64,7 @@ def ingest(
         else:
             entries.append(e)
     total = sum(e.size for e in entries)
+    stored = sum(e.size for e in entries if not e.inner)  # members of inner archives are in their archive's bytes
     items = [Item(i + 1, e) for i, e in enumerate(entries)]
     counter = _Counter(total, len(items), progress)
     if threads <= 1 and readers is None:
@@ -74,7 +75,7 @@ def ingest(
         reader = Reader(collection, collection.name, content_rules, keep)
         _read_on_threads(reader, items, case, counter, readers or max(1, threads - 1))
     case.ready_for_queries()
-    return _report(reader, items, case, problems, total)
+    return _report(reader, items, case, problems, stored)
 
 
 def _read_on_threads(reader: Reader, items: list[Item], case: CaseWriter, counter: _Counter, n: int) -> None:

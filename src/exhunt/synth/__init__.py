@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,10 @@ def generate(
     target_mb: float | None = None,
     host: str = "EXCH01",
     progress: Callable[[int], None] | None = None,
+    attack_start: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write the synthetic collection into `outdir` and return the answer key (also saved there)."""
+    """Write the synthetic collection into `outdir` and return the answer key (also saved there).
+    `attack_start` (UTC) moves the planted attacks so the first ProxyLogon request is written then."""
     if days < 1 or users < 1:
         raise UsageError("days and users must be at least 1")
     if target_mb is not None and target_mb <= 0:
@@ -101,7 +103,17 @@ def generate(
 
     tl = Timeline(start, days)
     sink = Sink(progress)
-    world = _run(outdir, host, tl, sink, seed=seed, users=users, families=families, target_mb=target_mb)
+    world = _run(
+        outdir,
+        host,
+        tl,
+        sink,
+        seed=seed,
+        users=users,
+        families=families,
+        target_mb=target_mb,
+        attack_start=attack_start,
+    )
     files.settle_dir_mtimes(outdir / host, to_ms(INSTALL_DATE))
     if progress is not None:
         progress(sink.bytes)
@@ -132,6 +144,7 @@ def _run(
     users: int,
     families: frozenset[str],
     target_mb: float | None,
+    attack_start: datetime | None = None,
 ) -> World:
     """Plan the scripted and planted activity, then write the period hour by hour."""
     world = World(outdir, host, tl, sink)
@@ -142,7 +155,7 @@ def _run(
     scripted = Scripted(world, random.Random(f"{seed}:scripted"), pop, sched)
     scripted.plan()
     if families:
-        Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan()
+        Attacks(world, random.Random(f"{seed}:attacks"), pop, sched, families).plan(attack_start)
     MailFlow(world, random.Random(f"{seed}:mailflow"), pop, sched, families).plan()
     Intrusion(world, random.Random(f"{seed}:intrusion"), pop, sched, INTRUSION in families).plan()
     if theft.FAMILY in families:

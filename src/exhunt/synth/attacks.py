@@ -11,7 +11,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from . import files as fl
 from . import theft
@@ -33,6 +33,7 @@ from .model import (
     PS_IP,
     Ids,
     iso,
+    to_ms,
 )
 from .rows import Refs, Req, ecp_lines, emit
 from .world import Schedule, World
@@ -49,6 +50,7 @@ SHELL_UA = (
 )
 MAGIC_A = "1942062522"
 ADMIN_RID = 500
+PL_START_OFFSET_MS = 4 * HOUR_MS + 11 * 60_000 + 58_214  # first ProxyLogon request after its day starts
 
 
 def chopper_cmd(cwd: str, inner: str) -> str:
@@ -145,9 +147,11 @@ class Attacks:
         self.trace(None, family, rule, t, marker, desc, required=required, path=rel)
 
     # ---- days ----------------------------------------------------------------------------------
-    def plan(self) -> None:
+    def plan(self, attack_start: datetime | None = None) -> None:
         tl = self.tl
         p = tl.day_of(date(2021, 3, 3), 2)
+        if attack_start is not None:  # the first ProxyLogon request at exactly that moment
+            p = to_ms(attack_start) - PL_START_OFFSET_MS
         day = {
             "proxylogon": p,
             "postexploit": tl.clamp_day(p + 2 * DAY_MS),
@@ -223,7 +227,7 @@ class Attacks:
         return server
 
     def _proxylogon(self, d: int) -> None:
-        t0 = d + 4 * HOUR_MS + 11 * 60_000 + 58_214
+        t0 = d + PL_START_OFFSET_MS
         self._pl_chain(t0)
         t_cookie, t_um, t_oab = t0 + 21_377, t0 + 161_300, t0 + 487_004
         self.at(t_cookie, lambda: self._pl_cookie_row(t_cookie))
