@@ -170,3 +170,31 @@ def test_a_failure_after_parsing_is_reported_and_the_scan_finishes(collection: P
     failed = [e for e in result.errors if "rows not stored: RuntimeError: simulated" in e["reason"]]
     assert {e["path"] for e in failed} == {"EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"}
     assert "proxylogon-ssrf-anchor" in {f.rule.id for f in result.findings}
+
+
+def test_a_hostile_fields_list_costs_only_its_own_file(collection: Path):
+    """One IIS log whose #Fields names 10,003 fields beside a normal attack log: the hostile file is
+    listed with the limit, and the rest of the family is stored and judged (before: every IIS record
+    of the scan was "not stored" and the attack missed)."""
+    wide = "#Fields: " + " ".join(f"x-f{i}" for i in range(10_003))
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210302.log",
+          "#Software: Microsoft Internet Information Services 10.0\n" + wide + "\n" + " ".join(["v"] * 10_003) + "\n")  # fmt: skip
+    write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
+          iis_log(["2021-03-03 01:00:01 10.0.0.5 POST /ecp/y.js - 443 - 130.255.189.21 python-requests/2.25.1 - 200 0 0 31"]))  # fmt: skip
+    result = scan(collection)
+    assert "proxylogon-ecp-js-post" in {f.rule.id for f in result.findings}
+    hostile = [e["reason"] for e in result.errors if e["path"].endswith("u_ex210302.log")]
+    assert any("10,003 fields" in r for r in hostile), result.errors
+    assert not any("not stored" in e["reason"] for e in result.errors)
+
+
+def test_a_stray_carriage_return_in_an_evidence_row_does_not_abort_the_scan(collection: Path):
+    """A damaged HttpProxy line (a bare CR inside an unquoted value) that is itself the evidence of an
+    SSRF finding: before, re-splitting it ended the whole scan with "new-line character seen in
+    unquoted field"."""
+    log = httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "AnchorMailbox": "ServerInfo~a]@x.local:444/ecp/y.js#",
+                          "ClientIpAddress": "130.255.189.21", "UserAgent": "python\rrequests", "HttpStatus": "200"}])  # fmt: skip
+    write(collection, "EXCH01/C/Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Ecp/HttpProxy_2021030301-1.LOG", log, crlf=False)  # fmt: skip
+    result = scan(collection)
+    (finding,) = [f for f in result.findings if f.rule.id == "proxylogon-ssrf-anchor"]
+    assert finding.evidence and "ServerInfo~" in (finding.evidence[0].raw or "")
