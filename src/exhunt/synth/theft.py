@@ -21,6 +21,7 @@ from typing import Any
 from . import winevents as we
 from .benign import DB_GUID, Population
 from .formats import Ref, csv_row_from, w3c_row
+from .mailflow import FIELDS
 from .model import (
     AD_DOMAIN,
     DAY_MS,
@@ -46,38 +47,7 @@ ATTACKER_OUTLOOK_UA = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook
 ARCHIVE_UA = "MailArchiver/7.4 ExchangeServicesClient/15.00.0913.015"
 MAGIC_A = "1942062522"
 PATHS = ("ssrf-ews", "stolen-credentials", "export-cmdlet", "export-file-download", "forwarding", "delegate/permission")
-TRACKING_FIELDS = [
-    "date-time",
-    "client-ip",
-    "client-hostname",
-    "server-ip",
-    "server-hostname",
-    "source-context",
-    "connector-id",
-    "source",
-    "event-id",
-    "internal-message-id",
-    "message-id",
-    "network-message-id",
-    "recipient-address",
-    "recipient-status",
-    "total-bytes",
-    "recipient-count",
-    "related-recipient-address",
-    "reference",
-    "message-subject",
-    "sender-address",
-    "return-path",
-    "message-info",
-    "directionality",
-    "tenant-id",
-    "original-client-ip",
-    "original-server-ip",
-    "custom-data",
-    "transport-traffic-type",
-    "log-id",
-    "schema-version",
-]
+TRACKING_FIELDS = FIELDS  # one Message Tracking field list (mailflow.py)
 
 
 # ---- the ledger ----------------------------------------------------------------------------------
