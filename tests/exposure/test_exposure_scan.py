@@ -44,3 +44,15 @@ def test_scan_without_config_leaves_extended_protection_open(collection: Path) -
     today = scan(collection, ScanOptions()).exposure.windows[0]["exposure"]
     assert today["extended_protection"] == "fixed-only-if"
     assert CONFIG_DIR.name == "IIS"
+
+
+def test_the_html_report_shows_what_is_known_today(collection: Path, config_dir: Path) -> None:
+    from exhunt.report.html import render
+
+    write(collection, APPHOST, (config_dir / "applicationHost.config").read_text(encoding="utf-8-sig"), crlf=False)
+    write(collection, f"{INSTALL}/Logging/HttpProxy/Owa/HttpProxy_2026112010-1.LOG",
+          httpproxy_log(_rows("10"), version="15.02.1748.010"))  # fmt: skip
+    page = render(scan(collection, ScanOptions()).to_dict())
+    table = page[page.index('id="exposure-table"') :].split("</table>", 1)[0]
+    assert "known exploited: " in table and "CVE-2024-21410" in table
+    assert "CVE-2024-21410: exposed-by-configuration" in table and "update(s) missing" in table
