@@ -29,7 +29,7 @@ def ad_checks_state(case: CaseReader | Any) -> dict[str, Any]:
     ids = ", ".join(str(i) for i in DC_ONLY_EVENTS)
     rows = case.fetch(
         f"""
-        SELECT {short_name("computer")} AS dc, event_id, count(*) AS n FROM events
+        SELECT {short_name("computer")} AS dc, event_id, count(*) AS n FROM {family("events").table}
         WHERE provider = ? AND event_id IN ({ids}) AND computer IS NOT NULL
         GROUP BY ALL ORDER BY dc, event_id
         """,

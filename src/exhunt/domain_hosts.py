@@ -14,12 +14,12 @@ the collection's Exchange/IIS log files; their addresses are the server addresse
 
 from __future__ import annotations
 
+from exhunt.families import FAMILIES, family
+
 DC_ONLY_EVENTS = (4768, 4769, 4771, 4662, 5136, 5137, 5141, 4928, 4929, 4930, 4931, 4932, 4933, 4934, 4935, 4936, 4937)
 SECURITY_PROVIDER = "Microsoft-Windows-Security-Auditing"
-EXCHANGE_LOG_TABLES = (
-    "log_iis", "log_httpproxy", "log_ews", "log_ecp_server", "log_oab_generator", "log_rps_http", "log_rps_cmdlet",
-    "log_message_tracking",
-)  # fmt: skip
+EXCHANGE_LOG_TABLES = tuple(f.table for f in FAMILIES if f.kind == "log")  # the server's own logs
+EVENTS, IIS = family("events").table, family("iis").table
 
 
 def short_name(expr: str) -> str:
@@ -36,14 +36,14 @@ def dc_names_sql() -> str:
     """SQL selecting one column `name`: the collected computers whose own logs show they are DCs."""
     ids = ", ".join(str(i) for i in DC_ONLY_EVENTS)
     return (
-        f"SELECT DISTINCT {short_name('computer')} AS name FROM events "
+        f"SELECT DISTINCT {short_name('computer')} AS name FROM {EVENTS} "
         f"WHERE event_id IN ({ids}) AND provider = '{SECURITY_PROVIDER}' AND computer IS NOT NULL"
     )
 
 
 def exchange_names_sql(tables: set[str]) -> str:
     """SQL selecting one column `name`: Exchange servers seen in the collection."""
-    parts = [f"SELECT DISTINCT {short_name('computer')} AS name FROM events WHERE provider ILIKE 'MSExchange%'"]
+    parts = [f"SELECT DISTINCT {short_name('computer')} AS name FROM {EVENTS} WHERE provider ILIKE 'MSExchange%'"]
     logs = [t for t in EXCHANGE_LOG_TABLES if t in tables]
     if logs:
         names = ", ".join(f"'{t}'" for t in logs)
@@ -53,8 +53,8 @@ def exchange_names_sql(tables: set[str]) -> str:
 
 def exchange_ips_sql(tables: set[str], columns: dict[str, list[str]]) -> str:
     """SQL selecting one column `ip`: the addresses the Exchange server answered on (IIS s-ip)."""
-    if "log_iis" in tables and "s-ip" in columns.get("log_iis", []):
-        return 'SELECT DISTINCT "s-ip" AS ip FROM log_iis WHERE "s-ip" IS NOT NULL'
+    if IIS in tables and "s-ip" in columns.get(IIS, []):
+        return f'SELECT DISTINCT "s-ip" AS ip FROM {IIS} WHERE "s-ip" IS NOT NULL'
     return "SELECT NULL::VARCHAR AS ip WHERE false"
 
 
@@ -69,10 +69,10 @@ def topology_dc_names_sql() -> str:
     adaccess = f"regexp_extract_all({text}, '([A-Za-z0-9-]+)\\.[A-Za-z0-9.-]+\\s+CDG\\s', 1)"
     return f"""
         SELECT DISTINCT upper(name) AS name FROM (
-            SELECT unnest({labelled}) AS name FROM events
+            SELECT unnest({labelled}) AS name FROM {EVENTS}
             WHERE channel = 'MSExchange Management' AND event_id IN (1, 6)
             UNION ALL
-            SELECT unnest({adaccess}) AS name FROM events
+            SELECT unnest({adaccess}) AS name FROM {EVENTS}
             WHERE provider ILIKE 'MSExchange ADAccess' AND event_id = 2080
         )
     """

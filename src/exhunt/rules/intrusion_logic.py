@@ -19,6 +19,9 @@ from exhunt.domain_hosts import (
     short_name,
     topology_dc_names_sql,
 )
+from exhunt.families import family
+
+EVENTS = family("events").table
 
 # Extended rights that together let an account replicate password hashes (DCSync); Microsoft's
 # AD schema pages: DS-Replication-Get-Changes, -Get-Changes-All, -Get-Changes-In-Filtered-Set.
@@ -49,20 +52,21 @@ def _candidates(*event_ids: int, mentions: int = 0) -> str:
     contain one of n bound strings (a substring test, far cheaper than parsing the JSON)."""
     ids = ", ".join(str(i) for i in event_ids)
     text = " OR ".join(["CAST(data AS VARCHAR) ILIKE '%' || ? || '%'"] * mentions)
-    return f"(SELECT rowid AS rid, * FROM events WHERE event_id IN ({ids}){f' AND ({text})' if text else ''}) AS e"
+    return f"(SELECT rowid AS rid, * FROM {EVENTS} WHERE event_id IN ({ids}){f' AND ({text})' if text else ''}) AS e"
 
 
 def _exchange_identity(store: CaseReader) -> tuple[list[str], list[str]]:
     """The Exchange servers' short names and IIS-logged addresses in this collection."""
     tables = store.tables()
-    cols = {"log_iis": store.columns("log_iis")} if "log_iis" in tables else {}
+    iis = family("iis").table
+    cols = {iis: store.columns(iis)} if iis in tables else {}
     names = [r[0] for r in store.fetch(exchange_names_sql(tables)) if r[0]]
     ips = [r[0] for r in store.fetch(exchange_ips_sql(tables, cols)) if r[0]]
     return names, ips
 
 
 def _has_events(store: CaseReader) -> bool:
-    return "events" in store.tables()
+    return EVENTS in store.tables()
 
 
 DOMAIN_ROOT = (
@@ -86,7 +90,7 @@ def _new_aces(objects: str) -> str:
             SELECT rowid AS rid, computer, {_j("OpCorrelationID")} AS corr,
                    coalesce({_j("OperationType")}, '') AS op,
                    regexp_extract_all(split(coalesce({_j("AttributeValue")}, ''), 'S:')[1], '\\(([^)]*)\\)', 1) AS aces
-            FROM events
+            FROM {EVENTS}
             WHERE event_id = 5136 AND {_j("AttributeLDAPDisplayName")} ILIKE 'nTSecurityDescriptor' AND {objects}
         ),
         added AS (SELECT * FROM sd WHERE op = '%%14674' OR op ILIKE '%added%'),
