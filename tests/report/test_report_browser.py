@@ -223,3 +223,31 @@ def test_injected_markup_in_log_fields_stays_text(browser: Any, hostile: dict[st
         assert page.requests == [p.url]
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def fleet_doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real fleet run (a local dask cluster of one worker) over a small synthetic fleet."""
+    from exhunt.fleet.runner import FleetOptions, run_fleet
+    from exhunt.synth.fleet import generate_fleet
+
+    base = tmp_path_factory.mktemp("fleet-report")
+    key = generate_fleet(base / "fleet", hosts=4, tenants=2, seed=2, users=3, days=3, hit=2)
+    doc = run_fleet(base / "fleet", FleetOptions(out_dir=base / "out", workers=1), None)
+    doc["_key"] = key
+    return doc
+
+
+def test_fleet_report_renders_offline_with_ranking_heatmap_and_wave(browser: Any, fleet_doc: dict, tmp_path: Path):
+    page, path = open_report(browser, fleet_doc, tmp_path / "fleet")
+    try:
+        p = page.page
+        assert page.errors == [] and page.requests == [path.as_uri()]
+        assert p.locator("#fleet-hosts tbody tr").count() == len(fleet_doc["fleet"]["hosts"]) == 4
+        assert p.locator("#fleet-heatmap tbody tr").count() == 4 and p.locator("#fleet-heatmap td.heat").count() > 0
+        hit = {h.split("/")[-1] for h in fleet_doc["_key"]["campaign"]["hosts"]}
+        text = p.inner_text("#fleet")
+        assert "not computed" not in text and all(h in text for h in hit)
+        p.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
+    finally:
+        page.close()
