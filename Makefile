@@ -19,10 +19,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/exhunt synth $(DEMO)/EXCH01-triage --seed 7 --users 40 --days 14
-	$(BIN)/exhunt scan $(DEMO)/EXCH01-triage --json $(DEMO)/report.json --case $(DEMO)/case.duckdb; \
+	$(BIN)/exhunt scan $(DEMO)/EXCH01-triage --json $(DEMO)/report.json --out html=$(DEMO)/report.html --case $(DEMO)/case.duckdb; \
 	  rc=$$?; test $$rc -eq 1 || { echo "demo: expected exit 1 (COMPROMISED), got $$rc"; exit 1; }
 	@echo
-	@echo "Report: $(DEMO)/report.json   Case database: $(DEMO)/case.duckdb"
+	@echo "Report: $(DEMO)/report.html ($(DEMO)/report.json)   Case database: $(DEMO)/case.duckdb"
 	@echo "Try:    $(BIN)/exhunt query $(DEMO)/case.duckdb \"SELECT severity, rule, count, first_seen FROM findings\""
 
 ## image-tools: Debian's ntfs-3g, qemu-img, sfdisk and ewfacquire, which the disk-image tests build images with

@@ -138,3 +138,21 @@ def test_case_option_never_overwrites_a_file_that_is_not_a_case(collection: Path
     case = tmp_path / "case.duckdb"
     assert runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"]).exit_code == 0
     assert runner.invoke(app, ["scan", str(collection), "--case", str(case), "-q"]).exit_code == 0  # re-run replaces it
+
+
+def test_a_saved_case_prints_the_same_summary_and_every_writer_is_registered(tmp_path: Path):
+    from exhunt.synth import generate
+    from exhunt.writers import WRITERS
+
+    assert {"json", "terminal", "html", "timesketch", "ecs", "stix", "csv"} <= set(WRITERS)
+    root = tmp_path / "EXCH01-triage"
+    generate(root, seed=4, users=3, days=2, plant=frozenset({"proxylogon"}))
+    case = tmp_path / "c.duckdb"
+    first = runner.invoke(
+        app, ["scan", str(root), "-q", "--case", str(case), "--out", f"terminal={tmp_path / 'a.txt'}"]
+    )
+    assert first.exit_code == 1, first.output
+    again = runner.invoke(app, ["report", str(case), "--out", f"terminal={tmp_path / 'b.txt'}"])
+    assert again.exit_code == 0, again.output
+    a, b = (tmp_path / "a.txt").read_text(), (tmp_path / "b.txt").read_text()
+    assert "COMPROMISED" in a and a == b

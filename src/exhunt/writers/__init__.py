@@ -29,6 +29,7 @@ WRITERS: dict[str, WriterSpec] = {
     spec.name: spec
     for spec in (
         WriterSpec("json", "exhunt.writers.json_writer:write", "the full result as one JSON document"),
+        WriterSpec("terminal", "exhunt.output.terminal:write", "the summary shown on screen, as plain text"),
         WriterSpec("html", "exhunt.report.html:write", "one self-contained HTML report (no network access)"),
         WriterSpec(
             "timesketch", "exhunt.report.timesketch:write", "Timesketch JSONL: one line per finding and evidence"
