@@ -14,10 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
+import duckdb
+
+from exhunt.case import CaseReader
+from exhunt.detect import rule_params
 from exhunt.rules.model import load_rules
 from exhunt.rules.native import run_rule
 from exhunt.scan import ScanOptions, scan
-from exhunt.store import Store
 from exhunt.synth import generate
 from exhunt.synth.intrusion import RULES as INTRUSION_RULES
 
@@ -43,8 +46,8 @@ def build(copies: int) -> Path:
     return case
 
 
-def timed(store: Store, rules: list, runs: int) -> float:
-    params = {"install_path": "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\", "install_path_re": ""}
+def timed(store: CaseReader, rules: list, runs: int) -> float:
+    params = rule_params(None)
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -60,8 +63,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     case = build(args.copies)
-    store = Store(case, threads=1)
-    n = store.con.execute("SELECT count(*) FROM events").fetchone()[0]
+    con = duckdb.connect(str(case), read_only=True, config={"threads": 1})
+    store = CaseReader(con)
+    ((n,),) = store.fetch("SELECT count(*) FROM events")
     rules = [r for r in load_rules() if r.source == "events"]
     before = [r for r in rules if r.id not in INTRUSION_RULES]
     for label, subset in (("before (existing event rules)", before), ("after (with the intrusion rules)", rules)):
