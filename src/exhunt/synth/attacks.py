@@ -31,10 +31,10 @@ from .model import (
     PL_SHELL_IP,
     PNS_IP,
     PS_IP,
-    Ids,
     iso,
     to_ms,
 )
+from .planter import Planter
 from .rows import Refs, Req, ecp_lines, emit
 from .world import Schedule, World
 
@@ -76,16 +76,11 @@ class _Step:
     hook: Callable[[int, Refs], None] | None = None
 
 
-class Attacks:
+class Attacks(Planter):
     """Schedules the planted traces of the chosen families."""
 
     def __init__(self, world: World, rng: random.Random, pop: Population, sched: Schedule, families: frozenset[str]):
-        self.w = world
-        self.tl = world.tl
-        self.rng = rng
-        self.ids = Ids(rng)
-        self.pop = pop
-        self.sched = sched
+        super().__init__(world, rng, pop, sched)
         self.families = families
         self.counters: dict[str, int] = {}
         self.canary = self.ids.hexstr(43) + "." + self.ids.hexstr(20)

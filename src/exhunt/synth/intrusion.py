@@ -22,7 +22,8 @@ from . import files as fl
 from . import winevents as we
 from .benign import Population
 from .formats import EventLog
-from .model import AD_DOMAIN, DAY_MS, DOMAIN_SID, HOUR_MS, INSTALL_DIR, NETBIOS, SERVER_IP, Ids, iso
+from .model import AD_DOMAIN, DAY_MS, DOMAIN_SID, HOUR_MS, INSTALL_DIR, NETBIOS, SERVER_IP, iso
+from .planter import Planter
 from .rows import Req, emit
 from .world import Schedule, World
 
@@ -187,16 +188,11 @@ class _Logs:
     dc_rdp: EventLog
 
 
-class Intrusion:
+class Intrusion(Planter):
     """Writes the DC's and the server's extra logs; plants the family's traces when asked."""
 
     def __init__(self, world: World, rng: random.Random, pop: Population, sched: Schedule, planted: bool) -> None:
-        self.w = world
-        self.tl = world.tl
-        self.rng = rng
-        self.ids = Ids(rng)
-        self.pop = pop
-        self.sched = sched
+        super().__init__(world, rng, pop, sched)
         self.planted = planted
         self.n: dict[str, int] = {}
         dc_computer = f"{DC_HOST}.{AD_DOMAIN}"

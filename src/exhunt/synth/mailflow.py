@@ -23,7 +23,8 @@ from datetime import date
 from . import winevents as we
 from .benign import Population, hour_weight, pool_pid
 from .formats import LogFile, Ref, csv_row_from, exchange_header
-from .model import DAY_MS, HOUR_MS, INSTALL_REL, SERVER_IP, SMTP_DOMAIN, Ids, from_ms, iso
+from .model import DAY_MS, HOUR_MS, INSTALL_REL, SERVER_IP, SMTP_DOMAIN, from_ms, iso
+from .planter import Planter
 from .world import Schedule, World
 
 # Exchange 2013-2019 field list (Microsoft's "Message tracking" page; the order of public samples)
@@ -100,18 +101,13 @@ class _Msg:
     client_type: str = "MOMT"
 
 
-class MailFlow:
+class MailFlow(Planter):
     """Writes the Message Tracking logs hour by hour and records look-alikes and planted traces."""
 
     def __init__(
         self, world: World, rng: random.Random, pop: Population, sched: Schedule, families: frozenset[str]
     ) -> None:
-        self.w = world
-        self.tl = world.tl
-        self.rng = rng
-        self.ids = Ids(rng)
-        self.pop = pop
-        self.sched = sched
+        super().__init__(world, rng, pop, sched)
         self.planted = FAMILY in families
         self.next_imid = 73014444033 + rng.randrange(10**6)
         self.event_seq = 63779000 + rng.randrange(10**5)

@@ -30,10 +30,10 @@ from .model import (
     NETBIOS,
     PL_EXPLOIT_IP,
     SMTP_DOMAIN,
-    Ids,
     iis_date_time,
     iso,
 )
+from .planter import Planter
 from .rows import Actor, Req, emit, iis_fe_values, make_lat
 from .world import Schedule, World
 
@@ -135,16 +135,11 @@ def answer(world: World) -> dict[str, Any]:
 # ---- the family ----------------------------------------------------------------------------------
 
 
-class Theft:
+class Theft(Planter):
     """Schedules the theft of K mailboxes by each path and the heavy legitimate readers."""
 
     def __init__(self, world: World, rng: random.Random, pop: Population, sched: Schedule) -> None:
-        self.w = world
-        self.tl = world.tl
-        self.rng = rng
-        self.ids = Ids(rng)
-        self.pop = pop
-        self.sched = sched
+        super().__init__(world, rng, pop, sched)
         self.machine_upn = f"{world.host}$@{AD_DOMAIN}"
         self.admin_nt = f"{NETBIOS}\\Administrator"
         self.admin_sid = f"{DOMAIN_SID}-500"
