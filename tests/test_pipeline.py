@@ -62,3 +62,15 @@ def test_a_file_deleted_before_its_evidence_is_read_is_a_problem(collection: Pat
     lost = [p for p in result.problems if p.path == gone and p.stage == "evidence"]
     assert lost and all("could not be read again" in p.reason for p in lost)
     assert result.verdict == "COMPROMISED"  # the finding stands on its stored record
+
+
+def test_an_analysis_that_fails_is_a_problem_and_the_scan_stands(collection: Path, monkeypatch):
+    build_broken_collection(collection)
+
+    def broken(*args, **kwargs):
+        raise KeyError("odd value in a log")
+
+    monkeypatch.setattr(exhunt.scan, "analyse_case", broken)
+    result = scan(collection)
+    assert result.verdict == "COMPROMISED"
+    assert any(p.path == "(analytics)" and "KeyError" in p.reason for p in result.problems)

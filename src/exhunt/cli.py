@@ -486,7 +486,9 @@ def timeline(
 
     data = _guard(lambda: load_case_timeline(case))
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        from exhunt.writers.json_writer import dumps
+
+        sys.stdout.write(dumps(data) + "\n")  # log text with C1 or bidi controls stays inert
         return
     console = safe_console()
     render_incident(data.get("incident"), console)

@@ -14,6 +14,8 @@ Problems of every stage (files not read, batches refused, rules failed, evidence
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -27,7 +29,7 @@ from exhunt import __version__
 from exhunt.ad_coverage import ad_checks_state
 from exhunt.analytics import analyse_case
 from exhunt.analytics.findings import analytics_finding
-from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
+from exhunt.case import EVIDENCE, FINDINGS, CaseReader, CaseWriter
 from exhunt.collection import Collection, open_collection
 from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
 from exhunt.detect import detect, rule_params
@@ -39,7 +41,7 @@ from exhunt.ingest import IngestReport, Progress, cpu_budget, ingest
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.judge import judge
 from exhunt.outputs import prepare_case
-from exhunt.result import Exposure, Problem, ScanResult, Stats
+from exhunt.result import Exposure, Finding, Problem, ScanResult, Stats
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.yara import compile_rules as compile_yara
@@ -107,12 +109,9 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         judge(findings, has_web_logs(coverage), problems)  # severities in context, which the analytics start from
         analysis: dict[str, Any] = {}
         if _analytics_wanted(options):
-            analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
-        taken = [analytics_finding(d) for d in (analysis.get("mailbox_access") or {}).get("findings", [])]
-        problems += fill_raw_lines(taken, reader, collection)
-        findings += taken
-        if (analysis.get("incident") or {}).get("error"):
-            problems.append(Problem("(analytics)", None, analysis["incident"]["error"], "detect"))
+            analysis, taken, analytics_problems = _analyse(reader, collection, findings, exposure)
+            findings += taken
+            problems += analytics_problems
         result = ScanResult(
             collection=label,
             judgement=judge(findings, has_web_logs(coverage), problems),
@@ -158,6 +157,23 @@ def select_rules(options: ScanOptions) -> list[Rule]:
     return rules
 
 
+def _analyse(
+    reader: CaseReader, collection: Collection, findings: list[Finding], exposure: Exposure
+) -> tuple[dict[str, Any], list[Finding], list[Problem]]:
+    """The analytics' sections, their findings (with raw lines) and problems. Whatever they stumble
+    on (odd values in the logs included) is a problem of this stage: the scan's own result stands."""
+    try:
+        analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
+        taken = [analytics_finding(d) for d in (analysis.get("mailbox_access") or {}).get("findings", [])]
+        problems = fill_raw_lines(taken, reader, collection)
+    except Exception as exc:
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        return {}, [], [Problem("(analytics)", None, f"analytics failed: {type(exc).__name__}: {why}", "detect")]
+    if (analysis.get("incident") or {}).get("error"):
+        problems.append(Problem("(analytics)", None, analysis["incident"]["error"], "detect"))
+    return analysis, taken, problems
+
+
 def _analytics_wanted(options: ScanOptions) -> bool:
     """The analytics run with the full rule set (a scan asked for chosen rules wants those alone)."""
     if options.analytics is not None:
@@ -174,8 +190,6 @@ def _ad_missing(ad: dict[str, Any]) -> list[str]:
 
 def rules_version(rules: list[Rule]) -> str:
     """exhunt's version and a digest of the rules' content: two scans with the same value ran the same rules."""
-    import hashlib
-
     digest = hashlib.sha256(_json(sorted((r.to_dict() for r in rules), key=lambda d: d["id"])).encode()).hexdigest()
     return f"{__version__}+rules.{digest[:12]}"
 
@@ -212,6 +226,4 @@ def save(case: CaseWriter, result: ScanResult) -> None:
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, default=str)
