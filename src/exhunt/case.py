@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exhunt.families import Family, family, family_of_table, is_record_table
+from exhunt.families import Family, family, family_of_table, record_families
 
 SCHEMA_ID = "exhunt.case"
 # Row group size of the case file: half DuckDB's default. Inserts are cut to whole row groups, so this
@@ -124,7 +124,7 @@ class CaseReader:
 
     def record_families(self) -> list[Family]:
         """The log and event families that have a table in this case."""
-        return [family_of_table(t) for t in sorted(self.tables()) if is_record_table(t)]
+        return record_families(self.tables())
 
     # -- the rule engine's compiled SQL ------------------------------------------------------
     def fetch(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

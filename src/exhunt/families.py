@@ -183,9 +183,4 @@ def for_log_type(log_type: str | None, path: str) -> Family:
 
 def record_families(tables: set[str]) -> list[Family]:
     """The families of records (logs and events) present among `tables`, in table order."""
-    return [family_of_table(t) for t in sorted(tables) if t.startswith("log_") or t == "events"]
-
-
-def is_record_table(table: str) -> bool:
-    """Does `table` hold records of a log or event family (rather than results or configuration)?"""
-    return table.startswith("log_") or table == "events"
+    return [family_of_table(t) for t in sorted(tables) if t.startswith("log_") or t == _BY_NAME["events"].table]
