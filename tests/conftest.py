@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# converted Sigma rules are cached per user; the tests keep theirs apart and throw it away
+if "EXHUNT_CACHE" not in os.environ:
+    os.environ["EXHUNT_CACHE"] = tempfile.mkdtemp(prefix="exhunt-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["EXHUNT_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

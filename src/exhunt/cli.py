@@ -122,7 +122,10 @@ def scan(
         typer.Option(
             "--sigma",
             metavar="FILE_OR_DIR",
-            help="Also run these Sigma rules (on events, IIS and HttpProxy logs). Repeatable.",
+            help=(
+                "Also run these Sigma rules (on events, IIS and HttpProxy logs). Repeatable. Each file is "
+                "converted once and kept in $EXHUNT_CACHE (default ~/.cache/exhunt)."
+            ),
         ),
     ] = None,
     out: Annotated[

@@ -122,6 +122,7 @@ from sigma.types import (
 from exhunt import safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import family
+from exhunt.rules import sigma_cache
 from exhunt.rules.model import Rule
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
@@ -727,35 +728,69 @@ def _title(docs: list[dict[str, Any]] | None) -> str:
 
 
 def _load_file(path: Path, out: SigmaLoad, seen: dict[str, str]) -> None:
-    """Convert one file into `out`; raise _Malformed for a file that is not Sigma."""
-    docs = _read(path)
+    """Convert one file (or take its earlier conversion from the cache) into `out`; raise
+    _Malformed for a file that is not Sigma."""
+    key = _cache_key(path)
+    outcome = sigma_cache.load(key) if key else None
+    if outcome is None:
+        outcome = _convert_file(path)
+        if key:
+            sigma_cache.store(key, outcome)
+    if outcome.get("malformed"):
+        raise _Malformed(outcome["malformed"])
+    for item in outcome["items"]:
+        if "skip" in item:
+            out.skipped.append((str(path), item["title"], item["skip"]))
+            continue
+        converted = [sigma_cache.rule_from_json(r, str(path)) for r in item["rules"]]
+        if converted[0].id in seen:
+            dup = converted[0].id
+            out.skipped.append((str(path), item["title"], f"duplicate rule id {dup!r} (also in {seen[dup]})"))
+            continue
+        seen[converted[0].id] = str(path)
+        out.rules.extend(converted)
+
+
+def _cache_key(path: Path) -> str | None:
+    """What a conversion of this file depends on: its bytes, its name (a rule without an id is named
+    after it) and whether it sits in a `deprecated` folder. None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(safe_yaml.MAX_BYTES + 1)
+    except OSError:
+        return None
+    deprecated = "deprecated" in (p.lower() for p in path.parts[:-1])
+    return sigma_cache.file_key(f"{path.stem}\0{deprecated}\0".encode() + data)
+
+
+def _convert_file(path: Path) -> dict[str, Any]:
+    """{"malformed": reason} or {"items": [{"title", "rules": [...]} or {"title", "skip": reason}]}."""
+    try:
+        docs = _read(path)
+    except _Malformed as exc:
+        return {"malformed": str(exc)}
     try:
         collection = SigmaCollection.from_dicts(copy.deepcopy(docs), source=SigmaRuleLocation(path), policy=POLICY)
     except SigmaRegularExpressionError as exc:  # valid Sigma, but RE2 (DuckDB's engine) rejects the regex
         detail = re.sub(r"b'(.*)'$", r"\1", _one_line(exc))
-        out.skipped.append(
-            (str(path), _title(docs), f"regular expression not supported by RE2 (DuckDB's engine): {detail}")
-        )
-        return
+        why = f"regular expression not supported by RE2 (DuckDB's engine): {detail}"
+        return {"items": [{"title": _title(docs), "skip": why}]}
     except SigmaError as exc:
-        raise _Malformed(f"not a valid Sigma rule: {_one_line(exc)}") from None
+        return {"malformed": f"not a valid Sigma rule: {_one_line(exc)}"}
+    items: list[dict[str, Any]] = []
     for rule in collection.rules:
         title = str(getattr(rule, "title", "") or _title(docs))
         if not isinstance(rule, SigmaRule):
             kind = "correlation" if "Correlation" in type(rule).__name__ else type(rule).__name__
-            out.skipped.append((str(path), title, f"{kind} rules are not supported"))
+            items.append({"title": title, "skip": f"{kind} rules are not supported"})
             continue
         try:
             converted = _convert(rule, path)
         except NotApplicable as exc:
-            out.skipped.append((str(path), title, str(exc)))
+            items.append({"title": title, "skip": str(exc)})
             continue
-        if converted[0].id in seen:
-            dup = converted[0].id
-            out.skipped.append((str(path), title, f"duplicate rule id {dup!r} (also in {seen[dup]})"))
-            continue
-        seen[converted[0].id] = str(path)
-        out.rules.extend(converted)
+        items.append({"title": title, "rules": [sigma_cache.rule_to_json(r) for r in converted]})
+    return {"items": items}
 
 
 def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
