@@ -19,6 +19,7 @@ No other module runs SQL on the connection: the rule engine hands its compiled q
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,18 @@ def log_time(rows: pa.Table, family: Family) -> pa.Array | pa.ChunkedArray | Non
     return ts if ts.null_count == text.null_count else None
 
 
+_TEMP_NAMES = itertools.count(1)
+
+
 class CaseReader:
     """Named queries over a case database (one cursor; `cursor()` gives another for another thread)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
+
+    def temp_name(self, prefix: str) -> str:
+        """A name for a temporary table that no other query of this process uses."""
+        return f"_exhunt_{prefix}_{next(_TEMP_NAMES)}"
 
     def cursor(self) -> CaseReader:
         cur = self._con.cursor()

@@ -16,7 +16,7 @@ from exhunt.case import CaseReader
 from exhunt.layout import DEFAULT_INSTALL
 from exhunt.result import Problem
 from exhunt.rules.model import Rule
-from exhunt.rules.native import RawFinding, run_rule
+from exhunt.rules.native import RawFinding, run_rule, run_with_shared_view
 
 RULE_THREADS = 2  # most rule queries are small and plan on one thread (rules on 1 GB: 1.3 s -> 0.95 s)
 
@@ -34,27 +34,53 @@ def detect(
     local = threading.local()
     cursors: list[CaseReader] = []
 
-    def one(rule: Rule) -> list[RawFinding] | duckdb.Error:
+    def cursor() -> CaseReader:
         if not hasattr(local, "case"):
             local.case = case.cursor()
             cursors.append(local.case)
+        return local.case
+
+    def one(rule: Rule) -> list[RawFinding] | duckdb.Error:
         try:
-            return run_rule(local.case, rule, params, samples)
+            return run_rule(cursor(), rule, params, samples)
         except duckdb.Error as exc:
             return exc
 
+    def shared(group: list[Rule]) -> list[list[RawFinding] | duckdb.Error]:
+        try:
+            return list(run_with_shared_view(cursor(), group, samples))
+        except duckdb.Error:  # one rule's condition failed the view: run each alone, so only it is lost
+            return [one(rule) for rule in group]
+
+    alone, groups = _by_view(rules)
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(RULE_THREADS, threads))) as pool:
-            outcomes = list(pool.map(one, rules))
+            grouped = pool.map(shared, groups)
+            outcomes = dict(zip(map(id, alone), pool.map(one, alone), strict=True))
+            for group, results in zip(groups, grouped, strict=True):
+                outcomes.update(zip(map(id, group), results, strict=True))
     finally:
         for cur in cursors:
             cur.close()
     raw: list[RawFinding] = []
     problems: list[Problem] = []
-    for rule, outcome in zip(rules, outcomes, strict=True):
+    for rule in rules:
+        outcome = outcomes[id(rule)]
         if isinstance(outcome, duckdb.Error):
             why = str(outcome).splitlines()[0][:200]
             problems.append(Problem(rule.origin or rule.id, None, f"rule {rule.id} failed: {why}", "detect"))
         else:
             raw.extend(outcome)
     return raw, problems
+
+
+def _by_view(rules: list[Rule]) -> tuple[list[Rule], list[list[Rule]]]:
+    """Rules run alone, and the generated rules grouped by the sources of their field view."""
+    alone: list[Rule] = []
+    groups: dict[tuple[str, str], list[Rule]] = {}
+    for rule in rules:
+        if rule.view is None:
+            alone.append(rule)
+        else:
+            groups.setdefault((rule.source, rule.view.sources), []).append(rule)
+    return alone, list(groups.values())

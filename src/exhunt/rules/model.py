@@ -36,6 +36,18 @@ _REQUIRED = {"id", "title", "description", "severity", "kind", "source"}
 
 
 @dataclass(frozen=True)
+class FieldView:
+    """A generated rule's view of its table: the rows of some sources (SQL over alias `s`), the
+    fields it reads, lowered and as they are, and its condition over them. Rules with the same
+    sources share one view, so each field is extracted once for all of them."""
+
+    sources: str
+    lowered: tuple[str, ...]
+    plain: tuple[str, ...]
+    where: str  # over alias `s`; its `?` are the rule's sql_params
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     title: str
@@ -55,6 +67,7 @@ class Rule:
     python: str | None = None  # "module:function" for logic that cannot be data
     sql: str | None = None  # a generated SQL condition over table alias `t` (Sigma backend), never from YAML
     sql_params: tuple[object, ...] = ()
+    view: FieldView | None = None  # generated rules on events: the shared extraction their `sql` also does
     origin: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from exhunt.case import CaseReader, quote
 from exhunt.families import Family, family
+from exhunt.rules.field_view import events_view_sql
 from exhunt.rules.model import Rule
 
 
@@ -162,7 +163,55 @@ def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int 
         where = f"coalesce(({rule.sql}), false)"
         comp.args.extend(rule.sql_params)
     else:
-        where = comp.compile(rule.where)
+        where = comp.compile(rule.where)  # type: ignore[arg-type]
+    return _grouped(case, comp, rule, where, samples)
+
+
+def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | None) -> list[list[RawFinding]]:
+    """Run generated rules that read the same sources (the same `view.sources`) over one
+    extraction of their fields; each rule's hits as `run_rule` gives them."""
+    fam = family(rules[0].source)
+    if fam.table not in case.tables():
+        return [[] for _ in rules]
+    views = [r.view for r in rules if r.view is not None]
+    assert len(views) == len(rules) and len({v.sources for v in views}) == 1, "rules of one shared view"
+    lowered = list(dict.fromkeys(n for v in views for n in v.lowered))
+    plain = list(dict.fromkeys(n for v in views for n in v.plain))
+    name = case.temp_name("view")
+    case.fetch(f"CREATE TEMP TABLE {name} AS {events_view_sql(views[0].sources, lowered, plain)}")
+    try:
+        hit = _any_match(case, name, rules)
+        out = []
+        for rule, view, matched in zip(rules, views, hit, strict=True):
+            if not matched:  # most rules match nothing: one pass told, no grouping query needed
+                out.append([])
+                continue
+            comp = Compiler(fam, case.columns(fam.table), {})
+            comp.args.extend(rule.sql_params)
+            where = f"t.rowid IN (SELECT s._rid FROM {name} s WHERE {view.where})"
+            out.append(_grouped(case, comp, rule, where, samples))
+        return out
+    finally:
+        case.fetch(f"DROP TABLE IF EXISTS {name}")
+
+
+ANY_MATCH_RULES = 100  # conditions tested in one pass over a field view
+
+
+def _any_match(case: CaseReader, view: str, rules: list[Rule]) -> list[bool]:
+    """Whether each rule's condition holds for any row of the field view, for many rules a pass."""
+    out: list[bool] = []
+    for i in range(0, len(rules), ANY_MATCH_RULES):
+        part = rules[i : i + ANY_MATCH_RULES]
+        tests = ", ".join(f"coalesce(bool_or({r.view.where}), false)" for r in part)  # type: ignore[union-attr]
+        row = case.fetch(f"SELECT {tests} FROM {view} s", [a for r in part for a in r.sql_params])[0]
+        out.extend(bool(x) for x in row)
+    return out
+
+
+def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: int | None) -> list[RawFinding]:
+    """The rows matching `where`, grouped by host and the rule's group fields."""
+    fam = comp.family
     groups = rule.group_by or fam.default_group
     group_sql = "struct_pack(" + ", ".join(f"{quote(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = f"t.{quote(fam.artifact_column)}"

@@ -123,7 +123,8 @@ from exhunt import safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import family
 from exhunt.rules import sigma_cache
-from exhunt.rules.model import Rule
+from exhunt.rules.field_view import events_base
+from exhunt.rules.model import FieldView, Rule
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
 
@@ -295,6 +296,14 @@ ANY_FIELD = re.compile("\ue002([^\ue003]*)\ue003")
 SAFE_FIELD = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.() -]{0,127}$")
 
 
+COMPACT_OR = 4  # values of one field in one OR from which a single pattern pays
+
+
+def _re2_literal(text: str) -> str:
+    """`text` matched literally by RE2: its metacharacters escaped, everything else as it is."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
 def _leaf(expr: str) -> str:
     return f"coalesce({expr}, false)"
 
@@ -357,6 +366,35 @@ class DuckDBBackend(TextQueryBackend):
             raise NotApplicable("the rule has no condition")
         text = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
         return text, self.values
+
+    def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
+        """A long `OR` of plain values of one field (`a`, `*a`, `a*`, `*a*`) becomes one RE2 pattern of
+        escaped literals: DuckDB plans a rule with hundreds of such values 10-100x faster that way and
+        matches it faster too. Anything else converts as usual."""
+        compact = self._one_pattern(cond)
+        return compact if compact is not None else super().convert_condition_or(cond, state)
+
+    def _one_pattern(self, cond: ConditionOR) -> str | None:
+        args = cond.args
+        if len(args) < COMPACT_OR or not all(isinstance(a, ConditionFieldEqualsValueExpression) for a in args):
+            return None
+        fields = {a.field for a in args}  # type: ignore[union-attr]
+        if len(fields) != 1 or None in fields:
+            return None
+        alts = []
+        star = SpecialChars.WILDCARD_MULTI
+        for a in args:
+            value = a.value  # type: ignore[union-attr]
+            if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
+                return None
+            lead, trail = value.startswith(star), value.endswith(star)
+            inner = value[(1 if lead else 0) : (len(value) - 1 if trail else len(value))]
+            if len(inner) == 0 or inner.contains_special():
+                return None
+            text = _re2_literal(inner.convert(escape_char=None, wildcard_multi=None, wildcard_single=None).lower())
+            alts.append(("" if lead else "^") + text + ("" if trail else "$"))
+        field = self.escape_and_quote_field(fields.pop())
+        return _leaf(f"regexp_matches(lower({field}), {self.bind('(?:' + '|'.join(alts) + ')')})")
 
     # values: bound, never pasted
     def bind(self, value: object) -> str:
@@ -457,24 +495,6 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _events_base(used: list[str]) -> tuple[str, dict[str, str]]:
-    """The events subquery and each field's expression over it (alias `b`)."""
-    special = {
-        "@event_id": "CAST(b.event_id AS VARCHAR)", "@channel": "b.channel", "@provider": "b.provider",
-        "@computer": "b.computer", "@level": "CAST(b.level AS VARCHAR)",
-        "@text": "concat_ws(' ', array_to_string(json_extract_string(b.data, '$.*'), ' '), b.message)",
-    }  # fmt: skip
-    data_fields = [n for n in used if n not in special]
-    exprs = {n: special[n] for n in used if n in special}
-    extra = ""
-    if data_fields:
-        paths = ", ".join(_sql_str(f'$."{n}"') for n in data_fields)
-        extra = f", json_extract_string(data, [{paths}]) AS _f"
-        exprs.update({n: f"b._f[{i}]" for i, n in enumerate(data_fields, 1)})
-    base = f"SELECT rowid AS _rid, event_id, channel, provider, computer, level, message, data{extra} FROM {family('events').table}"
-    return base, exprs
-
-
 def _web_base(
     used: list[str], table: str, special: dict[str, tuple[str, list[str]]], column_of: Callable[[str], str | None]
 ) -> tuple[str, dict[str, str]]:
@@ -527,7 +547,7 @@ def _httpproxy_base(used: list[str]) -> tuple[str, dict[str, str]]:
     return _web_base(used, family("httpproxy").table, special, HTTPPROXY_COLUMNS.get)
 
 
-BASES = {"events": "_events_base", "iis": "_iis_base", "httpproxy": "_httpproxy_base"}
+BASES = {"events": events_base, "iis": _iis_base, "httpproxy": _httpproxy_base}
 
 
 def _source_filter(target: Target) -> str:
@@ -539,8 +559,10 @@ def _source_filter(target: Target) -> str:
     return " AND ".join(parts) or "true"
 
 
-def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple[object, ...]]:
-    """Join the targets' conditions into one `t.rowid IN (...)` query; markers become `?` in order."""
+def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple[object, ...], FieldView | None]:
+    """Join the targets' conditions into one `t.rowid IN (...)` query; markers become `?` in order.
+    For events, also the rule's field view: its sources, the fields it reads and its condition over
+    them, so that rules on the same sources share one extraction (`events_view_sql`)."""
     source = parts[0][0].source
     values: list[object] = []
     conds = []
@@ -563,12 +585,16 @@ def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple
     plain = list(dict.fromkeys(ANY_FIELD.findall(where)))
     where = ANY_FIELD.sub(lambda m: "s." + _quote("v:" + m.group(1)), where)
     used = list(dict.fromkeys([*lowered, *plain]))
-    base, exprs = globals()[BASES[source]](used)
+    base, exprs = BASES[source](used)
     cols = ["b._rid"] + (["b.event_id AS _eid", "lower(b.channel) AS _chan"] if source == "events" else [])
     cols += [f"lower({exprs[n]}) AS {_quote('l:' + n)}" for n in lowered]
     cols += [f"{exprs[n]} AS {_quote('v:' + n)}" for n in plain]
     sql = f"t.rowid IN (SELECT s._rid FROM (SELECT {', '.join(cols)} FROM ({base}) b) s WHERE {where})"
-    return sql, params
+    view = None
+    if source == "events":
+        sources = " OR ".join(f"({_source_filter(t)})" for t in targets)
+        view = FieldView(sources, tuple(lowered), tuple(plain), where)
+    return sql, params, view
 
 
 _CHECK_LOCK = threading.Lock()
@@ -621,7 +647,9 @@ def _kind(rule: SigmaRule) -> str:
     return "post-exploitation"
 
 
-def _to_rule(rule: SigmaRule, path: Path, source: str, sql: str, params: tuple[object, ...]) -> Rule:
+def _to_rule(
+    rule: SigmaRule, path: Path, source: str, sql: str, params: tuple[object, ...], view: FieldView | None
+) -> Rule:
     tags = _tags(rule)
     level = rule.level.name.lower() if rule.level else "medium"
     status = rule.status.name.lower() if rule.status else ""
@@ -632,7 +660,8 @@ def _to_rule(rule: SigmaRule, path: Path, source: str, sql: str, params: tuple[o
         cves=tuple(f"CVE-{name.upper()}" for ns, name in tags if ns == "cve"),
         attack=tuple(name.upper() for ns, name in tags if ns == "attack" and ATTACK_ID.match(name)),
         false_positives="; ".join(str(f) for f in rule.falsepositives or []),
-        references=tuple(str(r) for r in rule.references or []), sql=sql, sql_params=params, origin=str(path),
+        references=tuple(str(r) for r in rule.references or []), sql=sql, sql_params=params, view=view,
+        origin=str(path),
     )  # fmt: skip
 
 
@@ -695,19 +724,19 @@ def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
     first_problem: NotApplicable | None = None
     for n, (source, targets) in enumerate(by_source.items()):
         try:
-            sql, params = _convert_for(rule, targets)
+            sql, params, view = _convert_for(rule, targets)
             _check_sql(source, sql, params)
         except NotApplicable as exc:
             first_problem = first_problem or exc
             continue
-        made = _to_rule(rule, path, source, sql, params)
+        made = _to_rule(rule, path, source, sql, params, view)
         rules.append(made if n == 0 else dataclasses.replace(made, id=f"{made.id}@{source}"))
     if not rules:
         raise first_problem or NotApplicable("no exhunt table for this rule")
     return rules
 
 
-def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...]]:
+def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...], FieldView | None]:
     parts = []
     for target in targets:
         try:

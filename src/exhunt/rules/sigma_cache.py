@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from exhunt import __version__
-from exhunt.rules.model import Rule
+from exhunt.rules.model import FieldView, Rule
 
 _TUPLES = ("cves", "attack", "group_by", "references", "sql_params")
 
@@ -80,9 +80,16 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
         "kind": rule.kind, "source": rule.source, "confidence": rule.confidence, "cves": list(rule.cves),
         "attack": list(rule.attack), "false_positives": rule.false_positives, "references": list(rule.references),
         "sql": rule.sql, "sql_params": list(rule.sql_params),
+        "view": None if rule.view is None else {
+            "sources": rule.view.sources, "lowered": list(rule.view.lowered), "plain": list(rule.view.plain),
+            "where": rule.view.where,
+        },
     }  # fmt: skip
 
 
 def rule_from_json(doc: dict[str, Any], origin: str) -> Rule:
     values = {k: tuple(v) if k in _TUPLES else v for k, v in doc.items()}
-    return Rule(**values, origin=origin)
+    view = values.pop("view", None)
+    if view is not None:
+        view = FieldView(view["sources"], tuple(view["lowered"]), tuple(view["plain"]), view["where"])
+    return Rule(**values, view=view, origin=origin)
