@@ -261,7 +261,8 @@ def query(
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
     """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
-    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...).
+    directives, meta, log_<family> (log_iis, log_httpproxy, log_ecp_server, ...) and, for a disk image,
+    fs_records (the NTFS $SI/$FN times of the web and staging folders' files and their deleted files).
 
     The case is opened read-only with file access and extensions disabled: statements that would
     read or write files (COPY, ATTACH, INSTALL, read_text(...)) are refused with the reason."""

@@ -31,6 +31,7 @@ _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
     [
         ("host", pa.string()),
+        ("image", pa.string()),  # the image file (or source) the record was read from
         ("path", pa.string()),  # collection path (HOST/C/...); for a deleted record, its folder's path + name
         ("win_path", pa.string()),
         ("kind", pa.string()),  # web or staging
@@ -68,6 +69,7 @@ def filesystem_records(collection: Any) -> pa.Table:
     if not hasattr(collection, "walked_folders"):  # a container of collected files: no server folders
         return pa.Table.from_pylist([], schema=SCHEMA)
     folders = collection.walked_folders()
+    image = str(collection.root)
     for drive, fs in collection.volumes.items():
         if not hasattr(fs, "record"):
             continue  # a mounted volume or the live system: no MFT access
@@ -90,7 +92,9 @@ def filesystem_records(collection: Any) -> pa.Table:
         out_of_order = _out_of_allocation_order([r for _, r in records if r is not None])
         for item, rec in records:
             if rec is not None:
-                row = _row(collection.name, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent))
+                row = _row(
+                    collection.name, image, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent)
+                )
                 if rec.record in out_of_order:
                     row["tells"].append("record_order")
                 rows.append(row)
@@ -100,6 +104,7 @@ def filesystem_records(collection: Any) -> pa.Table:
             rows.append(
                 _row(
                     collection.name,
+                    image,
                     f"{cpath}/{name}",
                     f"{folder_win}\\{name}",
                     kind_of.get(rec.parent, WEB),
@@ -109,6 +114,17 @@ def filesystem_records(collection: Any) -> pa.Table:
                 )
             )
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def case_records(collection: Any, artifact_ids: dict[str, int]) -> pa.Table:
+    """The records as the case stores them (`fs_records`, times as naive UTC): each with `_artifact`,
+    the id of the same file in `artifacts` where it was read (NULL for a deleted file's record)."""
+    table = filesystem_records(collection)
+    for i, f in enumerate(table.schema):  # naive UTC, as every time in the case
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None:
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us")))
+    ids = pa.array([artifact_ids.get(p) for p in table.column("path").to_pylist()], pa.int32())
+    return table.append_column("_artifact", ids)
 
 
 def _deleted_in(fs: Any, folders: dict[Any, str]) -> Iterable[tuple[str, Any]]:
@@ -151,7 +167,14 @@ def _subsecond_share(records: list[Any]) -> float | None:
 
 
 def _row(
-    host: str, path: str, win_path: str, kind: str, rec: Any, subsecond: float | None, parent_created: int | None
+    host: str,
+    image: str,
+    path: str,
+    win_path: str,
+    kind: str,
+    rec: Any,
+    subsecond: float | None,
+    parent_created: int | None,
 ) -> dict[str, Any]:
     si, fn = rec.si, rec.fn
     tells = []
@@ -176,6 +199,7 @@ def _row(
 
     return {
         "host": host,
+        "image": image,
         "path": path,
         "win_path": win_path,
         "kind": kind,
