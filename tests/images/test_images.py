@@ -135,6 +135,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (c / "Windows/System32/config/SYSTEM").write_bytes(build_hive(system))
     (c / WEB / "stomped.aspx").write_bytes(SHELL)
     os.utime(c / WEB / "stomped.aspx", (STOMPED_AT.timestamp(), STOMPED_AT.timestamp()))  # as the volume will say
+    with zipfile.ZipFile(c / "root" / "iis-logs.zip", "x", zipfile.ZIP_DEFLATED) as zf:  # a zip of logs on the volume
+        for log in sorted((c / "IISLogs" / "W3SVC1").iterdir()):
+            zf.write(log, f"W3SVC1/{log.name}")
     (c / WEB / "backdated.aspx").write_bytes(SHELL.replace(b"exhunt_test", b"exhunt_back"))
     volume = ntfs_volume(c, base / "volume.raw", 48, extra=_plant_on_volume)
     _backdate_si_created(volume, f"\\{WEB}\\backdated.aspx".replace("/", "\\"), BACKDATED_DAYS)
@@ -216,8 +219,8 @@ def test_vhd_lists_the_same_evidence_as_the_folder(lab):
     folder = open_collection(lab["ref"])
     try:
         listed = {e.path: e.size for e in coll.entries() if hasattr(e, "size")}
-        every = {e.path: e.size for e in folder.entries() if hasattr(e, "size") and ".zip/" not in e.path}
-        assert listed and set(listed) <= set(every)  # (members of zips inside a folder: read from folders only)
+        every = {e.path: e.size for e in folder.entries() if hasattr(e, "size")}
+        assert listed and set(listed) <= set(every)
         assert all(every[p] == s for p, s in listed.items())
         assert set(every) - set(listed) == {
             "EXCH01/C/Windows/System32/config/SOFTWARE",
@@ -407,10 +410,9 @@ def test_a_vhdx_of_collected_files_is_read_whole(lab):
     coll, folder = open_collection(vhdx), open_collection(synth)
     try:
         inside = {e.path: e.size for e in coll.entries() if hasattr(e, "size")}
-        expected = {
-            e.path: e.size for e in folder.entries() if hasattr(e, "size") and ".zip/" not in e.path
-        }  # inner zips: folders only
+        expected = {e.path: e.size for e in folder.entries() if hasattr(e, "size")}
         assert inside == expected and len(inside) > 500
+        assert any(".zip/" in p for p in inside)  # the zips inside it are opened as in a folder
         some = sorted(inside)[::97]
         for p in some:
             with coll.open(p) as a, folder.open(p) as b:
@@ -456,6 +458,32 @@ def test_a_damaged_mft_never_raises_nor_hangs(lab):
         finally:
             coll.close()
     assert opened > 0
+
+
+def test_a_zip_on_the_volume_is_read_by_the_zip_reader_with_its_provenance(lab, reference):
+    """A zip of IIS logs left in C:\\root: its members are read from the image through the zip reader
+    (image -> zip -> member), and their findings carry the member's lines as the folder scan's do."""
+    zipped = "EXCH01/C/root/iis-logs.zip/W3SVC1/"
+    coll = open_collection(lab["vmdk"])
+    try:
+        members = [e for e in coll.entries() if hasattr(e, "size") and e.path.startswith(zipped)]
+        assert members and all(e.inner for e in members)
+        original = lab["ref"] / "EXCH01/C/IISLogs/W3SVC1" / members[0].path.rsplit("/", 1)[-1]
+        with coll.open(members[0].path) as fh:
+            assert fh.read() == original.read_bytes()
+    finally:
+        coll.close()
+    doc = scan(lab["vmdk"], ScanOptions()).to_dict()
+    hits = [(f["rule"], e) for f in doc["findings"] for e in f["evidence"] if e["path"].startswith(zipped)]
+    assert hits, "no finding from the zipped logs"
+    for _rule, e in hits:
+        name = e["path"].removeprefix(zipped)
+        line = (lab["ref"] / "EXCH01/C/IISLogs/W3SVC1" / name).read_text().splitlines()[e["line"] - 1]
+        assert e["raw"] == line
+    assert {e["path"] for _, e in hits} == {
+        e["path"] for f in reference["findings"] for e in f["evidence"] if e["path"].startswith(zipped)
+    }
+    assert doc["collection"] == str(lab["vmdk"])
 
 
 def test_timestomped_web_shell_found_end_to_end_with_its_ntfs_record(lab, tmp_path):

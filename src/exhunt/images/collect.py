@@ -59,7 +59,7 @@ def collect(collection: Collection, out: Path, max_bytes: int | None = None) -> 
         if isinstance(e, Skipped):
             if not e.reason.startswith("coverage note: "):  # notes go to the log from collection.notes
                 summary.skipped.append((e.path, e.reason))
-        else:
+        elif not e.inner:  # a member of a zip on the volume travels inside its zip
             entries.append(e)
     kinds = {i.path: i.kind for i in collection.listing()} if hasattr(collection, "listing") else {}
     chosen, left = _within_bound(entries, kinds, max_bytes)
