@@ -141,10 +141,9 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
 
 
 def store_filesystem_records(collection: Collection, case: CaseWriter, report: IngestReport) -> list[Problem]:
-    """A disk image's NTFS records of the web and staging folders into `fs_records` (other
-    collections have none). A volume too damaged to give them is one problem; the scan goes on."""
-    if not hasattr(collection, "walked_folders"):
-        return []
+    """A disk image's NTFS records of the web and staging folders (or those a zip written by
+    `exhunt collect` carries) into `fs_records`; other collections have none. A volume too damaged
+    to give them is one problem; the scan goes on."""
     from exhunt.images.fsrecords import case_records  # pyarrow only: nothing of the images extra
 
     try:

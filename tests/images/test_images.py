@@ -292,6 +292,29 @@ def test_collect_then_scan_zip_gives_the_same_findings(lab, reference):
     assert res.exit_code == 0, res.output
     doc = scan(out, ScanOptions()).to_dict()
     assert [(r, h, c, s, ev) for r, h, c, s, ev in _findings(doc)] == _findings(reference)
+    fs_hits = {
+        (f["rule"], f["host"], e["path"].rsplit("/", 1)[-1]): e["record"]
+        for f in doc["findings"]
+        if f["rule"] in FS_RULES
+        for e in f["evidence"]
+    }  # the NTFS records travel in _exhunt/filesystem.csv and are read back into fs_records
+    assert set(fs_hits) == {
+        ("fs-script-timestomped", "EXCH01", "stomped.aspx"), ("fs-script-timestomped", "EXCH01", "backdated.aspx"),
+        ("fs-script-deleted", "EXCH01", "gone.aspx"), ("fs-script-stream", "EXCH01", "stomped.aspx"),
+    }  # fmt: skip
+    image = open_collection(lab["vhdx"])
+    try:
+        from exhunt.images.fsrecords import filesystem_records
+
+        truth = next(r for r in filesystem_records(image).to_pylist() if r["path"].endswith("/backdated.aspx"))
+    finally:
+        image.close()
+    back = fs_hits[("fs-script-timestomped", "EXCH01", "backdated.aspx")]
+    assert back["image"] == str(lab["vhdx"]) and back["mft_record"] == truth["mft_record"]
+    assert (back["si_created"], back["fn_created"]) == (
+        truth["si_created"].replace(tzinfo=None).isoformat(),
+        truth["fn_created"].replace(tzinfo=None).isoformat(),
+    )
     with zipfile.ZipFile(out) as zf:
         manifest = list(csv.DictReader(io.StringIO(zf.read("_exhunt/manifest.csv").decode())))
         assert len(manifest) == sum(1 for n in zf.namelist() if not n.startswith("_exhunt/"))

@@ -173,9 +173,10 @@ def _filesystem_rows(collection: Collection) -> list[dict[str, Any]]:
 
 
 def _filesystem_csv(rows: list[dict[str, Any]]) -> str:
+    """The NTFS records as CSV (read back into `fs_records` when the zip is scanned: fsrecords.py)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    cols = ["path", "win_path", "kind", "mft_record", "parent_record", "deleted", "size",
+    cols = ["host", "image", "path", "win_path", "kind", "mft_record", "parent_record", "deleted", "size",
             "si_created", "si_modified", "si_changed", "si_accessed", "fn_created", "fn_modified", "fn_changed",
             "fn_accessed", "ads", "tells"]  # fmt: skip
     writer.writerow(cols)

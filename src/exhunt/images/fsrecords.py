@@ -14,6 +14,8 @@ unallocated MFT record whose `$FILE_NAME` parent is one of those folders. Tells,
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +29,8 @@ _EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _TICKS_PER_SECOND = 10_000_000
 _DAY = 86_400 * _TICKS_PER_SECOND
 _TS = pa.timestamp("us", tz="UTC")
+COLLECTED = "_exhunt/filesystem.csv"  # the records in a zip written by `exhunt collect`
+COLLECTED_LIMIT = 256 << 20
 
 SCHEMA = pa.schema(
     [
@@ -117,14 +121,70 @@ def filesystem_records(collection: Any) -> pa.Table:
 
 
 def case_records(collection: Any, artifact_ids: dict[str, int]) -> pa.Table:
-    """The records as the case stores them (`fs_records`, times as naive UTC): each with `_artifact`,
-    the id of the same file in `artifacts` where it was read (NULL for a deleted file's record)."""
-    table = filesystem_records(collection)
+    """The records as the case stores them (`fs_records`, times as naive UTC): those of an image's
+    volumes, or those a collected zip carries in `_exhunt/filesystem.csv`; each with `_artifact`, the
+    id of the same file in `artifacts` where it was read (NULL for a deleted file's record)."""
+    if hasattr(collection, "walked_folders"):
+        table = filesystem_records(collection)
+    elif COLLECTED in artifact_ids:
+        table = collected_records(collection)
+    else:
+        table = pa.Table.from_pylist([], schema=SCHEMA)
     for i, f in enumerate(table.schema):  # naive UTC, as every time in the case
         if pa.types.is_timestamp(f.type) and f.type.tz is not None:
             table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us")))
     ids = pa.array([artifact_ids.get(p) for p in table.column("path").to_pylist()], pa.int32())
     return table.append_column("_artifact", ids)
+
+
+def collected_records(collection: Any) -> pa.Table:
+    """The records `exhunt collect` wrote into `_exhunt/filesystem.csv`, typed again. The file is as
+    untrusted as the rest of the zip: read within `COLLECTED_LIMIT`, a value that does not parse is NULL."""
+    with collection.open(COLLECTED) as fh:
+        text = fh.read(COLLECTED_LIMIT).decode("utf-8", "replace")
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row = {k: _uncell(v) for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+        path = row.get("path") or ""
+        if not path:
+            continue
+        rows.append(
+            {
+                "host": row.get("host") or path.split("/", 1)[0],
+                "image": row.get("image") or None,
+                "path": path,
+                "win_path": row.get("win_path") or None,
+                "kind": row.get("kind") or None,
+                "mft_record": _int(row.get("mft_record")),
+                "parent_record": _int(row.get("parent_record")),
+                "deleted": {"true": True, "false": False}.get((row.get("deleted") or "").lower()),
+                "size": _int(row.get("size")),
+                **{name: _time(row.get(name)) for name in SCHEMA.names if name[:3] in ("si_", "fn_")},
+                "ads": (row.get("ads") or "").split(),
+                "tells": (row.get("tells") or "").split(),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _uncell(value: str) -> str:
+    """A CSV cell as written, without the quote that kept a spreadsheet from running it."""
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r", "|", "%") else value
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def _deleted_in(fs: Any, folders: dict[Any, str]) -> Iterable[tuple[str, Any]]:
