@@ -42,7 +42,7 @@ WEB = "Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth"
 SHELL = b'<%@ Page Language="Jscript"%><%eval(Request.Item["exhunt_test"],"unsafe");%>\r\n'
 STOMPED_AT = datetime(2020, 6, 1, 3, 4, 5, tzinfo=UTC)
 BACKDATED_DAYS = 400  # backdated.aspx: only its $SI creation time is set back (as SetFileTime does)
-FS_RULES = {"fs-script-timestomped", "fs-script-deleted", "fs-script-stream"}  # NTFS records: images only
+FS_RULES = {"fs-script-timestomped", "fs-script-deleted", "fs-script-stream", "fs-script-time-out-of-order"}
 APPHOST = """<?xml version="1.0" encoding="UTF-8"?>
 <configuration>
   <system.applicationHost>
@@ -301,6 +301,8 @@ def test_collect_then_scan_zip_gives_the_same_findings(lab, reference):
     assert set(fs_hits) == {
         ("fs-script-timestomped", "EXCH01", "stomped.aspx"), ("fs-script-timestomped", "EXCH01", "backdated.aspx"),
         ("fs-script-deleted", "EXCH01", "gone.aspx"), ("fs-script-stream", "EXCH01", "stomped.aspx"),
+        ("fs-script-time-out-of-order", "EXCH01", "stomped.aspx"),
+        ("fs-script-time-out-of-order", "EXCH01", "backdated.aspx"),
     }  # fmt: skip
     image = open_collection(lab["vhdx"])
     try:
@@ -535,6 +537,8 @@ def test_timestomped_web_shell_found_end_to_end_with_its_ntfs_record(lab, tmp_pa
         and by_rule["fs-script-deleted"]["gone.aspx"]["record"]["deleted"]
     )
     assert set(by_rule["fs-script-stream"]) == {"stomped.aspx"}
+    assert set(by_rule["fs-script-time-out-of-order"]) == {"stomped.aspx", "backdated.aspx"}  # the leads, low
+    assert "before_parent" in by_rule["fs-script-time-out-of-order"]["backdated.aspx"]["record"]["tells"]
     content = by_rule["file-webshell-content"]["backdated.aspx"]["record"]  # the file finding carries its times
     assert (
         content["ntfs"]["fn_created"] == record["fn_created"] and content["ntfs"]["mft_record"] == record["mft_record"]
