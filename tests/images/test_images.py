@@ -169,9 +169,22 @@ def reference(lab: dict[str, Path]) -> dict:
     return scan(lab["ref"], ScanOptions()).to_dict()
 
 
+@pytest.fixture(scope="module")
+def image_scan(lab: dict[str, Path]):
+    """The result document of scanning one of the lab's images (each scanned once per module)."""
+    done: dict[str, dict] = {}
+
+    def of(kind: str) -> dict:
+        if kind not in done:
+            done[kind] = scan(lab[kind], ScanOptions()).to_dict()
+        return done[kind]
+
+    return of
+
+
 @pytest.mark.parametrize("kind", ["vhdx", "vmdk", "gpt"])
-def test_image_scan_equals_folder_scan(lab, reference, kind):
-    doc = scan(lab[kind], ScanOptions()).to_dict()
+def test_image_scan_equals_folder_scan(lab, reference, image_scan, kind):
+    doc = image_scan(kind)
     assert doc["verdict"] == reference["verdict"] == "COMPROMISED"
     assert _findings(doc) == _findings(reference)
     assert len(doc["findings"]) > 20
@@ -485,7 +498,7 @@ def test_a_damaged_mft_never_raises_nor_hangs(lab):
     assert opened > 0
 
 
-def test_a_zip_on_the_volume_is_read_by_the_zip_reader_with_its_provenance(lab, reference):
+def test_a_zip_on_the_volume_is_read_by_the_zip_reader_with_its_provenance(lab, reference, image_scan):
     """A zip of IIS logs left in C:\\root: its members are read from the image through the zip reader
     (image -> zip -> member), and their findings carry the member's lines as the folder scan's do."""
     zipped = "EXCH01/C/root/iis-logs.zip/W3SVC1/"
@@ -498,7 +511,7 @@ def test_a_zip_on_the_volume_is_read_by_the_zip_reader_with_its_provenance(lab, 
             assert fh.read() == original.read_bytes()
     finally:
         coll.close()
-    doc = scan(lab["vmdk"], ScanOptions()).to_dict()
+    doc = image_scan("vmdk")
     hits = [(f["rule"], e) for f in doc["findings"] for e in f["evidence"] if e["path"].startswith(zipped)]
     assert hits, "no finding from the zipped logs"
     for _rule, e in hits:
