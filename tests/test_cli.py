@@ -29,6 +29,16 @@ def test_scan_help_documents_exit_codes():
         assert text in " ".join(out.split())
 
 
+def test_scan_help_says_what_live_mode_reads_and_its_limits():
+    out = " ".join(runner.invoke(app, ["scan", "--help"], env={"COLUMNS": "200"}).output.split())
+    for text in (
+        "Windows only", "elevated prompt", "HKLM\\SOFTWARE\\Microsoft\\ExchangeServer\\v15\\Setup",
+        "applicationHost.config", "share-read", "up to the size it had when listed", "wevtutil epl",
+        "nothing is written elsewhere", "no $SI/$FN", "only tested through a stand-in",
+    ):  # fmt: skip
+        assert text in out, text
+
+
 def test_clean_server_exits_0_and_case_is_queryable(collection: Path, tmp_path: Path):
     write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log",
           iis_log(["2021-03-03 01:00:03 10.0.0.5 GET /owa/ - 443 - 10.1.1.1 Mozilla/5.0 - 200 0 0 9"]))  # fmt: skip

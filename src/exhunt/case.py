@@ -7,6 +7,9 @@ Tables
   text, plus `_artifact`, `_line` and a parsed UTC `_ts`. Columns are the union over all files: a file
   from an older build simply leaves newer columns null.
 - `events`: Windows events from EVTX and JSON lines (see `sources.events`), plus `_artifact`.
+- `fs_records`: for a disk image, the NTFS records of the web and staging folders' files and of the
+  deleted files whose MFT records remain there (`$SI`/`$FN` times, MFT entry, tells; see
+  `exhunt.images.fsrecords`), typed, with their host (and `_artifact` where the file was read).
 - `directives`: every `#Version`/`#Log-type`/`#Fields`... line with its artifact and line.
 - `line_index`: the byte offset of the first line of every run of data lines, so a record's raw line
   is found with one seek and a short read.
@@ -264,6 +267,19 @@ class CaseReader:
             "FROM cfg_extended_protection e JOIN artifacts a ON a.id = e._artifact ORDER BY a.path"
         ).fetchall()
 
+    def ntfs_times(self, paths: list[str]) -> dict[str, dict[str, Any]]:
+        """{collection path: its NTFS record (`$SI`/`$FN` times, MFT entry, tells)} for the files of
+        an image that have one (an empty dict for other collections)."""
+        table = family("fs_records").table
+        if not paths or table not in self.tables():
+            return {}
+        rows = self.query(
+            f"SELECT * EXCLUDE (host, _artifact) FROM {quote(table)} "
+            "WHERE NOT deleted AND path IN (SELECT unnest(?::VARCHAR[]))",
+            [paths],
+        )
+        return {r.pop("path"): r for r in rows}
+
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The cursor itself, for the analytics (`exhunt.analytics`), whose many SQL steps run here
@@ -391,6 +407,16 @@ class CaseWriter:
 
     def add_line_index(self, rows: list[tuple[int, int, int]]) -> None:
         self._insert_rows("line_index", ["artifact", "line", "offset"], rows)
+
+    def add_typed_records(self, table: str, rows: pa.Table) -> None:
+        """A table of records with its own column types, written once (NTFS file records: times,
+        flags and lists stay typed for rules and `exhunt query`, unlike the all-text log tables)."""
+        self._con.register("_rows", rows)
+        try:
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM _rows LIMIT 0")
+            self._con.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _rows")
+        finally:
+            self._con.unregister("_rows")
 
     def add_problems(self, rows: list[tuple[str, int | None, str, str]]) -> None:
         self._insert_rows("errors", ["path", "line", "reason", "stage"], rows)

@@ -139,7 +139,13 @@ def scan(
         ),
     ] = None,
     live: Annotated[
-        bool, typer.Option("--live", help="Scan the Windows server this runs on (as Administrator); no PATH.")
+        bool,
+        typer.Option(
+            "--live",
+            help="Scan the Windows server this runs on instead of a PATH (Windows only, from an elevated prompt). "
+            "Reads only the evidence set (see Live mode above), files share-read; no NTFS $SI/$FN, deleted-file "
+            "or stream records (image the disk for those).",
+        ),
     ] = False,
     force: Annotated[
         bool,
@@ -157,8 +163,21 @@ def scan(
     [bold]Exit status[/]: 0 NO EVIDENCE FOUND · 1 COMPROMISED or SUSPICIOUS · 2 bad usage or unreadable
     input · 3 INCOMPLETE (the logs the checks need were not in the collection).
 
+    [bold]Live mode[/] (--live): the local fixed drives; the Exchange install path and build from
+    HKLM\\SOFTWARE\\Microsoft\\ExchangeServer\\v15\\Setup and the IIS log folders from applicationHost.config
+    (default paths, with a note, when they cannot be read); then only the evidence set an image gives:
+    the Exchange and IIS logs, winevt\\Logs, the web folders, the IIS configuration and the staging and
+    dump folders. Files are opened share-read while IIS and Exchange write them: a log is read up to the
+    size it had when listed (a cut last line is a note). Event logs are exported with 'wevtutil epl' into
+    a folder beside --case (without --case, a temporary folder removed afterwards); nothing is written
+    elsewhere. Limits: Windows only; Administrator rights for the Security log and the Exchange log
+    folders; a file another program holds without read sharing is listed as not read; no $SI/$FN,
+    deleted-file or alternate-stream records (no raw NTFS access live); only tested through a stand-in
+    folder on Linux.
+
     [bold]Examples[/]:  exhunt scan triage.zip --json result.json ·
-    exhunt scan ./EXCH01 --case case.duckdb && exhunt query case.duckdb "SELECT * FROM findings"
+    exhunt scan ./EXCH01 --case case.duckdb && exhunt query case.duckdb "SELECT * FROM findings" ·
+    exhunt scan --live --case D:\\cases\\exch01.duckdb
     """
     from exhunt.output.terminal import render
     from exhunt.scan import ScanOptions
@@ -264,7 +283,8 @@ def query(
     limit: Annotated[int, typer.Option(help="Print at most this many rows in the table view.")] = 200,
 ) -> None:
     """Run SQL on a case database. Tables: artifacts, findings, evidence, errors, coverage, events,
-    directives, meta and log_<family> (log_iis, log_httpproxy, log_ecp_server, ...).
+    directives, meta, log_<family> (log_iis, log_httpproxy, log_ecp_server, ...) and, for a disk image,
+    fs_records (the NTFS $SI/$FN times of the web and staging folders' files and their deleted files).
 
     The case is opened read-only with file access and extensions disabled: statements that would
     read or write files (COPY, ATTACH, INSTALL, read_text(...)) are refused with the reason."""

@@ -229,7 +229,7 @@ class Collection:
             except ValueError:
                 mtime = None
             yield Entry(path, size, mtime, None if path == logical else logical, inner=depth > 0)
-            if _is_zip_name(safe):
+            if is_zip_name(safe):
                 yield from self._inner_zip(path, depth + 1, lambda path=path: self.open(path), info.file_size)
 
     def _inner_zip(self, path: str, depth: int, opener: Any, size: int, on_disk: bool = False) -> Iterator[Skipped]:
@@ -314,7 +314,7 @@ class FolderCollection(Collection):
                         self._real[path] = rel
                     mtime = datetime.fromtimestamp(st.st_mtime, UTC)
                     yield Entry(path, st.st_size, mtime, None if path == shown else shown)
-                    if _is_zip_name(child.name):
+                    if is_zip_name(child.name):
                         full = child.path
                         yield from self._inner_zip(path, 1, lambda full=full: open_readonly(full), 0, on_disk=True)
             stack.extend(reversed(subdirs))
@@ -483,7 +483,8 @@ def _safe_member_name(name: str) -> str | None:
     return "/".join(parts)
 
 
-def _is_zip_name(name: str) -> bool:
+def is_zip_name(name: str) -> bool:
+    """A file the inventory opens as an inner zip (by its name, as folders and zips do)."""
     return name.lower().endswith(".zip")
 
 

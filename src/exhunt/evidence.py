@@ -1,5 +1,8 @@
 """Evidence for findings: the parsed record and the raw physical line behind each hit.
 
+A file found in a disk image also carries its NTFS record (`ntfs`: `$SI`/`$FN` times, MFT entry,
+timestomping tells), so a web shell's finding shows when the file was really created.
+
 Only lines that back a reported finding are read again, read-only and bounded: each file is opened
 once, and each wanted line is reached by seeking to the run of lines that holds it (the case keeps the
 byte offset of every run in `line_index`) and counting line breaks from there. Long lines are cut to
@@ -138,10 +141,14 @@ def build_findings(
         if family(name).kind != "files" and rec.get("_line") is not None:
             wanted.setdefault(rec["_path"], set()).add(int(rec["_line"]))
     lines, problems = fetch_lines(collection, wanted, case.line_index(sorted(wanted)))
+    ntfs = case.ntfs_times(sorted({rec["_path"] for (name, _), rec in fetched.items() if name == "files"}))
     findings = []
     for rf in raw:
         fam = family(rf.rule.source)
         evidence = [_evidence(fam, rec, lines) for rid in rf.rowids if (rec := fetched.get((fam.name, rid)))]
+        for e in evidence if fam.name == "files" else []:
+            if e.path in ntfs:  # a file of a disk image: its `$SI`/`$FN` times (a web shell's real creation time)
+                e.record["ntfs"] = _plain(ntfs[e.path])
         findings.append(
             Finding(
                 rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence
@@ -185,7 +192,7 @@ def _evidence(fam: Family, rec: dict[str, Any], lines: dict[tuple[str, int], str
     path = rec["_path"]
     if fam.kind == "files":
         record = {k: _plain(v) for k, v in rec.items() if not k.startswith("_") and v is not None and k != "id"}
-        return Evidence(path, None, None, rec.get("mtime"), record, None)
+        return Evidence(path, None, None, rec.get(fam.time_sql.removeprefix("t.")), record, None)
     line = rec.get("_line")
     if fam.kind == "events":
         data = json.loads(rec["data"]) if rec.get("data") else {}

@@ -56,6 +56,7 @@ class Family:
     split_line: Callable[[str], list[str]] | None = None  # raw line -> values, bound to `#Fields`
     empty_values: tuple[str, ...] = ("",)  # values that mean "no value" in a raw line
     artifact_column: str = "_artifact"  # the column naming the artifact a record came from
+    host_column: str | None = None  # records that name their host themselves (not every one has an artifact)
 
     @property
     def line_based(self) -> bool:
@@ -139,6 +140,8 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family("files", "artifacts", "Files", "files", time_sql="t.mtime", default_group=("win_path",),
            artifact_column="id"),
+    Family("fs_records", "fs_records", "NTFS file records", "files", time_sql="t.fn_created",
+           default_group=("path",), host_column="host"),
     Family("config_vdirs", "cfg_suspicious_vdirs", "IIS virtual directories", "config",
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
     Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
@@ -181,6 +184,9 @@ def for_log_type(log_type: str | None, path: str) -> Family:
     return family_of_table("log_exchange_other")
 
 
+_COUNTED = frozenset({_BY_NAME["events"].table, _BY_NAME["fs_records"].table})  # besides the logs
+
+
 def record_families(tables: set[str]) -> list[Family]:
-    """The families of records (logs and events) present among `tables`, in table order."""
-    return [family_of_table(t) for t in sorted(tables) if t.startswith("log_") or t == _BY_NAME["events"].table]
+    """The families of records coverage counts (logs, events, NTFS file records) among `tables`, in table order."""
+    return [family_of_table(t) for t in sorted(tables) if t.startswith("log_") or t in _COUNTED]

@@ -97,11 +97,12 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             collection, case, content_rules=content_rules, keep=keep, threads=threads, readers=options.workers,
             progress=progress,
         )  # fmt: skip
+        fs_problems = store_filesystem_records(collection, case, report)
         reader = case.reader
         samples = None if options.all_evidence else options.samples
         raw, rule_problems = detect(reader, rules, rule_params(report.install_path), samples, threads)
         findings, evidence_problems = build_findings(raw, reader, collection)
-        problems = report.problems + rule_problems + evidence_problems
+        problems = report.problems + fs_problems + rule_problems + evidence_problems
         coverage = measure(reader)
         ad = ad_checks_state(reader)
         windows, mitigations, exposure_text = exposure_report(reader)
@@ -137,6 +138,22 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def store_filesystem_records(collection: Collection, case: CaseWriter, report: IngestReport) -> list[Problem]:
+    """A disk image's NTFS records of the web and staging folders (or those a zip written by
+    `exhunt collect` carries) into `fs_records`; other collections have none. A volume too damaged
+    to give them is one problem; the scan goes on."""
+    from exhunt.images.fsrecords import case_records  # pyarrow only: nothing of the images extra
+
+    try:
+        rows = case_records(collection, {r["path"]: r["id"] for r in report.artifacts})
+    except Exception as exc:  # a damaged MFT must cost these records, never the scan
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        return [Problem(collection.root, None, f"NTFS records not read: {type(exc).__name__}: {why}", "read")]
+    if rows.num_rows:
+        case.add_typed_records(family("fs_records").table, rows)
+    return []
 
 
 def select_rules(options: ScanOptions) -> list[Rule]:

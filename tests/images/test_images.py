@@ -18,7 +18,7 @@ import struct
 import subprocess
 import sys
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,8 @@ runner = CliRunner()
 WEB = "Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth"
 SHELL = b'<%@ Page Language="Jscript"%><%eval(Request.Item["exhunt_test"],"unsafe");%>\r\n'
 STOMPED_AT = datetime(2020, 6, 1, 3, 4, 5, tzinfo=UTC)
+BACKDATED_DAYS = 400  # backdated.aspx: only its $SI creation time is set back (as SetFileTime does)
+FS_RULES = {"fs-script-timestomped", "fs-script-deleted", "fs-script-stream", "fs-script-time-out-of-order"}
 APPHOST = """<?xml version="1.0" encoding="UTF-8"?>
 <configuration>
   <system.applicationHost>
@@ -59,6 +61,40 @@ APPHOST = """<?xml version="1.0" encoding="UTF-8"?>
 def _filetime(t: datetime) -> int:
     d = t - datetime(1601, 1, 1, tzinfo=UTC)
     return (d.days * 86400 + d.seconds) * 10_000_000 + d.microseconds * 10
+
+
+def _backdate_si_created(volume: Path, win_path: str, days: int) -> tuple[int, int]:
+    """Set the `$STANDARD_INFORMATION` creation time of one file back by `days`, in the MFT bytes of an
+    unmounted volume, as a Windows timestomping tool (SetFileTime) does: `$FILE_NAME` keeps the real
+    time and the sub-second ticks stay. Returns (record number, new `$SI` creation ticks)."""
+    import pyfsntfs
+
+    vol = pyfsntfs.volume()
+    vol.open(str(volume))
+    try:
+        number = vol.get_file_entry_by_path(win_path).file_reference & 0xFFFF_FFFF_FFFF
+    finally:
+        vol.close()
+    with open(volume, "r+b") as fh:
+        boot = fh.read(512)
+        per_sector, per_cluster = struct.unpack_from("<HB", boot, 11)
+        mft = struct.unpack_from("<Q", boot, 48)[0] * per_sector * per_cluster
+        size_code = struct.unpack_from("<b", boot, 64)[0]
+        record_size = 1 << -size_code if size_code < 0 else size_code * per_sector * per_cluster
+        offset = mft + number * record_size  # a fresh volume's MFT is one run
+        fh.seek(offset)
+        record = bytearray(fh.read(record_size))
+        assert record[:4] == b"FILE"
+        attr = struct.unpack_from("<H", record, 0x14)[0]
+        while struct.unpack_from("<I", record, attr)[0] != 0x10:  # $STANDARD_INFORMATION
+            attr += struct.unpack_from("<I", record, attr + 4)[0]
+        created_at = attr + struct.unpack_from("<H", record, attr + 0x14)[0]
+        assert created_at % per_sector < per_sector - 10  # clear of the sector's update-sequence bytes
+        ticks = struct.unpack_from("<Q", record, created_at)[0] - days * 86_400 * 10_000_000
+        struct.pack_into("<Q", record, created_at, ticks)
+        fh.seek(offset)
+        fh.write(record)
+    return number, ticks
 
 
 def _plant_on_volume(mount: Path) -> None:
@@ -99,7 +135,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (c / "Windows/System32/config/SYSTEM").write_bytes(build_hive(system))
     (c / WEB / "stomped.aspx").write_bytes(SHELL)
     os.utime(c / WEB / "stomped.aspx", (STOMPED_AT.timestamp(), STOMPED_AT.timestamp()))  # as the volume will say
+    with zipfile.ZipFile(c / "root" / "iis-logs.zip", "x", zipfile.ZIP_DEFLATED) as zf:  # a zip of logs on the volume
+        for log in sorted((c / "IISLogs" / "W3SVC1").iterdir()):
+            zf.write(log, f"W3SVC1/{log.name}")
+    (c / WEB / "backdated.aspx").write_bytes(SHELL.replace(b"exhunt_test", b"exhunt_back"))
     volume = ntfs_volume(c, base / "volume.raw", 48, extra=_plant_on_volume)
+    _backdate_si_created(volume, f"\\{WEB}\\backdated.aspx".replace("/", "\\"), BACKDATED_DAYS)
     disk = gpt_disk(volume, base / "disk.dd")
     out = {"ref": base / "ref", "volume": volume, "gpt": disk, "base": base}
     out["vhdx"] = convert(disk, base / "server.vhdx", "vhdx")
@@ -109,6 +150,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _findings(doc: dict) -> list[tuple]:
+    """Every finding but those of the NTFS records, which only an image holds."""
     return sorted(
         (
             f["rule"],
@@ -118,6 +160,7 @@ def _findings(doc: dict) -> list[tuple]:
             tuple((e["path"], e["line"], e["raw"]) for e in f["evidence"]),
         )
         for f in doc["findings"]
+        if f["rule"] not in FS_RULES
     )
 
 
@@ -126,13 +169,28 @@ def reference(lab: dict[str, Path]) -> dict:
     return scan(lab["ref"], ScanOptions()).to_dict()
 
 
+@pytest.fixture(scope="module")
+def image_scan(lab: dict[str, Path]):
+    """The result document of scanning one of the lab's images (each scanned once per module)."""
+    done: dict[str, dict] = {}
+
+    def of(kind: str) -> dict:
+        if kind not in done:
+            done[kind] = scan(lab[kind], ScanOptions()).to_dict()
+        return done[kind]
+
+    return of
+
+
 @pytest.mark.parametrize("kind", ["vhdx", "vmdk", "gpt"])
-def test_image_scan_equals_folder_scan(lab, reference, kind):
-    doc = scan(lab[kind], ScanOptions()).to_dict()
+def test_image_scan_equals_folder_scan(lab, reference, image_scan, kind):
+    doc = image_scan(kind)
     assert doc["verdict"] == reference["verdict"] == "COMPROMISED"
     assert _findings(doc) == _findings(reference)
     assert len(doc["findings"]) > 20
-    assert {c["family"] for c in doc["coverage"]} == {c["family"] for c in reference["coverage"]}
+    assert {c["family"] for c in doc["coverage"]} == {c["family"] for c in reference["coverage"]} | {"fs_records"}
+    assert {f["rule"] for f in doc["findings"]} >= FS_RULES
+    assert not FS_RULES & {f["rule"] for f in reference["findings"]}
     assert "log_iis" in {c["family"] for c in doc["coverage"]}  # found only through applicationHost.config
     notes = [e["reason"] for e in doc["errors"] if e["reason"].startswith("coverage note:")]
     assert any("Logging\\Diagnostics" in n for n in notes)  # what was not read is said
@@ -174,8 +232,8 @@ def test_vhd_lists_the_same_evidence_as_the_folder(lab):
     folder = open_collection(lab["ref"])
     try:
         listed = {e.path: e.size for e in coll.entries() if hasattr(e, "size")}
-        every = {e.path: e.size for e in folder.entries() if hasattr(e, "size") and ".zip/" not in e.path}
-        assert listed and set(listed) <= set(every)  # (members of zips inside a folder: read from folders only)
+        every = {e.path: e.size for e in folder.entries() if hasattr(e, "size")}
+        assert listed and set(listed) <= set(every)
         assert all(every[p] == s for p, s in listed.items())
         assert set(every) - set(listed) == {
             "EXCH01/C/Windows/System32/config/SOFTWARE",
@@ -203,7 +261,11 @@ def test_timestomped_deleted_and_ads_records(lab):
     assert stomped["ads"] == ["payload"] and not stomped["deleted"]
     gone = rows[f"EXCH01/C/{WEB}/gone.aspx"]
     assert gone["deleted"] and gone["size"] == len(SHELL) and gone["si_created"] is not None
-    assert [p for p, r in rows.items() if r["tells"] and not p.endswith(("stomped.aspx", "gone.aspx"))] == []
+    backdated = rows[f"EXCH01/C/{WEB}/backdated.aspx"]
+    assert backdated["fn_created"] - backdated["si_created"] == timedelta(days=BACKDATED_DAYS)
+    assert "si_before_fn" in backdated["tells"] and "whole_seconds" not in backdated["tells"]
+    flagged = {p.rsplit("/", 1)[-1] for p, r in rows.items() if r["tells"]}
+    assert flagged <= {"stomped.aspx", "gone.aspx", "backdated.aspx"}  # no other file of the install has a tell
     assert all(r["kind"] in ("web", "staging") for r in rows.values())
 
 
@@ -243,6 +305,31 @@ def test_collect_then_scan_zip_gives_the_same_findings(lab, reference):
     assert res.exit_code == 0, res.output
     doc = scan(out, ScanOptions()).to_dict()
     assert [(r, h, c, s, ev) for r, h, c, s, ev in _findings(doc)] == _findings(reference)
+    fs_hits = {
+        (f["rule"], f["host"], e["path"].rsplit("/", 1)[-1]): e["record"]
+        for f in doc["findings"]
+        if f["rule"] in FS_RULES
+        for e in f["evidence"]
+    }  # the NTFS records travel in _exhunt/filesystem.csv and are read back into fs_records
+    assert set(fs_hits) == {
+        ("fs-script-timestomped", "EXCH01", "stomped.aspx"), ("fs-script-timestomped", "EXCH01", "backdated.aspx"),
+        ("fs-script-deleted", "EXCH01", "gone.aspx"), ("fs-script-stream", "EXCH01", "stomped.aspx"),
+        ("fs-script-time-out-of-order", "EXCH01", "stomped.aspx"),
+        ("fs-script-time-out-of-order", "EXCH01", "backdated.aspx"),
+    }  # fmt: skip
+    image = open_collection(lab["vhdx"])
+    try:
+        from exhunt.images.fsrecords import filesystem_records
+
+        truth = next(r for r in filesystem_records(image).to_pylist() if r["path"].endswith("/backdated.aspx"))
+    finally:
+        image.close()
+    back = fs_hits[("fs-script-timestomped", "EXCH01", "backdated.aspx")]
+    assert back["image"] == str(lab["vhdx"]) and back["mft_record"] == truth["mft_record"]
+    assert (back["si_created"], back["fn_created"]) == (
+        truth["si_created"].replace(tzinfo=None).isoformat(),
+        truth["fn_created"].replace(tzinfo=None).isoformat(),
+    )
     with zipfile.ZipFile(out) as zf:
         manifest = list(csv.DictReader(io.StringIO(zf.read("_exhunt/manifest.csv").decode())))
         assert len(manifest) == sum(1 for n in zf.namelist() if not n.startswith("_exhunt/"))
@@ -361,10 +448,9 @@ def test_a_vhdx_of_collected_files_is_read_whole(lab):
     coll, folder = open_collection(vhdx), open_collection(synth)
     try:
         inside = {e.path: e.size for e in coll.entries() if hasattr(e, "size")}
-        expected = {
-            e.path: e.size for e in folder.entries() if hasattr(e, "size") and ".zip/" not in e.path
-        }  # inner zips: folders only
+        expected = {e.path: e.size for e in folder.entries() if hasattr(e, "size")}
         assert inside == expected and len(inside) > 500
+        assert any(".zip/" in p for p in inside)  # the zips inside it are opened as in a folder
         some = sorted(inside)[::97]
         for p in some:
             with coll.open(p) as a, folder.open(p) as b:
@@ -412,38 +498,71 @@ def test_a_damaged_mft_never_raises_nor_hangs(lab):
     assert opened > 0
 
 
-def test_draft_filesystem_rules_find_the_stomped_deleted_and_streamed_shell(lab, monkeypatch):
-    """The rules in exhunt/images/rules/ over the records table, once the lead registers the
-    `filesystem` source (table fs_records): registered here for the test only."""
-    import duckdb
-
-    from exhunt.families import Family
-    from exhunt.images.fsrecords import filesystem_records
-    from exhunt.rules import model
-    from exhunt.rules.native import Compiler
-
-    monkeypatch.setattr(model, "SOURCES", (*model.SOURCES, "filesystem"))
-    folder = Path(__file__).resolve().parents[2] / "src/exhunt/images/rules"
-    rules = {r.id: r for r in (model.load_rule_file(p) for p in sorted(folder.glob("*.yaml")))}
-    coll = open_collection(lab["gpt"])
+def test_a_zip_on_the_volume_is_read_by_the_zip_reader_with_its_provenance(lab, reference, image_scan):
+    """A zip of IIS logs left in C:\\root: its members are read from the image through the zip reader
+    (image -> zip -> member), and their findings carry the member's lines as the folder scan's do."""
+    zipped = "EXCH01/C/root/iis-logs.zip/W3SVC1/"
+    coll = open_collection(lab["vmdk"])
     try:
-        records = filesystem_records(coll)
+        members = [e for e in coll.entries() if hasattr(e, "size") and e.path.startswith(zipped)]
+        assert members and all(e.inner for e in members)
+        original = lab["ref"] / "EXCH01/C/IISLogs/W3SVC1" / members[0].path.rsplit("/", 1)[-1]
+        with coll.open(members[0].path) as fh:
+            assert fh.read() == original.read_bytes()
     finally:
         coll.close()
-    con = duckdb.connect()
-    con.register("fs_records", records)
-    view = Family(
-        "filesystem", "fs_records", "NTFS records", "config", time_sql="t.si_created", default_group=("path",)
-    )
-    columns = [d[0] for d in con.execute("SELECT * FROM fs_records LIMIT 0").description]
-    hits = {}
-    for rule_id, rule in rules.items():
-        comp = Compiler(view, columns, {})
-        where = comp.compile(rule.where)
-        rows = con.execute(f"SELECT path FROM fs_records t WHERE {where}", comp.args).fetchall()
-        hits[rule_id] = sorted(p.rsplit("/", 1)[-1] for (p,) in rows)
-    assert hits == {
-        "fs-script-timestomped": ["stomped.aspx"],
-        "fs-script-deleted": ["gone.aspx"],
-        "fs-script-stream": ["stomped.aspx"],
+    doc = image_scan("vmdk")
+    hits = [(f["rule"], e) for f in doc["findings"] for e in f["evidence"] if e["path"].startswith(zipped)]
+    assert hits, "no finding from the zipped logs"
+    for _rule, e in hits:
+        name = e["path"].removeprefix(zipped)
+        line = (lab["ref"] / "EXCH01/C/IISLogs/W3SVC1" / name).read_text().splitlines()[e["line"] - 1]
+        assert e["raw"] == line
+    assert {e["path"] for _, e in hits} == {
+        e["path"] for f in reference["findings"] for e in f["evidence"] if e["path"].startswith(zipped)
     }
+    assert doc["collection"] == str(lab["vmdk"])
+
+
+def test_timestomped_web_shell_found_end_to_end_with_its_ntfs_record(lab, tmp_path):
+    """`exhunt scan IMAGE --case`: the NTFS records are in the case (coverage, `exhunt query`) and the
+    rules over them find the set-back and deleted shells, with image, file path and record as evidence."""
+    case, out = tmp_path / "ntfs-case.duckdb", tmp_path / "ntfs.json"  # outside the image's folder
+    res = runner.invoke(app, ["scan", str(lab["vhdx"]), "--case", str(case), "--json", str(out), "-q"])
+    assert res.exit_code == 1, res.output  # COMPROMISED
+    doc = json.loads(out.read_text())
+    by_rule: dict[str, dict[str, dict]] = {}
+    for f in doc["findings"]:
+        for e in f["evidence"]:
+            by_rule.setdefault(f["rule"], {})[e["path"].rsplit("/", 1)[-1]] = {"host": f["host"], **e}
+    stomped = by_rule["fs-script-timestomped"]
+    assert set(stomped) == {"stomped.aspx", "backdated.aspx"}
+    back = stomped["backdated.aspx"]
+    assert back["host"] == "EXCH01" and back["path"] == f"EXCH01/C/{WEB}/backdated.aspx"
+    record = back["record"]
+    assert record["image"] == str(lab["vhdx"]) and record["win_path"].endswith("\\owa\\auth\\backdated.aspx")
+    assert isinstance(record["mft_record"], int) and record["mft_record"] > 0
+    assert "si_before_fn" in record["tells"] and record["si_created"] < record["fn_created"]
+    assert back["time"].rstrip("Z") == record["fn_created"]  # the real creation time, not the set-back one
+    assert "whole_seconds" in stomped["stomped.aspx"]["record"]["tells"]
+    assert (
+        set(by_rule["fs-script-deleted"]) == {"gone.aspx"}
+        and by_rule["fs-script-deleted"]["gone.aspx"]["record"]["deleted"]
+    )
+    assert set(by_rule["fs-script-stream"]) == {"stomped.aspx"}
+    assert set(by_rule["fs-script-time-out-of-order"]) == {"stomped.aspx", "backdated.aspx"}  # the leads, low
+    assert "before_parent" in by_rule["fs-script-time-out-of-order"]["backdated.aspx"]["record"]["tells"]
+    content = by_rule["file-webshell-content"]["backdated.aspx"]["record"]  # the file finding carries its times
+    assert (
+        content["ntfs"]["fn_created"] == record["fn_created"] and content["ntfs"]["mft_record"] == record["mft_record"]
+    )
+    fs_cov = next(c for c in doc["coverage"] if c["family"] == "fs_records")
+    assert fs_cov["title"] == "NTFS file records" and fs_cov["records"] >= 3
+    res = runner.invoke(
+        app, ["query", str(case), "SELECT path, si_created < fn_created AS back, deleted FROM fs_records ORDER BY path",
+              "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, res.output.splitlines())}
+    assert rows["backdated.aspx"]["back"] is True and rows["gone.aspx"]["deleted"] is True
+    assert rows["stomped.aspx"]["back"] is False

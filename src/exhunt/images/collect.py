@@ -59,7 +59,7 @@ def collect(collection: Collection, out: Path, max_bytes: int | None = None) -> 
         if isinstance(e, Skipped):
             if not e.reason.startswith("coverage note: "):  # notes go to the log from collection.notes
                 summary.skipped.append((e.path, e.reason))
-        else:
+        elif not e.inner:  # a member of a zip on the volume travels inside its zip
             entries.append(e)
     kinds = {i.path: i.kind for i in collection.listing()} if hasattr(collection, "listing") else {}
     chosen, left = _within_bound(entries, kinds, max_bytes)
@@ -173,9 +173,10 @@ def _filesystem_rows(collection: Collection) -> list[dict[str, Any]]:
 
 
 def _filesystem_csv(rows: list[dict[str, Any]]) -> str:
+    """The NTFS records as CSV (read back into `fs_records` when the zip is scanned: fsrecords.py)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    cols = ["path", "win_path", "kind", "mft_record", "parent_record", "deleted", "size",
+    cols = ["host", "image", "path", "win_path", "kind", "mft_record", "parent_record", "deleted", "size",
             "si_created", "si_modified", "si_changed", "si_accessed", "fn_created", "fn_modified", "fn_changed",
             "fn_accessed", "ads", "tells"]  # fmt: skip
     writer.writerow(cols)

@@ -4,6 +4,12 @@ Only the evidence set found by targeted discovery is listed. Paths look like a t
 `HOST/C/Program Files/Microsoft/Exchange Server/V15/...`, so every reader and rule works unchanged.
 What could not be read, and every fallback to a default path, is a `Skipped` whose reason starts
 with "coverage note:" (the scan lists them in errors[]); the same notes are in `notes`.
+
+A zip on the volume (a KAPE or Velociraptor collection left in `C:\\root`, a zip of logs in
+ProgramData) is opened by the zip reader folder and zip collections use (`exhunt.collection`: the
+same budgets, unsafe names, encrypted members, nesting depth), read in place from the volume: its
+members are `HOST/C/.../name.zip/member`, so evidence names the image (the collection), the zip and
+the member.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from exhunt.collection import Collection, Entry, Skipped
+from exhunt.collection import Collection, Entry, Skipped, is_zip_name
 from exhunt.images.discovery import STAGING, WEB, Discovery, Root, discover
 from exhunt.images.fs import Filesystem, Node, resolve, walk
 from exhunt.images.registry import RegistryFacts, read_hives
@@ -45,6 +51,7 @@ class VolumeCollection(Collection):
         facts: Callable[[], RegistryFacts] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__()
         self.volumes = volumes
         self.root = root
         self.source = source
@@ -72,21 +79,30 @@ class VolumeCollection(Collection):
                 self._walk_root(root, seen)
         return self._listed
 
-    def entries(self) -> Iterator[Entry | Skipped]:
+    def _scan(self) -> Iterator[Entry | Skipped]:
         listed = self.listing()
         for note in self.notes[1:]:
             yield Skipped(self.root, NOTE + note)
         yield from self._skipped
         for item in listed:
             yield Entry(item.path, item.node.size, item.node.mtime)
+            if is_zip_name(item.path):
+                yield from self._inner_zip(item.path, 1, self._opener(item.drive, item.node), 0, on_disk=True)
+
+    def _opener(self, drive: str, node: Node) -> Callable[[], BinaryIO]:
+        """The file read in place from its volume (seekable), as the zip reader wants it."""
+        return lambda: self.volumes[drive].open(node)
 
     def open(self, path: str) -> BinaryIO:
+        if path in self._members:  # a member of a zip on the volume
+            return super().open(path)
         if not self._by_path:
             self.listing()
         item = self._by_path[path]
         return self.volumes[item.drive].open(item.node)
 
     def close(self) -> None:
+        super().close()  # the zips opened on the volume, before the volume itself
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
@@ -170,12 +186,13 @@ class ContainerCollection(Collection):
         source: str,
         on_close: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__()
         self.volumes, self.name, self.root, self.source = volumes, name, root, source
         self.notes = [source, "no Windows volume in this image: read as a container of collected files (every file)"]
         self._on_close = on_close
         self._files: dict[str, tuple[str, Node]] = {}
 
-    def entries(self) -> Iterator[Entry | Skipped]:
+    def _scan(self) -> Iterator[Entry | Skipped]:
         yield Skipped(self.root, NOTE + self.notes[1])
         for i, (drive, fs) in enumerate(self.volumes.items()):
             prefix = "" if i == 0 else f"volume-{drive}/"
@@ -189,12 +206,18 @@ class ContainerCollection(Collection):
                     continue
                 self._files[path] = (drive, node)
                 yield Entry(path, node.size, node.mtime)
+                if is_zip_name(path):
+                    opener = lambda fs=fs, node=node: fs.open(node)  # noqa: E731
+                    yield from self._inner_zip(path, 1, opener, 0, on_disk=True)
 
     def open(self, path: str) -> BinaryIO:
+        if path in self._members:  # a member of a zip in the container
+            return super().open(path)
         drive, node = self._files[path]
         return self.volumes[drive].open(node)
 
     def close(self) -> None:
+        super().close()
         if self._on_close is not None:
             self._on_close()
             self._on_close = None

@@ -14,6 +14,8 @@ unallocated MFT record whose `$FILE_NAME` parent is one of those folders. Tells,
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,10 +29,13 @@ _EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 _TICKS_PER_SECOND = 10_000_000
 _DAY = 86_400 * _TICKS_PER_SECOND
 _TS = pa.timestamp("us", tz="UTC")
+COLLECTED = "_exhunt/filesystem.csv"  # the records in a zip written by `exhunt collect`
+COLLECTED_LIMIT = 256 << 20
 
 SCHEMA = pa.schema(
     [
         ("host", pa.string()),
+        ("image", pa.string()),  # the image file (or source) the record was read from
         ("path", pa.string()),  # collection path (HOST/C/...); for a deleted record, its folder's path + name
         ("win_path", pa.string()),
         ("kind", pa.string()),  # web or staging
@@ -68,6 +73,7 @@ def filesystem_records(collection: Any) -> pa.Table:
     if not hasattr(collection, "walked_folders"):  # a container of collected files: no server folders
         return pa.Table.from_pylist([], schema=SCHEMA)
     folders = collection.walked_folders()
+    image = str(collection.root)
     for drive, fs in collection.volumes.items():
         if not hasattr(fs, "record"):
             continue  # a mounted volume or the live system: no MFT access
@@ -90,7 +96,9 @@ def filesystem_records(collection: Any) -> pa.Table:
         out_of_order = _out_of_allocation_order([r for _, r in records if r is not None])
         for item, rec in records:
             if rec is not None:
-                row = _row(collection.name, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent))
+                row = _row(
+                    collection.name, image, item.path, item.win_path, item.kind, rec, subsecond, created_of(rec.parent)
+                )
                 if rec.record in out_of_order:
                     row["tells"].append("record_order")
                 rows.append(row)
@@ -100,6 +108,7 @@ def filesystem_records(collection: Any) -> pa.Table:
             rows.append(
                 _row(
                     collection.name,
+                    image,
                     f"{cpath}/{name}",
                     f"{folder_win}\\{name}",
                     kind_of.get(rec.parent, WEB),
@@ -109,6 +118,73 @@ def filesystem_records(collection: Any) -> pa.Table:
                 )
             )
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def case_records(collection: Any, artifact_ids: dict[str, int]) -> pa.Table:
+    """The records as the case stores them (`fs_records`, times as naive UTC): those of an image's
+    volumes, or those a collected zip carries in `_exhunt/filesystem.csv`; each with `_artifact`, the
+    id of the same file in `artifacts` where it was read (NULL for a deleted file's record)."""
+    if hasattr(collection, "walked_folders"):
+        table = filesystem_records(collection)
+    elif COLLECTED in artifact_ids:
+        table = collected_records(collection)
+    else:
+        table = pa.Table.from_pylist([], schema=SCHEMA)
+    for i, f in enumerate(table.schema):  # naive UTC, as every time in the case
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None:
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us")))
+    ids = pa.array([artifact_ids.get(p) for p in table.column("path").to_pylist()], pa.int32())
+    return table.append_column("_artifact", ids)
+
+
+def collected_records(collection: Any) -> pa.Table:
+    """The records `exhunt collect` wrote into `_exhunt/filesystem.csv`, typed again. The file is as
+    untrusted as the rest of the zip: read within `COLLECTED_LIMIT`, a value that does not parse is NULL."""
+    with collection.open(COLLECTED) as fh:
+        text = fh.read(COLLECTED_LIMIT).decode("utf-8", "replace")
+    rows = []
+    for raw in csv.DictReader(io.StringIO(text)):
+        row = {k: _uncell(v) for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+        path = row.get("path") or ""
+        if not path:
+            continue
+        rows.append(
+            {
+                "host": row.get("host") or path.split("/", 1)[0],
+                "image": row.get("image") or None,
+                "path": path,
+                "win_path": row.get("win_path") or None,
+                "kind": row.get("kind") or None,
+                "mft_record": _int(row.get("mft_record")),
+                "parent_record": _int(row.get("parent_record")),
+                "deleted": {"true": True, "false": False}.get((row.get("deleted") or "").lower()),
+                "size": _int(row.get("size")),
+                **{name: _time(row.get(name)) for name in SCHEMA.names if name[:3] in ("si_", "fn_")},
+                "ads": (row.get("ads") or "").split(),
+                "tells": (row.get("tells") or "").split(),
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def _uncell(value: str) -> str:
+    """A CSV cell as written, without the quote that kept a spreadsheet from running it."""
+    return value[1:] if value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r", "|", "%") else value
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _time(value: str | None) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def _deleted_in(fs: Any, folders: dict[Any, str]) -> Iterable[tuple[str, Any]]:
@@ -151,7 +227,14 @@ def _subsecond_share(records: list[Any]) -> float | None:
 
 
 def _row(
-    host: str, path: str, win_path: str, kind: str, rec: Any, subsecond: float | None, parent_created: int | None
+    host: str,
+    image: str,
+    path: str,
+    win_path: str,
+    kind: str,
+    rec: Any,
+    subsecond: float | None,
+    parent_created: int | None,
 ) -> dict[str, Any]:
     si, fn = rec.si, rec.fn
     tells = []
@@ -176,6 +259,7 @@ def _row(
 
     return {
         "host": host,
+        "image": image,
         "path": path,
         "win_path": win_path,
         "kind": kind,

@@ -216,15 +216,20 @@ def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: 
     group_sql = "struct_pack(" + ", ".join(f"{quote(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = f"t.{quote(fam.artifact_column)}"
     limit = "" if samples is None else f"[1:{int(samples)}]"
+    if fam.host_column:  # the records name their host (an NTFS record of a deleted file has no artifact)
+        source, host = f"SELECT t.rowid AS rid, t.{quote(fam.host_column)} AS host", "hits.host"
+        join = ""
+    else:
+        source, host, join = f"SELECT t.rowid AS rid, {art} AS art", "a.host", " JOIN artifacts a ON a.id = hits.art"
     sql = f"""
         WITH hits AS (
-            SELECT t.rowid AS rid, {art} AS art, {fam.time_sql} AS ts, {group_sql} AS grp
+            {source}, {fam.time_sql} AS ts, {group_sql} AS grp
             FROM {quote(fam.table)} t WHERE {where}
         )
-        SELECT a.host, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
+        SELECT {host}, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
                list(hits.rid ORDER BY hits.ts NULLS LAST, hits.rid){limit}
-        FROM hits JOIN artifacts a ON a.id = hits.art
-        GROUP BY a.host, hits.grp
+        FROM hits{join}
+        GROUP BY {host}, hits.grp
         ORDER BY min(hits.ts) NULLS LAST
     """
     rows = case.fetch(sql, comp.args)
