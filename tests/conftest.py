@@ -15,7 +15,9 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with the reason when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real sample data not available: {path} (../shared beside the repo is absent)")
+        pytest.skip(
+            f"real sample data not available: {path} (../shared beside the repo is absent; EXHUNT_SHARED names another)"
+        )
     return path
 
 
