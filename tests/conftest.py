@@ -16,14 +16,16 @@ if "EXHUNT_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["EXHUNT_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("EXHUNT_SHARED") or REPO.parent / "shared")  # a worktree elsewhere sets EXHUNT_SHARED
 
 
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with the reason when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real sample data not available: {path} (../shared beside the repo is absent)")
+        pytest.skip(
+            f"real sample data not available: {path} (../shared beside the repo is absent; EXHUNT_SHARED names another)"
+        )
     return path
 
 

@@ -287,7 +287,7 @@ def coverage(con: duckdb.DuckDBPyConnection, present: list[str], window: dict[st
 
     unnamed = 0
     if "httpproxy" in has and "ews" not in has:
-        unnamed = con.execute("SELECT count(*) FROM _mx_hp WHERE anchor LIKE 'serverinfo~%/ews/%'").fetchone()[0]  # type: ignore[index]
+        unnamed = con.execute("SELECT count(*) FROM _mx_hp WHERE anchor LIKE 'serverinfo~%/ews/%'").fetchall()[0][0]
     out = [
         item(
             "ssrf-ews",
