@@ -56,6 +56,17 @@ def test_an_existing_file_is_replaced_only_when_it_is_exhunt_output_or_forced(ev
     assert res.exit_code == 2 and "given to both" in res.output
 
 
+def test_an_html_report_is_replaced_on_a_rerun_but_a_foreign_page_is_not(evidence: Path, tmp_path: Path):
+    report = tmp_path / "report.html"
+    assert _scan(str(evidence), "--out", f"html={report}").exit_code == 1
+    assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html><!-- exhunt.report: ")
+    assert _scan(str(evidence), "--out", f"html={report}").exit_code == 1  # exhunt's own report: replaced
+    page = tmp_path / "page.html"
+    page.write_text("<!DOCTYPE html><!-- exhunt.report is mentioned later --><p>mine</p>")
+    res = _scan(str(evidence), "--out", f"html={page}")
+    assert res.exit_code == 2 and "refusing to overwrite" in res.output and "mine" in page.read_text()
+
+
 def test_case_refuses_a_users_own_duckdb_and_look_alikes(evidence: Path, tmp_path: Path):
     own = tmp_path / "analytics.duckdb"
     con = duckdb.connect(str(own))

@@ -3,7 +3,8 @@
 An output is refused inside the collection (a folder's tree; for a single-file scan the file's
 folder, where the rest of the evidence lies; for a zip the zip itself), and refused when the file
 exists and is not an earlier exhunt output of the same kind, told by exhunt's own marker, never by
-file magic: for JSON the leading `"schema": "exhunt.scan"` key, for a case database a `meta` table
+file magic: for JSON the leading `"schema": "exhunt.scan"` key, for the HTML report its first-line
+comment `<!-- exhunt.report: ... -->`, for a case database a `meta` table
 whose `schema_id` is `exhunt.case`. `--force` overwrites a file that is not exhunt's (never one
 inside the evidence). `--case X.duckdb` never deletes an `X.duckdb.wal` that does not belong to an
 exhunt case. `signals_as_exceptions()` turns SIGTERM (and SIGHUP) into an exception, so the
@@ -25,19 +26,29 @@ from exhunt.errors import UsageError
 CASE_SCHEMA_ID = "exhunt.case"
 JSON_SCHEMA = "exhunt.scan"
 _JSON_MARKER = re.compile(rb'^\s*\{\s*"schema"\s*:\s*"exhunt\.scan"')
+_HTML_MARKER = re.compile(rb"^<!DOCTYPE html><!-- exhunt\.report: ")
 
 
 class Terminated(BaseException):
     """The process was asked to stop (SIGTERM/SIGHUP): unwinds like KeyboardInterrupt."""
 
 
-def is_exhunt_json(path: Path) -> bool:
-    """Does the file start with exhunt's result marker (`{"schema": "exhunt.scan"`)?"""
+def _starts_with(path: Path, marker: re.Pattern[bytes]) -> bool:
     try:
         with open(path, "rb") as fh:
-            return bool(_JSON_MARKER.match(fh.read(4096)))
+            return bool(marker.match(fh.read(4096)))
     except OSError:
         return False
+
+
+def is_exhunt_json(path: Path) -> bool:
+    """Does the file start with exhunt's result marker (`{"schema": "exhunt.scan"`)?"""
+    return _starts_with(path, _JSON_MARKER)
+
+
+def is_exhunt_html(path: Path) -> bool:
+    """Does the file start with the report's marker (`<!DOCTYPE html><!-- exhunt.report: `)?"""
+    return _starts_with(path, _HTML_MARKER)
 
 
 def is_exhunt_case(path: Path) -> bool:
@@ -63,7 +74,7 @@ def is_exhunt_case(path: Path) -> bool:
         return False
 
 
-MARKERS = {"json": is_exhunt_json, "case": is_exhunt_case}
+MARKERS = {"json": is_exhunt_json, "html": is_exhunt_html, "case": is_exhunt_case}
 
 
 def _inside(child: Path, parent: Path) -> bool:
