@@ -307,10 +307,19 @@ def synth(
         ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
+    export_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the collection as an export shape: message-only (events keep only their rendered Message)."
+        ),
+    ] = None,
 ) -> None:
     """Write a realistic synthetic Exchange 2016 server collection, with attack traces at known
     positions listed in OUTDIR/answer_key.json."""
     from exhunt.synth import FAMILIES, generate
+
+    if export_shape is not None and export_shape != "message-only":
+        raise _fail(f"unknown --export-shape {export_shape!r}; choose message-only")
 
     names = {p.strip() for p in plant.split(",") if p.strip()}
     if "all" in names:
@@ -318,6 +327,9 @@ def synth(
     unknown = names - set(FAMILIES)
     if unknown:
         raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
+    if export_shape == "message-only":
+        _synth_message_only(outdir, seed, users, days, benign_only, frozenset(names), target_mb)
+        return
     key = _guard(
         lambda: generate(
             outdir,
@@ -333,6 +345,27 @@ def synth(
     err.print(
         f"wrote {terminal_text(outdir)} ({traces} planted traces; answer key: {terminal_text(outdir / 'answer_key.json')})"
     )
+
+
+def _synth_message_only(
+    outdir: Path, seed: int, users: int, days: int, benign_only: bool, plant: frozenset[str], target_mb: float | None
+) -> None:
+    """`exhunt synth --export-shape message-only`: generate, then rewrite the events (one module each)."""
+    import tempfile
+
+    from exhunt.synth import generate
+    from exhunt.synth.shape_message_only import write_message_only
+
+    if outdir.exists() and any(outdir.iterdir()):
+        raise _fail(f"{terminal_text(outdir)} exists and is not empty; choose an empty output folder")
+    with tempfile.TemporaryDirectory(prefix="exhunt-synth-") as tmp:
+        _guard(
+            lambda: generate(
+                Path(tmp), seed=seed, users=users, days=days, benign_only=benign_only, plant=plant, target_mb=target_mb
+            )
+        )
+        done = _guard(lambda: write_message_only(Path(tmp), outdir))
+    err.print(f"wrote {terminal_text(outdir)} (message-only: {done['events']:,} events in {done['event_files']} files)")
 
 
 @rules_app.command("list")
