@@ -310,7 +310,8 @@ def synth(
     export_shape: Annotated[
         str | None,
         typer.Option(
-            help="Write the collection as an export shape: message-only (events keep only their rendered Message)."
+            help="Write the collection as an export shape: message-only (events keep only their rendered Message, "
+            "JSON lines) or sentinel-events (Sentinel SecurityEvent / message-only Event CSV exports)."
         ),
     ] = None,
 ) -> None:
@@ -318,8 +319,8 @@ def synth(
     positions listed in OUTDIR/answer_key.json."""
     from exhunt.synth import FAMILIES, generate
 
-    if export_shape is not None and export_shape != "message-only":
-        raise _fail(f"unknown --export-shape {export_shape!r}; choose message-only")
+    if export_shape is not None and export_shape not in EVENT_SHAPES:
+        raise _fail(f"unknown --export-shape {terminal_text(export_shape)}; choose {', '.join(EVENT_SHAPES)}")
 
     names = {p.strip() for p in plant.split(",") if p.strip()}
     if "all" in names:
@@ -327,8 +328,8 @@ def synth(
     unknown = names - set(FAMILIES)
     if unknown:
         raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
-    if export_shape == "message-only":
-        _synth_message_only(outdir, seed, users, days, benign_only, frozenset(names), target_mb)
+    if export_shape is not None:
+        _synth_event_shape(export_shape, outdir, seed, users, days, benign_only, frozenset(names), target_mb)
         return
     key = _guard(
         lambda: generate(
@@ -347,14 +348,30 @@ def synth(
     )
 
 
-def _synth_message_only(
-    outdir: Path, seed: int, users: int, days: int, benign_only: bool, plant: frozenset[str], target_mb: float | None
+EVENT_SHAPES = {
+    "message-only": "exhunt.synth.shape_message_only:write_message_only",
+    "sentinel-events": "exhunt.synth.shape_sentinel_events:write_sentinel_events",
+}
+
+
+def _synth_event_shape(
+    shape: str,
+    outdir: Path,
+    seed: int,
+    users: int,
+    days: int,
+    benign_only: bool,
+    plant: frozenset[str],
+    target_mb: float | None,
 ) -> None:
-    """`exhunt synth --export-shape message-only`: generate, then rewrite the events (one module each)."""
+    """`exhunt synth --export-shape SHAPE` for the event shapes: generate, then rewrite the events."""
+    import importlib
     import tempfile
 
     from exhunt.synth import generate
-    from exhunt.synth.shape_message_only import write_message_only
+
+    module, _, function = EVENT_SHAPES[shape].partition(":")
+    write_shape = getattr(importlib.import_module(module), function)
 
     if outdir.exists() and any(outdir.iterdir()):
         raise _fail(f"{terminal_text(outdir)} exists and is not empty; choose an empty output folder")
@@ -364,8 +381,8 @@ def _synth_message_only(
                 Path(tmp), seed=seed, users=users, days=days, benign_only=benign_only, plant=plant, target_mb=target_mb
             )
         )
-        done = _guard(lambda: write_message_only(Path(tmp), outdir))
-    err.print(f"wrote {terminal_text(outdir)} (message-only: {done['events']:,} events in {done['event_files']} files)")
+        done = _guard(lambda: write_shape(Path(tmp), outdir))
+    err.print(f"wrote {terminal_text(outdir)} ({shape}: {done['events']:,} events in {done['event_files']} files)")
 
 
 @rules_app.command("list")
