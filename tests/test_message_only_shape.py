@@ -1,6 +1,7 @@
-"""Acceptance for the message-only export shape: the `--plant all` collection, with every event kept
+"""Acceptance for the message-only export shapes: the `--plant all` collection, with every event kept
 only as its rendered Message, gives the same event-rule findings (same evidence file and line) as the
-structured Winlogbeat original, and a Sigma rule matches the same events in both forms."""
+structured Winlogbeat original, and a Sigma rule matches the same events in both forms; its Sentinel
+CSV form (SecurityEvent columns, message-only Event rows) finds every event trace at its CSV line."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from exhunt.rules.model import load_rules
 from exhunt.scan import ScanOptions, ScanResult, scan
 from exhunt.sources.message_fields import layout_for
 from exhunt.synth import FAMILIES, generate
 from exhunt.synth.shape_message_only import write_message_only
+from exhunt.synth.shape_sentinel_events import write_sentinel_events
 from tests.conftest import SHARED
 
 SIGMA_RULES = (
@@ -27,15 +30,32 @@ def sigma_files() -> list[Path]:
     return [root / r for r in SIGMA_RULES if (root / r).exists()]
 
 
+EVENT_RULES = [r for r in load_rules() if r.source == "events"]  # the web and file rules read no event
+OPTIONS = ScanOptions(rules=EVENT_RULES, analytics=False, all_evidence=True, sigma=sigma_files() or None)
+
+
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, ScanResult, ScanResult]:
-    base = tmp_path_factory.mktemp("message-only")
-    original, message_only = base / "original" / "EXCH01-triage", base / "message-only" / "EXCH01-triage"
-    key = generate(original, seed=3, users=10, days=7, plant=frozenset(FAMILIES))
-    done = write_message_only(original, message_only)
+def original(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, ScanResult]:
+    root = tmp_path_factory.mktemp("message-only") / "original" / "EXCH01-triage"
+    key = generate(root, seed=3, users=6, days=7, plant=frozenset(FAMILIES))
+    return key, root, scan(root, OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def shapes(original) -> tuple[dict, Path, ScanResult, ScanResult]:
+    key, root, result = original
+    message_only = root.parent.parent / "message-only" / "EXCH01-triage"
+    done = write_message_only(root, message_only)
     assert done["events"] > 1000 and done["event_files"] >= 6
-    options = ScanOptions(analytics=False, all_evidence=True, sigma=sigma_files() or None)
-    return key, message_only, scan(original, options), scan(message_only, options)
+    return key, message_only, result, scan(message_only, OPTIONS)
+
+
+def rule_counts(result: ScanResult) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in result.findings:
+        if f.rule.source == "events":
+            out[f.rule.id] = out.get(f.rule.id, 0) + f.count
+    return out
 
 
 def event_evidence(result: ScanResult, prefix: str = "") -> dict[str, set[tuple[str, int | None]]]:
@@ -78,14 +98,7 @@ def test_event_rules_give_the_same_evidence_on_both_shapes(shapes):
     before, after = event_evidence(original), event_evidence(message_only)
     assert len(before) > 30
     assert after == before
-    counts = {}
-    for result in (original, message_only):
-        per_rule: dict[str, int] = {}
-        for f in result.findings:
-            if f.rule.source == "events":
-                per_rule[f.rule.id] = per_rule.get(f.rule.id, 0) + f.count
-        counts[id(result)] = per_rule
-    assert counts[id(message_only)] == counts[id(original)]
+    assert rule_counts(message_only) == rule_counts(original)
 
 
 def test_message_only_provenance_is_recorded(shapes):
@@ -105,3 +118,19 @@ def test_sigma_rules_match_the_same_events_in_both_shapes(shapes):
     before, after = event_evidence(original, "sigma:"), event_evidence(message_only, "sigma:")
     assert before, "no shared Sigma rule matched the structured events"
     assert after == before
+
+
+def test_sentinel_csv_shape_finds_every_event_trace_at_its_csv_line(original):
+    _, root, structured = original
+    sentinel = root.parent.parent / "sentinel" / "EXCH01-triage"
+    done = write_sentinel_events(root, sentinel)
+    assert done["event_files"] >= 6
+    key = json.loads((sentinel / "answer_key.json").read_text(encoding="utf-8"))
+    result = scan(sentinel, ScanOptions(rules=EVENT_RULES, analytics=False, all_evidence=True))
+    found = {(f.rule.id, e.path, e.line) for f in result.findings for e in f.evidence}
+    events = [t for t in key["traces"] if t["required"] and t["path"].endswith(".csv")]
+    assert len(events) > 40
+    missed = [t for t in events if (t["rule"], t["path"], t["line"]) not in found]
+    assert not missed, "\n".join(f"{t['rule']} {t['path']}:{t['line']}" for t in missed)
+    assert rule_counts(result) == rule_counts(structured)
+    assert not result.errors, result.errors
