@@ -145,19 +145,45 @@ def read_jsonl(lines: list[dict]) -> tuple[list[dict], ArtifactInfo]:
 
 
 def test_reader_fills_message_only_events_and_says_so():
+    common = {
+        "Computer": "EXCH01",
+        "Channel": "Security",
+        "EventID": 4688,
+        "ProviderName": "Microsoft-Windows-Security-Auditing",
+    }
     rows, info = read_jsonl(
         [
-            {"TimeCreated": "2021-03-03T04:00:00Z", "Computer": "EXCH01", "Channel": "Security", "EventID": 4688,
-             "ProviderName": "Microsoft-Windows-Security-Auditing", "Message": M4688},
-            {"TimeCreated": "2021-03-03T04:00:01Z", "Computer": "EXCH01", "Channel": "Security", "EventID": 4688,
-             "ProviderName": "Microsoft-Windows-Security-Auditing", "NewProcessName": "C:\\structured.exe", "Message": M4688},
+            {"TimeCreated": "2021-03-03T04:00:00Z", **common, "Message": M4688},
+            {"TimeCreated": "2021-03-03T04:00:01Z", **common, "NewProcessName": "C:\\structured.exe", "Message": M4688},
+            {"TimeCreated": "2021-03-03T04:00:02Z", **common, "NewProcessName": "C:\\structured.exe",
+             "CommandLine": "structured", "Message": M4688},
         ]
     )  # fmt: skip
-    first, second = (json.loads(r["data"]) for r in rows)
+    first, second, third = (json.loads(r["data"]) for r in rows)
     assert first["CommandLine"] == "cmd /c whoami" and first["_parsed_from"] == "Message"
-    assert second == {"NewProcessName": "C:\\structured.exe"}  # structured fields win: nothing parsed
+    # one field of the event's own is kept over the message; the rest comes from the message
+    assert second["NewProcessName"] == "C:\\structured.exe" and second["CommandLine"] == "cmd /c whoami"
+    assert third == {"NewProcessName": "C:\\structured.exe", "CommandLine": "structured"}  # structured: not parsed
     assert info.log_type == "JSON lines (message-only)"
-    assert any("1 of 2 event(s)" in n and "parsed from the rendered Message" in n for n in info.notes)
+    assert any("2 of 3 event(s)" in n and "parsed from the rendered Message" in n for n in info.notes)
+
+
+def test_nxlog_message_only_record_with_the_agents_own_keys():
+    message = (
+        "A service was installed in the system.\r\n\r\nService Name:  PSEXESVC\r\nService File Name:  "
+        "%SystemRoot%\\PSEXESVC.exe\r\nService Type:  user mode service\r\nService Start Type:  demand start\r\n"
+        "Service Account:  LocalSystem"
+    )
+    nxlog = {
+        "EventTime": "2021-03-03 04:00:00", "Hostname": "EXCH01.corp.example", "EventID": 7045,
+        "SourceName": "Service Control Manager", "Channel": "System", "AccountName": "SYSTEM", "Domain": "NT AUTHORITY",
+        "UserID": "S-1-5-18", "AccountType": "User", "Message": message,
+    }  # fmt: skip
+    rows, _ = read_jsonl([nxlog])
+    data = json.loads(rows[0]["data"])
+    assert (data["ServiceName"], data["ImagePath"]) == ("PSEXESVC", "%SystemRoot%\\PSEXESVC.exe")
+    assert data["StartType"] == "demand start" and data["AccountName"] == "SYSTEM"  # the agent's key stays
+    assert rows[0]["provider"] == "Service Control Manager" and rows[0]["channel"] == "System"
 
 
 def test_sentinel_security_event_and_event_rows():

@@ -340,6 +340,6 @@ class JsonLinesEventSource(Source):
 def message_note(parsed: int, records: int) -> str:
     """The coverage note of an artifact whose events kept only their rendered text."""
     return (
-        f"{parsed:,} of {records:,} event(s) carried no structured fields: their fields were parsed from the "
-        "rendered Message (data key _parsed_from)"
+        f"{parsed:,} of {records:,} event(s) kept their fields only in the rendered text: their fields were "
+        "parsed from the rendered Message (data key _parsed_from; a field the export kept wins)"
     )

@@ -55,15 +55,9 @@ class Layout:
     trailer: str = ""
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # field -> rendered (lower) -> raw
     order: tuple[str, ...] = ()  # Sysmon field order
-    pattern: re.Pattern[str] | None = None  # labels at a line start
     joined_pattern: re.Pattern[str] | None = None  # labels anywhere after white space (one-line form)
-
-    def fields(self) -> set[str]:
-        if self.kind == "sysmon":
-            return set(self.order)
-        if self.kind == "cmdlet":
-            return {"param1", "param2"}
-        return {f for labels in self.sections.values() for f in labels.values()}
+    words: frozenset[str] = frozenset()  # headings and labels (lower case; Sysmon keys as written)
+    names: frozenset[str] = frozenset()  # the fields this layout yields
 
 
 @dataclass
@@ -97,6 +91,7 @@ def _label_layout(event_id: int, spec: dict[str, Any], like: dict[str, Any] | No
     aliases = {str(k).lower(): str(v).lower() for k, v in (base.get("aliases") or {}).items()}
     words = [h for h in sections if h] + list(aliases) + list(seen)
     alt = _alternation(words)
+    names = frozenset(f for labels in sections.values() for f in labels.values())
     return Layout(
         "labels",
         event_id,
@@ -108,21 +103,22 @@ def _label_layout(event_id: int, spec: dict[str, Any], like: dict[str, Any] | No
             str(f): {str(k).lower(): str(v) for k, v in m.items()}
             for f, m in (spec.get("values") or base.get("values") or {}).items()
         },
-        pattern=re.compile(rf"(?im)^[ \t]*({alt})[ \t]*:"),
         joined_pattern=re.compile(rf"(?i)(?:^|(?<=\s))({alt})[ \t]*:"),
+        words=frozenset(words),
+        names=names,
     )
 
 
 def _sysmon_layout(event_id: int | None, names: list[str]) -> Layout:
     if not names:  # any `Key:` at a line start
-        return Layout("sysmon", event_id, pattern=re.compile(r"(?m)^[ \t]*([A-Za-z][A-Za-z0-9]{0,63})[ \t]*:"))
-    alt = _alternation(names)
+        return Layout("sysmon", event_id)
     return Layout(
         "sysmon",
         event_id,
         order=tuple(names),
-        pattern=re.compile(rf"(?m)^[ \t]*({alt})[ \t]*:"),
-        joined_pattern=re.compile(rf"(?:^|(?<=\s))({alt}):"),
+        joined_pattern=re.compile(rf"(?:^|(?<=\s))({_alternation(names)}):"),
+        words=frozenset(names),
+        names=frozenset(names),
     )
 
 
@@ -149,7 +145,7 @@ def _tables() -> _Tables:
         sysmon,
         _sysmon_layout(None, []),
         frozenset(p.lower() for p in sysmon_doc.get("providers") or []),
-        Layout("cmdlet", None),
+        Layout("cmdlet", None, names=frozenset({"param1", "param2"})),
         frozenset(p.lower() for p in cmdlet_doc.get("providers") or []),
         frozenset(c.lower() for c in cmdlet_doc.get("channels") or []),
         frozenset(int(i) for i in cmdlet_doc.get("event_ids") or []),
@@ -193,30 +189,63 @@ def _parse_cmdlet(text: str) -> dict[str, str]:
     return out
 
 
-def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]:
-    pattern = layout.pattern if "\n" in text or layout.joined_pattern is None else layout.joined_pattern
-    assert pattern is not None
-    matches = []
-    for i, m in enumerate(pattern.finditer(text)):
-        if i >= MAX_LABELS:
+Token = tuple[str, int, int]  # (label as written, start of its line or match, end of `label:`)
+
+
+def _line_tokens(layout: Layout, text: str) -> list[Token]:
+    """Labels that begin a line: `  Label:` with a known label (any `Key:` for a Sysmon event whose
+    fields exhunt does not list)."""
+    out: list[Token] = []
+    pos = 0
+    fold = layout.kind != "sysmon"
+    for line in text.split("\n"):
+        start, pos = pos, pos + len(line) + 1
+        colon = line.find(":", 0, 256)
+        if colon <= 0:
+            continue
+        label = line[:colon].strip(" \t")
+        key = label.lower() if fold else label
+        if layout.words:
+            if key not in layout.words:
+                continue
+        elif not (label.isascii() and label.isalnum() and label[0].isalpha()):
+            continue
+        out.append((label, start, start + colon + 1))
+        if len(out) >= MAX_LABELS:
             break
-        matches.append(m)
+    return out
+
+
+def _joined_tokens(pattern: re.Pattern[str], text: str) -> list[Token]:
+    out: list[Token] = []
+    for m in pattern.finditer(text):
+        out.append((m.group(1), m.start(), m.end()))
+        if len(out) >= MAX_LABELS:
+            break
+    return out
+
+
+def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]:
+    if "\n" in text or layout.joined_pattern is None:
+        tokens = _line_tokens(layout, text)
+    else:
+        tokens = _joined_tokens(layout.joined_pattern, text)
     repeated: list[str] = []
     if layout.order:
-        pruned = _in_order(layout.order, matches)
-        if len(pruned) != len(matches):
-            repeated = _repeats(matches)
-        matches = pruned
+        pruned = _in_order(layout.order, tokens)
+        if len(pruned) != len(tokens):
+            repeated = _repeats(tokens)
+        tokens = pruned
     out: dict[str, str] = {}
     section = ""
     trailer = layout.trailer.lower()
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        label = m.group(1).lower()
-        value = text[m.end() : end]
+    for i, (label, _, value_start) in enumerate(tokens):
+        end = tokens[i + 1][1] if i + 1 < len(tokens) else len(text)
+        value = text[value_start:end]
         if layout.kind == "sysmon":
-            name: str | None = m.group(1)
+            name: str | None = label
         else:
+            label = label.lower()
             heading = layout.aliases.get(label, label)
             if heading in layout.sections and heading and not value.strip():
                 section = heading
@@ -224,7 +253,7 @@ def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]
             name = layout.sections.get(section, {}).get(label) or layout.anywhere.get(label)
         if not name:
             continue
-        if trailer:
+        if trailer and i + 1 == len(tokens):  # the template's explanation follows the last field
             cut = value.lower().find(trailer)
             if cut >= 0:
                 value = value[:cut]
@@ -236,27 +265,27 @@ def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]
     return out, repeated
 
 
-def _repeats(matches: list[re.Match[str]]) -> list[str]:
+def _repeats(tokens: list[Token]) -> list[str]:
     seen: set[str] = set()
     out = []
-    for m in matches:
-        if m.group(1) in seen:
-            out.append(m.group(1))
-        seen.add(m.group(1))
+    for label, _, _ in tokens:
+        if label in seen:
+            out.append(label)
+        seen.add(label)
     return out
 
 
-def _in_order(order: tuple[str, ...], matches: list[re.Match[str]]) -> list[re.Match[str]]:
+def _in_order(order: tuple[str, ...], matches: list[Token]) -> list[Token]:
     """Of a key that occurs more than once, keep the occurrence that sits in schema order between its
     neighbours; the others are text of the value they stand in (a command line imitating a line)."""
     rank = {name: i for i, name in enumerate(order)}
-    names = [m.group(1) for m in matches]
+    names = [t[0] for t in matches]
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1
     if all(c == 1 for c in counts.values()):
         return matches
-    keep: list[re.Match[str]] = []
+    keep: list[Token] = []
     chosen: set[str] = set()
     for i, m in enumerate(matches):
         name = names[i]
@@ -270,8 +299,8 @@ def _in_order(order: tuple[str, ...], matches: list[re.Match[str]]) -> list[re.M
             keep.append(m)
     for name in counts:  # no occurrence fits: the first one stands
         if counts[name] > 1 and name not in chosen:
-            keep.append(next(m for m in matches if m.group(1) == name))
-    keep.sort(key=lambda m: m.start())
+            keep.append(next(t for t in matches if t[0] == name))
+    keep.sort(key=lambda t: t[1])
     return keep
 
 
@@ -306,8 +335,10 @@ def fill_from_message(
     layout = layout_for(channel, provider, event_id)
     if layout is None:
         return False
-    wanted = layout.fields()
-    if wanted and any(data.get(name) for name in wanted):
+    wanted = layout.names
+    # structured already when two of its fields have values (one may be an agent's own key: NXLog
+    # adds AccountName/Domain of the event's user to every record)
+    if data and wanted and sum(1 for name in wanted & data.keys() if data[name]) >= min(2, len(wanted)):
         return False
     if not wanted and any(k[:1].isupper() for k in data):  # generic Sysmon: structured keys present
         return False
