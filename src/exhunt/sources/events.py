@@ -5,6 +5,8 @@ Every event becomes a row of the `events` table: `ts` (UTC), `channel`, `provide
 `level` (1 critical .. 5 verbose), `computer`, `record_id`, `data` (EventData/UserData flattened to a
 JSON object of strings; unnamed `<Data>` items become `param1..N`, as Winlogbeat names them) and
 `message` (rendered text where the export has one). `_line` is the JSON-lines line, or null for EVTX.
+Sentinel `SecurityEvent`/`Event` rows are mapped by `sentinel_events`; an event whose export kept only
+its rendered text gets its fields from it (`message_fields.fill_from_message`, noted per file).
 """
 
 from __future__ import annotations
