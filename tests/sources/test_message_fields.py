@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -220,3 +221,29 @@ def test_sentinel_security_event_and_event_rows():
         "TargetUserName": "a&b",
         "X": "",
     }
+
+
+def test_real_evtx_fields_survive_a_round_trip_through_their_rendered_text():
+    """Real EVTX events (Sysmon 1/10, Security 4624/4648/1102) rendered in their Windows layout and
+    parsed back give the EVTX reader's fields."""
+    from exhunt.sources.events import EvtxSource
+    from exhunt.synth.shape_message_only import _layouts, render
+    from tests.conftest import shared_path
+
+    layouts = _layouts()
+    checked = 0
+    for path in sorted(shared_path("data", "evtx").glob("*.evtx")):
+        info = ArtifactInfo(path.name)
+        with path.open("rb") as stream:
+            rows = [r for _, t in EvtxSource().read(stream, info, hashlib.sha256()) for r in t.to_pylist()]
+        for row in rows:
+            layout = layout_for(row["channel"], row["provider"], row["event_id"])
+            if layout is None:
+                continue
+            data = json.loads(row["data"])
+            event = {"winlog": {"provider_name": row["provider"], "event_id": row["event_id"], "event_data": data}}
+            parsed = fields_from_message(layout, render({**event, "message": "Event:"}, layouts))
+            expected = {k: v.strip() for k, v in data.items() if k in layout.names}
+            assert {k: parsed.get(k) for k in expected} == expected, (path.name, row["event_id"])
+            checked += 1
+    assert checked > 10
