@@ -291,12 +291,16 @@ class JsonLinesEventSource(Source):
     def _add(self, raw: bytes, line: int, batch: _Batcher, info: ArtifactInfo) -> None:
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
             info.errors.append((line, "not a JSON object: line skipped"))
             return
         if not isinstance(obj, dict):
             info.errors.append((line, "not a JSON object: line skipped"))
             return
+        self.add_object(obj, line, batch, info)
+
+    def add_object(self, obj: dict[str, Any], line: int, batch: _Batcher, info: ArtifactInfo) -> None:
+        """One event object of any supported shape (also used for JSON-array exports)."""
         if is_sentinel_row(obj):
             self._add_row(normalise(obj), line, batch, info)
             return
