@@ -247,6 +247,16 @@ def test_sentinel_security_event_and_event_rows():
         "TargetUserName": "a&b",
         "X": "",
     }
+    cleared = (
+        '<DataItem type="System.XmlData"><UserData><LogFileCleared xmlns="http://manifests.microsoft.com/win/2004/08/'
+        'windows/eventlog"><SubjectUserSid>S-1-5-21-1-500</SubjectUserSid><SubjectUserName>admin</SubjectUserName>'
+        "<SubjectDomainName>CORP</SubjectDomainName></LogFileCleared></UserData></DataItem>"
+    )
+    assert xml_items(cleared) == {
+        "SubjectUserSid": "S-1-5-21-1-500",
+        "SubjectUserName": "admin",
+        "SubjectDomainName": "CORP",
+    }
 
 
 def test_real_evtx_fields_survive_a_round_trip_through_their_rendered_text():

@@ -23,6 +23,7 @@ MAX_XML_CHARS = 1 << 20
 MAX_XML_ITEMS = 1024
 _DATA = re.compile(r"<Data\s+Name\s*=\s*[\"']([^\"'<>]{1,256})[\"']\s*(?:/>|>([^<]*)</Data>)", re.I)
 _PARAM = re.compile(r"<Param>([^<]*)</Param>|<Param\s*/>", re.I)
+_LEAF = re.compile(r"<([A-Za-z_][\w.-]{0,127})(?:\s[^<>]{0,512})?>([^<]*)</\1\s*>")
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,20 @@ def _text(v: Any) -> str:
 
 
 def xml_items(text: str) -> dict[str, str]:
-    """`<Data Name="X">v</Data>` items of an EventData/UserData XML string (entities decoded)."""
+    """`<Data Name="X">v</Data>` items of an EventData XML string, or the leaf elements of a UserData
+    block (`<UserData><LogFileCleared><SubjectUserName>v</SubjectUserName>...`), entities decoded."""
+    text = text[:MAX_XML_CHARS]
     out: dict[str, str] = {}
-    for i, m in enumerate(_DATA.finditer(text[:MAX_XML_CHARS])):
+    for i, m in enumerate(_DATA.finditer(text)):
         if i >= MAX_XML_ITEMS:
             break
         out.setdefault(m.group(1), html.unescape(m.group(2) or ""))
+    start = text.find("<UserData")
+    if start >= 0:
+        for i, m in enumerate(_LEAF.finditer(text, start)):
+            if i >= MAX_XML_ITEMS:
+                break
+            out.setdefault(m.group(1), html.unescape(m.group(2)))
     return out
 
 
