@@ -202,19 +202,21 @@ Token = tuple[str, int, int]  # (label as written, start of its line or match, e
 
 def _line_tokens(layout: Layout, text: str) -> list[Token]:
     """Labels that begin a line: `  Label:` with a known label (any `Key:` for a Sysmon event whose
-    fields exhunt does not list)."""
+    fields exhunt does not list). Labels of label layouts are given in lower case."""
     out: list[Token] = []
     pos = 0
     fold = layout.kind != "sysmon"
+    words = layout.words
     for line in text.split("\n"):
         start, pos = pos, pos + len(line) + 1
         colon = line.find(":", 0, 256)
         if colon <= 0:
             continue
         label = line[:colon].strip(" \t")
-        key = label.lower() if fold else label
-        if layout.words:
-            if key not in layout.words:
+        if fold:
+            label = label.lower()
+        if words:
+            if label not in words:
                 continue
         elif not (label.isascii() and label.isalnum() and label[0].isalpha()):
             continue
@@ -245,23 +247,25 @@ def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]
             repeated = _repeats(tokens)
         tokens = pruned
     out: dict[str, str] = {}
-    section = ""
+    sysmon = layout.kind == "sysmon"
+    sections, anywhere, values = layout.sections, layout.anywhere, layout.values
+    current: dict[str, str] = sections.get("", {})
     trailer = layout.trailer.lower()
+    last = len(tokens) - 1
     for i, (label, _, value_start) in enumerate(tokens):
-        end = tokens[i + 1][1] if i + 1 < len(tokens) else len(text)
-        value = text[value_start:end]
-        if layout.kind == "sysmon":
+        value = text[value_start : tokens[i + 1][1] if i < last else len(text)]
+        if sysmon:
             name: str | None = label
         else:
-            label = label.lower()
+            label = label.lower()  # the one-line form keeps the text's case
             heading = layout.aliases.get(label, label)
-            if heading in layout.sections and heading and not value.strip():
-                section = heading
+            if heading in sections and heading and not value.strip():
+                current = sections[heading]
                 continue
-            name = layout.sections.get(section, {}).get(label) or layout.anywhere.get(label)
+            name = current.get(label) or anywhere.get(label)
         if not name:
             continue
-        if trailer and i + 1 == len(tokens):  # the template's explanation follows the last field
+        if trailer and i == last:  # the template's explanation follows the last field
             cut = value.lower().find(trailer)
             if cut >= 0:
                 value = value[:cut]
@@ -269,7 +273,7 @@ def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]
         if name in out:
             repeated.append(name)
             continue
-        out[name] = layout.values.get(name, {}).get(value.lower(), value)
+        out[name] = values[name].get(value.lower(), value) if name in values else value
     return out, repeated
 
 
