@@ -330,10 +330,20 @@ def synth(
         ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
+    export_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the collection as an export shape: message-only (events keep only their rendered Message, "
+            "JSON lines) or sentinel-events (Sentinel SecurityEvent / message-only Event CSV exports)."
+        ),
+    ] = None,
 ) -> None:
     """Write a realistic synthetic Exchange 2016 server collection, with attack traces at known
     positions listed in OUTDIR/answer_key.json."""
     from exhunt.synth import FAMILIES, generate
+
+    if export_shape is not None and export_shape not in EVENT_SHAPES:
+        raise _fail(f"unknown --export-shape {terminal_text(export_shape)}; choose {', '.join(EVENT_SHAPES)}")
 
     names = {p.strip() for p in plant.split(",") if p.strip()}
     if "all" in names:
@@ -341,6 +351,9 @@ def synth(
     unknown = names - set(FAMILIES)
     if unknown:
         raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
+    if export_shape is not None:
+        _synth_event_shape(export_shape, outdir, seed, users, days, benign_only, frozenset(names), target_mb)
+        return
     key = _guard(
         lambda: generate(
             outdir,
@@ -356,6 +369,43 @@ def synth(
     err.print(
         f"wrote {terminal_text(outdir)} ({traces} planted traces; answer key: {terminal_text(outdir / 'answer_key.json')})"
     )
+
+
+EVENT_SHAPES = {
+    "message-only": "exhunt.synth.shape_message_only:write_message_only",
+    "sentinel-events": "exhunt.synth.shape_sentinel_events:write_sentinel_events",
+}
+
+
+def _synth_event_shape(
+    shape: str,
+    outdir: Path,
+    seed: int,
+    users: int,
+    days: int,
+    benign_only: bool,
+    plant: frozenset[str],
+    target_mb: float | None,
+) -> None:
+    """`exhunt synth --export-shape SHAPE` for the event shapes: generate, then rewrite the events."""
+    import importlib
+    import tempfile
+
+    from exhunt.synth import generate
+
+    module, _, function = EVENT_SHAPES[shape].partition(":")
+    write_shape = getattr(importlib.import_module(module), function)
+
+    if outdir.exists() and any(outdir.iterdir()):
+        raise _fail(f"{terminal_text(outdir)} exists and is not empty; choose an empty output folder")
+    with tempfile.TemporaryDirectory(prefix="exhunt-synth-") as tmp:
+        _guard(
+            lambda: generate(
+                Path(tmp), seed=seed, users=users, days=days, benign_only=benign_only, plant=plant, target_mb=target_mb
+            )
+        )
+        done = _guard(lambda: write_shape(Path(tmp), outdir))
+    err.print(f"wrote {terminal_text(outdir)} ({shape}: {done['events']:,} events in {done['event_files']} files)")
 
 
 @rules_app.command("list")

@@ -29,9 +29,14 @@ from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
 from exhunt.sources.iis_config import IisConfigSource
+from exhunt.sources.json_array_events import JsonArrayEventSource
+from exhunt.sources.sentinel_csv import SentinelEventCsvSource
 from exhunt.sources.w3c import W3CSource
 
-SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
+SOURCES: tuple[type[Source], ...] = (
+    EvtxSource, SentinelEventCsvSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, JsonArrayEventSource,
+    IisConfigSource,
+)  # fmt: skip
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192

@@ -5,6 +5,8 @@ Every event becomes a row of the `events` table: `ts` (UTC), `channel`, `provide
 `level` (1 critical .. 5 verbose), `computer`, `record_id`, `data` (EventData/UserData flattened to a
 JSON object of strings; unnamed `<Data>` items become `param1..N`, as Winlogbeat names them) and
 `message` (rendered text where the export has one). `_line` is the JSON-lines line, or null for EVTX.
+Sentinel `SecurityEvent`/`Event` rows are mapped by `sentinel_events`; an event whose export kept only
+its rendered text gets its fields from it (`message_fields.fill_from_message`, noted per file).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pyarrow as pa
 from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import ReadState, iter_lines_chunks
+from exhunt.sources.message_fields import fill_from_message
+from exhunt.sources.sentinel_events import is_sentinel_row, normalise
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -262,10 +266,13 @@ class JsonLinesEventSource(Source):
         first = text.split("\n", 1)[0]
         return any(k in first for k in ('"winlog"', '"EventID"', '"event_id"', '"Channel"', '"EventRecordID"'))
 
+    parsed_from_message = 0  # events of the artifact whose fields were read from the rendered text
+
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
         info.table, info.log_type = TABLE, "JSON lines"
         state = ReadState()
         batch = _Batcher()
+        self.parsed_from_message = 0
         for chunk, first_line, _, offset in iter_lines_chunks(stream, state, hasher):
             info.runs.append((first_line, offset))
             for i, raw in enumerate(chunk.split(b"\n")):
@@ -275,18 +282,27 @@ class JsonLinesEventSource(Source):
                 if len(batch) >= BATCH:
                     yield TABLE, batch.flush()
         info.errors.extend(state.errors)
+        if self.parsed_from_message:
+            info.log_type = "JSON lines (message-only)"
+            info.notes.append(message_note(self.parsed_from_message, info.records))
         if len(batch):
             yield TABLE, batch.flush()
 
-    @staticmethod
-    def _add(raw: bytes, line: int, batch: _Batcher, info: ArtifactInfo) -> None:
+    def _add(self, raw: bytes, line: int, batch: _Batcher, info: ArtifactInfo) -> None:
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the decoder's depth
             info.errors.append((line, "not a JSON object: line skipped"))
             return
         if not isinstance(obj, dict):
             info.errors.append((line, "not a JSON object: line skipped"))
+            return
+        self.add_object(obj, line, batch, info)
+
+    def add_object(self, obj: dict[str, Any], line: int, batch: _Batcher, info: ArtifactInfo) -> None:
+        """One event object of any supported shape (also used for JSON-array exports)."""
+        if is_sentinel_row(obj):
+            self._add_row(normalise(obj), line, batch, info)
             return
         data_obj = _dig(obj, "winlog.event_data")
         if data_obj is None:
@@ -300,17 +316,36 @@ class JsonLinesEventSource(Source):
                 data.update({k: _text(v) for k, v in user.items()})
         else:  # flat NXLog / dataset shape: every other key is event data
             data = {k: _text(v) for k, v in obj.items() if k not in _FLAT_NON_DATA and not isinstance(v, dict)}
-        message = _first(obj, _JSONL_KEYS["message"])
+        row = {name: _first(obj, keys) for name, keys in _JSONL_KEYS.items()}
+        row["data"] = data
+        self._add_row(row, line, batch, info)
+
+    def _add_row(self, row: dict[str, Any], line: int, batch: _Batcher, info: ArtifactInfo) -> None:
+        """One event from its export columns; fields the export left only in the message are parsed."""
+        data, message = row["data"], row.get("message")
+        channel = _text(row.get("channel")) or None
+        provider = _text(row.get("provider")) or None
+        event_id = _int(row.get("event_id"))
+        if message is not None and fill_from_message(data, channel, provider, event_id, _text(message)):
+            self.parsed_from_message += 1
         batch.add(
             _line=line,
-            record_id=_int(_first(obj, _JSONL_KEYS["record_id"])),
-            ts=parse_time(_first(obj, _JSONL_KEYS["ts"])),
-            channel=_text(_first(obj, _JSONL_KEYS["channel"])) or None,
-            provider=_text(_first(obj, _JSONL_KEYS["provider"])) or None,
-            event_id=_int(_first(obj, _JSONL_KEYS["event_id"])),
-            level=_level(_first(obj, _JSONL_KEYS["level"])),
-            computer=_text(_first(obj, _JSONL_KEYS["computer"])) or None,
+            record_id=_int(row.get("record_id")),
+            ts=parse_time(row.get("ts")),
+            channel=channel,
+            provider=provider,
+            event_id=event_id,
+            level=_level(row.get("level")),
+            computer=_text(row.get("computer")) or None,
             data=json.dumps(data, ensure_ascii=False),
             message=_text(message) if message is not None else None,
         )
         info.records += 1
+
+
+def message_note(parsed: int, records: int) -> str:
+    """The coverage note of an artifact whose events kept only their rendered text."""
+    return (
+        f"{parsed:,} of {records:,} event(s) kept their fields only in the rendered text: their fields were "
+        "parsed from the rendered Message (data key _parsed_from; a field the export kept wins)"
+    )
