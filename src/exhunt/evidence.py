@@ -126,7 +126,8 @@ def build_findings(
     fetched: dict[tuple[str, int], dict[str, Any]] = {}
     by_family: dict[str, set[int]] = {}
     for rf in raw:
-        by_family.setdefault(rf.rule.source, set()).update(rf.rowids)
+        for name, rowid in rf.rows:
+            by_family.setdefault(name, set()).add(rowid)
     for name, rowids in by_family.items():
         fam = family(name)
         recs = case.records(fam, sorted(rowids))
@@ -140,8 +141,7 @@ def build_findings(
     lines, problems = fetch_lines(collection, wanted, case.line_index(sorted(wanted)))
     findings = []
     for rf in raw:
-        fam = family(rf.rule.source)
-        evidence = [_evidence(fam, rec, lines) for rid in rf.rowids if (rec := fetched.get((fam.name, rid)))]
+        evidence = [_evidence(family(name), rec, lines) for name, rid in rf.rows if (rec := fetched.get((name, rid)))]
         findings.append(
             Finding(
                 rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence
