@@ -1,10 +1,11 @@
 """Which columns of the wide Exchange log tables the rules read.
 
 Without `--case`, the rows of projected families (HttpProxy, EWS, RPS) are stored with only these columns (plus a base set for
-coverage, exposure and display); a normalised field (`source: web` rules) keeps the columns each family's
-declaration of it reads: DuckDB ingests wide all-text tables at about 115 MB/s, so storing the
+coverage, exposure and display): DuckDB ingests wide all-text tables at about 115 MB/s, so storing the
 40-odd latency columns nobody queries would halve the scan speed. The evidence record is rebuilt from
-the raw line with the file's own `#Fields`, so no parsed field is lost from a finding.
+the raw line with the file's own `#Fields`, so no parsed field is lost from a finding. A normalised
+field (aliases, and the web fields of `source: web` rules) keeps the columns that each family's
+declaration of it reads.
 """
 
 from __future__ import annotations
