@@ -59,6 +59,7 @@ bench: $(STAMP) chromium image-tools
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/sigma_events.py
 
 ## bench-fleet: 50 tiny servers on dask.distributed: hosts/minute and MB/s for 1 and 2 workers, incremental rerun
 bench-fleet: $(STAMP)

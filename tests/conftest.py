@@ -83,6 +83,17 @@ def iis_log(lines: list[str]) -> str:
     return "\n".join([*head, f"#Fields: {IIS_FIELDS}", *lines]) + "\n"
 
 
+@pytest.fixture(scope="session")
+def planted_collection(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One `--plant all` synthetic server (seed 5, 12 users, 16 days) and its answer key, built once per
+    session; tests read it and never write into it (copy it first)."""
+    from exhunt.synth import FAMILIES, generate
+
+    root = tmp_path_factory.mktemp("synth-planted") / "EXCH01-triage"
+    key = generate(root, seed=5, users=12, days=16, plant=frozenset(FAMILIES))
+    return root, key
+
+
 @pytest.fixture
 def collection(tmp_path: Path) -> Path:
     root = tmp_path / "collection"

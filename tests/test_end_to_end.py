@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exhunt.scan import ScanOptions, ScanResult, scan
-from exhunt.synth import FAMILIES, generate
+from exhunt.synth import generate
 
 SEVERE = ("high", "critical")
 
@@ -24,9 +24,8 @@ def located(result: ScanResult) -> dict[tuple[str, str, int | None], str]:
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, ScanResult]:
-    root = tmp_path_factory.mktemp("synth") / "EXCH01-triage"
-    key = generate(root, seed=5, users=12, days=16, plant=frozenset(FAMILIES))
+def planted(planted_collection: tuple[Path, dict]) -> tuple[dict, ScanResult]:
+    root, key = planted_collection
     assert json.loads((root / "answer_key.json").read_text()) == json.loads(json.dumps(key))
     return key, scan(root, ScanOptions(all_evidence=True))
 
@@ -45,6 +44,23 @@ def test_every_planted_trace_is_found_at_its_path_and_line(planted):
     assert key["traces"], "the generator planted nothing"
     assert not missed, "\n".join(f"{t['rule']} {t['path']}:{t['line']} ({t['description']})" for t in missed)
     assert result.verdict == "COMPROMISED" and result.exit_code == 1
+
+
+def test_one_request_in_both_logs_is_one_finding_with_evidence_from_each(planted):
+    key, result = planted
+    both = [t for t in key["traces"] if t["required"] and t.get("seen_in")]
+    assert both, "the answer key names no request seen in two web logs"
+    for trace in both:
+        where = {(trace["path"], trace["line"])} | {(s["path"], s["line"]) for s in trace["seen_in"]}
+        holding = [
+            f for f in result.findings if f.rule.id == trace["rule"] and where <= {(e.path, e.line) for e in f.evidence}
+        ]
+        assert len(holding) == 1, f"{trace['rule']}: {len(holding)} finding(s) hold all of {sorted(where)}"
+    # counts are of requests, not of log rows: each OWASSRF request is in IIS and in HttpProxy\PowerShell
+    owassrf = [f for f in result.findings if f.rule.id == "owassrf-owa-powershell"]
+    planted_requests = [t for t in key["traces"] if t["rule"] == "owassrf-owa-powershell"]
+    assert len(owassrf) == 1 and owassrf[0].count == len(planted_requests) == 4
+    assert {e.path.split("/")[-2] for e in owassrf[0].evidence} == {"W3SVC1", "PowerShell"}
 
 
 def test_the_planted_collection_reads_without_unexpected_errors(planted):

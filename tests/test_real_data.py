@@ -57,7 +57,7 @@ def test_real_iis_tunnel_log_shows_the_web_shell_tunnel():
     log = shared_path("data", "iis", "Tunna_rdp_tunnel_IIS.log")
     result = scan(log, ScanOptions(all_evidence=True))
     (finding,) = [f for f in result.findings if f.rule.id == "webshell-tcp-tunnel"]
-    assert finding.group == {"c-ip": "10.0.2.17", "cs-uri-stem": "/erp/conn.aspx"}
+    assert finding.group == {"client_ip": "10.0.2.17", "url_stem": "/erp/conn.aspx"}  # the normalised web fields
     assert "proxy&port=3389&ip=127.0.0.1" in finding.evidence[0].raw
     assert result.verdict == "COMPROMISED"
 

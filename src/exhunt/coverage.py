@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from exhunt.case import CaseReader
-from exhunt.families import FAMILIES, family
+from exhunt.families import FAMILIES, source_families
 from exhunt.result import FamilyCoverage
 from exhunt.rules.model import Rule
 
@@ -71,7 +71,9 @@ def window_warnings(coverage: list[FamilyCoverage], rules: list[Rule]) -> list[s
     by_family = {c.family: c for c in coverage}
     blind = []
     for campaign, (start, end, name) in CAMPAIGN_WINDOWS.items():
-        tables = {family(r.source).table for r in rules if r.campaign == campaign and family(r.source).kind != "files"}
+        tables = {
+            f.table for r in rules if r.campaign == campaign for f in source_families(r.source) if f.kind != "files"
+        }
         spans = [by_family[t] for t in tables if t in by_family and by_family[t].first and by_family[t].last]
         if spans and not any(c.first <= end and c.last >= start for c in spans):  # type: ignore[operator]
             blind.append(f"{name} ({start:%Y-%m} – {end:%Y-%m})")

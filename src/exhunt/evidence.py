@@ -129,7 +129,8 @@ def build_findings(
     fetched: dict[tuple[str, int], dict[str, Any]] = {}
     by_family: dict[str, set[int]] = {}
     for rf in raw:
-        by_family.setdefault(rf.rule.source, set()).update(rf.rowids)
+        for name, rowid in rf.rows:
+            by_family.setdefault(name, set()).add(rowid)
     for name, rowids in by_family.items():
         fam = family(name)
         recs = case.records(fam, sorted(rowids))
@@ -144,11 +145,14 @@ def build_findings(
     ntfs = case.ntfs_times(sorted({rec["_path"] for (name, _), rec in fetched.items() if name == "files"}))
     findings = []
     for rf in raw:
-        fam = family(rf.rule.source)
-        evidence = [_evidence(fam, rec, lines) for rid in rf.rowids if (rec := fetched.get((fam.name, rid)))]
-        for e in evidence if fam.name == "files" else []:
-            if e.path in ntfs:  # a file of a disk image: its `$SI`/`$FN` times (a web shell's real creation time)
+        evidence = []
+        for name, rid in rf.rows:
+            if (rec := fetched.get((name, rid))) is None:
+                continue
+            e = _evidence(family(name), rec, lines)
+            if name == "files" and e.path in ntfs:  # a file of a disk image: its `$SI`/`$FN` times
                 e.record["ntfs"] = _plain(ntfs[e.path])
+            evidence.append(e)
         findings.append(
             Finding(
                 rf.rule, rf.host, _plain(rf.group), rf.count, rf.first_seen, rf.last_seen, rf.rule.severity, evidence

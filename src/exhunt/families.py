@@ -57,6 +57,7 @@ class Family:
     empty_values: tuple[str, ...] = ("",)  # values that mean "no value" in a raw line
     artifact_column: str = "_artifact"  # the column naming the artifact a record came from
     host_column: str | None = None  # records that name their host themselves (not every one has an artifact)
+    web_fields: dict[str, Alias] = field(default_factory=dict)  # the normalised web fields (WEB_FIELDS)
 
     @property
     def line_based(self) -> bool:
@@ -68,6 +69,62 @@ def _iis_site(c: Col) -> str:
         f"CASE WHEN {c('s-port')} IN ('444', '81') THEN 'backend' "
         f"WHEN {c('s-port')} IS NULL THEN NULL ELSE 'frontend' END"
     )
+
+
+# The normalised fields of a web request, which every `web=True` family declares in `web_fields`:
+# a rule with `source: web` is written once on these and runs on every web family (UNION ALL).
+WEB_SOURCE = "web"
+WEB_FIELDS = (
+    "ts", "client_ip", "method", "url_stem", "url_query", "url", "status", "user_agent", "user", "host", "bytes",
+    "site", "protocol", "request_id",
+)  # fmt: skip
+
+
+def _iis_request_id(c: Col) -> str:
+    """The front end's request id, which Exchange appends to the IIS query as `cafeReqId=<guid>;`."""
+    return f"nullif(regexp_extract({c('cs-uri-query')}, 'cafeReqId=([0-9A-Fa-f-]+)', 1), '')"
+
+
+def _httpproxy_query(c: Col) -> str:
+    """HttpProxy's UrlQuery without its leading `?` (IIS logs the query without it)."""
+    q = c("UrlQuery")
+    return f"nullif(CASE WHEN starts_with({q}, '?') THEN substr({q}, 2) ELSE {q} END, '')"
+
+
+IIS_WEB_FIELDS: dict[str, Alias] = {
+    "ts": lambda c: "t._ts",
+    "client_ip": lambda c: c("c-ip"),
+    "method": lambda c: c("cs-method"),
+    "url_stem": lambda c: c("cs-uri-stem"),
+    "url_query": lambda c: c("cs-uri-query"),
+    "url": lambda c: f"{c('cs-uri-stem')} || coalesce('?' || {c('cs-uri-query')}, '')",
+    "status": lambda c: c("sc-status"),
+    "user_agent": lambda c: f"replace({c('cs(User-Agent)')}, '+', ' ')",
+    "user": lambda c: c("cs-username"),
+    "host": lambda c: c("cs-host"),
+    "bytes": lambda c: c("sc-bytes"),
+    "site": _iis_site,
+    "protocol": lambda c: "NULL::VARCHAR",
+    "request_id": _iis_request_id,
+}
+
+# HttpProxy logs the front end's view of the request, one folder per protocol (Ecp, Owa, Autodiscover...).
+HTTPPROXY_WEB_FIELDS: dict[str, Alias] = {
+    "ts": lambda c: "t._ts",
+    "client_ip": lambda c: c("ClientIpAddress"),
+    "method": lambda c: c("Method"),
+    "url_stem": lambda c: c("UrlStem"),
+    "url_query": _httpproxy_query,
+    "url": lambda c: f"{c('UrlStem')} || coalesce('?' || {_httpproxy_query(c)}, '')",
+    "status": lambda c: c("HttpStatus"),
+    "user_agent": lambda c: c("UserAgent"),
+    "user": lambda c: c("AuthenticatedUser"),
+    "host": lambda c: c("UrlHost"),
+    "bytes": lambda c: c("ResponseBytes"),
+    "site": lambda c: "'frontend'",
+    "protocol": lambda c: c("Protocol"),
+    "request_id": lambda c: c("RequestId"),
+}
 
 
 def _leaves_domain(c: Col) -> str:
@@ -98,13 +155,14 @@ FAMILIES: tuple[Family, ...] = (
             "site": _iis_site,
         },
         expected="IIS logs (inetpub/logs/LogFiles/W3SVC1 and W3SVC2)", web=True,
-        split_line=split_w3c_line, empty_values=("-", ""),
+        split_line=split_w3c_line, empty_values=("-", ""), web_fields=IIS_WEB_FIELDS,
     ),
     _exchange(
         "httpproxy", "log_httpproxy", "HttpProxy", log_types=("httpproxy logs",), folders=("/httpproxy/",),
         default_group=("ClientIpAddress",), projected=True, web=True,
         expected="HttpProxy logs (V15/Logging/HttpProxy/<protocol>/HttpProxy_*.LOG)",
         build_columns=("MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion"),
+        web_fields=HTTPPROXY_WEB_FIELDS,
     ),
     _exchange(
         "ecp_server", "log_ecp_server", "ECP Server", log_types=("ecp server log",), folders=("/ecp/server/",),
@@ -152,12 +210,43 @@ FAMILIES: tuple[Family, ...] = (
 _BY_NAME = {f.name: f for f in FAMILIES}
 _BY_TABLE = {f.table: f for f in FAMILIES}
 _BY_LOG_TYPE = {lt: f for f in FAMILIES for lt in f.log_types}
-RULE_SOURCES = tuple(f.name for f in FAMILIES if f.name not in ("config_mitigations", "config_extended_protection"))
+RULE_SOURCES = (
+    *(f.name for f in FAMILIES if f.name not in ("config_mitigations", "config_extended_protection")),
+    WEB_SOURCE,
+)
+assert all(set(f.web_fields) == set(WEB_FIELDS) for f in FAMILIES if f.web), "a web family lacks a web field"
 
 
 def family(name: str) -> Family:
-    """The family a rule's `source:` names."""
+    """The family a rule's `source:` names (`source_families` also knows the `web` union)."""
     return _BY_NAME[name]
+
+
+def source_families(source: str) -> tuple[Family, ...]:
+    """The families a rule's `source:` runs on: every web family for `web`, else the one it names."""
+    if source == WEB_SOURCE:
+        return tuple(f for f in FAMILIES if f.web)
+    return (_BY_NAME[source],)
+
+
+def is_union(source: str) -> bool:
+    """Does `source` name several families (a rule on it runs on their UNION ALL)?"""
+    return source == WEB_SOURCE
+
+
+def columns_read(fam: Family, name: str) -> set[str]:
+    """The source columns a rule field reads in `fam` (through its aliases or web fields)."""
+    alias = fam.aliases.get(name) or fam.web_fields.get(name)
+    if alias is None:
+        return {name}
+    seen: set[str] = set()
+
+    def record(column: str) -> str:
+        seen.add(column)
+        return "NULL"
+
+    alias(record)
+    return seen
 
 
 def family_of_table(table: str) -> Family:

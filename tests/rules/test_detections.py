@@ -251,3 +251,19 @@ def test_cmdlet_log_deletion(collection: Path):
         {"channel": "Microsoft-Windows-Sysmon/Operational", "event_id": 23, "event_data": {"TargetFilename": "C:\\Temp\\x.log"}},
     ])  # fmt: skip
     assert hits(collection, "log-exchange-cmdlet-deleted") == [(rel, 1)]
+
+
+def test_one_request_in_iis_and_httpproxy_is_one_finding_counted_once(collection: Path):
+    req = "3b0d1f5e-2a6c-4e8f-9b71-0c5d2e4a6f18"
+    write(collection, W3, iis_log([
+        f"2021-03-03 01:00:00 10.0.0.5 POST /ecp/y.js &CorrelationID=<empty>;&cafeReqId={req}; 443 - 130.255.189.21 python-requests/2.25.1 - 200 0 0 31",
+        "2021-03-03 01:00:09 10.0.0.5 POST /ecp/y.js - 443 - 130.255.189.21 python-requests/2.25.1 - 200 0 0 31",
+    ]))  # fmt: skip
+    row = {"DateTime": "2021-03-03T01:00:00.120Z", "RequestId": req, "UrlStem": "/ecp/y.js", "Method": "POST",
+           "HttpStatus": "200", "ClientIpAddress": "130.255.189.21", "UserAgent": "python-requests/2.25.1"}  # fmt: skip
+    write(collection, HP, httpproxy_log([row]))
+    result = scan(collection, ScanOptions(all_evidence=True))
+    found = [f for f in result.findings if f.rule.id == "proxylogon-ecp-js-post"]
+    assert len(found) == 1 and found[0].group == {"client_ip": "130.255.189.21"}
+    assert found[0].count == 2  # two requests, the first seen in both logs
+    assert sorted((e.path, e.line) for e in found[0].evidence) == [(HP, 7), (W3, 5), (W3, 6)]

@@ -55,3 +55,36 @@ def test_duplicate_rule_ids_are_refused(tmp_path: Path):
     (tmp_path / "b.yaml").write_text(GOOD)
     with pytest.raises(RuleError, match="duplicate rule id 't-1'"):
         load_rules([tmp_path])
+
+
+WEB = """id: w-1
+title: T
+description: d
+severity: high
+kind: exploitation
+source: web
+group_by: [client_ip]
+where: {all: [{field: url_stem, startswith: /ecp/}, {field: bytes, gte: 1000}]}
+"""
+
+
+def test_web_rules_take_only_the_normalised_fields(tmp_path: Path):
+    good = tmp_path / "good.yaml"
+    good.write_text(WEB)
+    assert load_rule_file(good).source == "web"
+    for wrong in (WEB.replace("field: url_stem", "field: cs-uri-stem"), WEB.replace("[client_ip]", "[c-ip]")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(wrong)
+        with pytest.raises(RuleError, match="only the normalised web fields"):
+            load_rule_file(bad)
+
+
+def test_web_rules_keep_the_columns_each_family_reads_for_them(tmp_path: Path):
+    from exhunt.families import WEB_FIELDS, family
+    from exhunt.rules.columns import columns_to_keep
+
+    (tmp_path / "w.yaml").write_text(WEB)
+    keep = columns_to_keep(load_rules([tmp_path / "w.yaml"]))
+    assert {"urlstem", "responsebytes", "clientipaddress", "requestid"} <= keep[family("httpproxy").table]
+    assert family("iis").table not in keep  # IIS tables are never projected
+    assert all(set(family(name).web_fields) == set(WEB_FIELDS) for name in ("iis", "httpproxy"))

@@ -36,10 +36,10 @@ SESSION_PHASE = {
     "forwarding": ("exfiltration", "T1114.003"),
     "delegate/permission": ("collection", "T1114.002"),
 }
-IP_FIELDS = ("c-ip", "ClientIpAddress", "client-ip", "IpAddress", "SourceAddress")
+IP_FIELDS = ("c-ip", "ClientIpAddress", "client_ip", "client-ip", "IpAddress", "SourceAddress")
 UA_FIELDS = ("cs(User-Agent)", "UserAgent")
 ACCOUNT_FIELDS = ("cs-username", "AuthenticatedUser", "param3", "SubjectUserName", "TargetUserName")
-STEM_FIELDS = ("cs-uri-stem", "UrlStem")
+STEM_FIELDS = ("cs-uri-stem", "UrlStem", "url_stem")
 REQ_FIELDS = ("RequestId", "cafeReqId")
 _CAFE = re.compile(r"cafeReqId=([0-9a-fA-F-]{36})")
 PIVOT_LIMIT = 100  # pivot groups per source

@@ -17,9 +17,9 @@ from pathlib import PureWindowsPath
 from typing import Any
 
 _SOURCES = ("exploitation", "webshell", "post-exploitation", "indicator")
-_IP_FIELDS = ("c-ip", "ClientIpAddress", "data.IpAddress", "data.SourceIp", "ClientIp")
+_IP_FIELDS = ("c-ip", "ClientIpAddress", "client_ip", "data.IpAddress", "data.SourceIp", "ClientIp")
 _UA_FIELDS = ("cs(User-Agent)", "UserAgent")
-_PATH_FIELDS = ("win_path", "path", "cs-uri-stem", "data.TargetFilename")
+_PATH_FIELDS = ("win_path", "path", "cs-uri-stem", "url_stem", "data.TargetFilename")
 _INTERNAL = [
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10",

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from exhunt.case import CaseReader, quote
-from exhunt.families import family
+from exhunt.families import family, source_families
 from exhunt.layout import DEFAULT_INSTALL
 from exhunt.rules.model import Rule
 from exhunt.rules.native import Compiler
@@ -31,8 +31,11 @@ def class_rules(rules: list[Rule]) -> dict[str, dict[str, list[Rule]]]:
     """{class: {source: rules}} for the rules that count towards a request class."""
     out: dict[str, dict[str, list[Rule]]] = {c: {s: [] for s in REQUEST_SOURCES} for c in CLASSES}
     for r in rules:
-        if r.kind in CLASSES and r.source in REQUEST_SOURCES and r.where is not None:
-            out[r.kind][r.source].append(r)
+        if r.kind not in CLASSES or r.where is None:
+            continue
+        for fam in source_families(r.source):  # a `web` rule counts on every request log
+            if fam.name in REQUEST_SOURCES:
+                out[r.kind][fam.name].append(r)
     return out
 
 

@@ -3,7 +3,9 @@
 Without `--case`, the rows of projected families (HttpProxy, EWS, RPS) are stored with only these columns (plus a base set for
 coverage, exposure and display): DuckDB ingests wide all-text tables at about 115 MB/s, so storing the
 40-odd latency columns nobody queries would halve the scan speed. The evidence record is rebuilt from
-the raw line with the file's own `#Fields`, so no parsed field is lost from a finding.
+the raw line with the file's own `#Fields`, so no parsed field is lost from a finding. A normalised
+field (aliases, and the web fields of `source: web` rules) keeps the columns that each family's
+declaration of it reads.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from exhunt.analytics.columns import ANALYTICS_COLUMNS
-from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, family
+from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, columns_read, is_union, source_families
 from exhunt.rules.model import Rule
 
 
@@ -34,15 +36,22 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
         if f.projected
     }
     for rule in rules:
-        table = family(rule.source).table
-        if table not in keep or keep[table] is None:
-            continue
         used = _used(rule)
-        if rule.where is None or "text" in used:
-            keep[table] = None  # generated SQL or free-text search: keep everything
-            continue
-        keep[table] |= {f.lower() for f in used}  # type: ignore[operator]
+        for fam in source_families(rule.source):  # a `web` rule reads every web family's declared columns
+            table = fam.table
+            if table not in keep or keep[table] is None:
+                continue
+            if rule.where is None or "text" in used:
+                keep[table] = None  # generated SQL or free-text search: keep everything
+                continue
+            read = {c for name in used | _union_extra(rule) for c in columns_read(fam, name)}
+            keep[table] |= {c.lower() for c in read}  # type: ignore[operator]
     return keep
+
+
+def _union_extra(rule: Rule) -> set[str]:
+    """Fields a union rule reads besides its own: the request id that counts requests once, the default group."""
+    return {"request_id", "client_ip"} if is_union(rule.source) else set()
 
 
 def _used(rule: Rule) -> set[str]:

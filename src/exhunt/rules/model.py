@@ -9,6 +9,8 @@ Condition tree: a mapping with one of `all: [..]`, `any: [..]`, `none: [..]`, `n
 `{field: NAME, <op>: VALUE}` with ops `equals`, `like` (glob: `*` and `?`), `contains`, `startswith`,
 `endswith`, `regex`, `gte`, `lte`, `exists`, and optional `case_sensitive: true`. A list VALUE means
 "any of". Fields are the log's own column names; events use `data.<Name>` for EventData fields.
+`source: web` rules use only the normalised web fields (`exhunt.families.WEB_FIELDS`) and run on every
+web family at once (IIS front and back end, every HttpProxy protocol log).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import yaml
 
 from exhunt import safe_yaml
 from exhunt.errors import RuleError
-from exhunt.families import RULE_SOURCES
+from exhunt.families import RULE_SOURCES, WEB_FIELDS, WEB_SOURCE
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
@@ -123,6 +125,22 @@ def _check_condition(cond: Any, where: str) -> None:
         raise ValueError(f"{where}: a leaf needs an operator ({', '.join(OPS)})")
 
 
+def _leaf_fields(cond: Any) -> list[str]:
+    """Every field a condition tree names."""
+    if isinstance(cond, dict):
+        own = [str(cond["field"])] if "field" in cond else []
+        return own + [f for v in cond.values() for f in _leaf_fields(v)]
+    if isinstance(cond, list):
+        return [f for item in cond for f in _leaf_fields(item)]
+    return []
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
 def rule_from_dict(doc: Any, origin: str) -> Rule:
     """Validate one rule document; raise RuleError naming `origin` on any problem."""
     if not isinstance(doc, dict):
@@ -154,6 +172,15 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
             _check_condition(doc["where"], "where")
     except ValueError as exc:
         raise RuleError(origin, str(exc)) from None
+    if doc["source"] == WEB_SOURCE:
+        if "python" in doc:
+            raise RuleError(origin, "a source web rule needs 'where' (python logic reads one family's table)")
+        named = set(_leaf_fields(doc.get("where"))) | set(_as_list(doc.get("group_by")))
+        foreign = sorted(named - set(WEB_FIELDS))
+        if foreign:
+            raise RuleError(
+                origin, f"source web takes only the normalised web fields ({', '.join(WEB_FIELDS)}), not {foreign}"
+            )
 
     def tup(key: str) -> tuple[str, ...]:
         value = doc.get(key) or ()

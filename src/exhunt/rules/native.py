@@ -4,6 +4,11 @@ Each rule becomes one vectorised query over its family's table; hits are grouped
 the rule's `group_by` fields (the client IP by default), so a scanner flooding a server with 100,000
 requests costs one row per client, not 100,000 Python objects. Values are bound as parameters, never
 pasted into SQL, so rule values (and user rules) cannot inject SQL.
+
+A rule on a union source (`source: web`) is compiled once per member family, each on that family's
+declared web fields, and runs on their UNION ALL: the same request seen in the IIS front end, the IIS
+back end and its HttpProxy protocol log falls in one group (one finding with evidence from each log),
+and its count is of distinct requests (by the front end's request id), not of log rows.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from exhunt.case import CaseReader, quote
-from exhunt.families import Family, family
+from exhunt.families import Family, family, is_union, source_families
 from exhunt.rules.field_view import events_view_sql
 from exhunt.rules.model import Rule
 
@@ -30,7 +35,7 @@ class RawFinding:
     count: int
     first_seen: datetime | None
     last_seen: datetime | None
-    rowids: list[int]
+    rows: list[tuple[str, int]]  # (family name, rowid) of the sampled hits, the evidence to fetch
 
 
 def glob_to_like(pattern: str) -> str:
@@ -67,6 +72,8 @@ class Compiler:
             return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
         if name in self.family.aliases:
             return self.family.aliases[name](self.col)
+        if name in self.family.web_fields:
+            return self.family.web_fields[name](self.col)
         if name == "text":  # every column of the row, for free-text logs
             cols = [f"t.{quote(c)}" for c in self.columns.values() if not c.startswith("_")]
             return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
@@ -149,6 +156,8 @@ def _python_logic(ref: str) -> Callable[[CaseReader, dict[str, str]], list[int]]
 
 def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
     """Run one rule; return its hits grouped by host and group_by fields."""
+    if is_union(rule.source):
+        return _run_union(case, rule, params, samples)
     fam = family(rule.source)
     if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
@@ -234,6 +243,52 @@ def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: 
     """
     rows = case.fetch(sql, comp.args)
     return [
-        RawFinding(rule, host or "", dict(grp or {}), int(n), first, last, list(rids))
+        RawFinding(rule, host or "", dict(grp or {}), int(n), first, last, [(fam.name, int(r)) for r in rids])
         for host, grp, n, first, last, rids in rows
+    ]
+
+
+def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: int | None) -> list[RawFinding]:
+    """Run a rule on the UNION ALL of its source's families, each compiled on its own field declarations.
+
+    Samples alternate between families (the first hit of each, then the second of each...), so a
+    finding seen in several logs shows evidence from each even when only a few samples are kept."""
+    if rule.where is None:
+        return []
+    tables = case.tables()
+    parts: list[str] = []
+    args: list[Any] = []
+    groups = rule.group_by or ("client_ip",)
+    for fam in source_families(rule.source):
+        if fam.table not in tables:
+            continue
+        comp = Compiler(fam, case.columns(fam.table), params)
+        where = comp.compile(rule.where)
+        grp = "struct_pack(" + ", ".join(f"{quote(g)} := CAST({comp.field(g)} AS VARCHAR)" for g in groups) + ")"
+        parts.append(
+            f"SELECT ? AS fam, t.rowid AS rid, t.{quote(fam.artifact_column)} AS art, {fam.time_sql} AS ts, "
+            f"{grp} AS grp, CAST({comp.field('request_id')} AS VARCHAR) AS req "
+            f"FROM {quote(fam.table)} t WHERE {where}"
+        )
+        args += [fam.name, *comp.args]
+    if not parts:
+        return []
+    limit = "" if samples is None else f"[1:{int(samples)}]"
+    sql = f"""
+        WITH hits AS ({" UNION ALL ".join(parts)}),
+        placed AS (
+            SELECT a.host, hits.*,
+                   row_number() OVER (PARTITION BY a.host, hits.grp, hits.fam ORDER BY hits.ts NULLS LAST, hits.rid) AS k
+            FROM hits JOIN artifacts a ON a.id = hits.art
+        )
+        SELECT host, grp, count(DISTINCT coalesce(req, fam || ':' || rid)) AS n, min(ts), max(ts),
+               list(struct_pack(f := fam, r := rid) ORDER BY k, ts NULLS LAST, fam, rid){limit}
+        FROM placed
+        GROUP BY host, grp
+        ORDER BY min(ts) NULLS LAST
+    """
+    rows = case.fetch(sql, args)
+    return [
+        RawFinding(rule, host or "", dict(grp or {}), int(n), first, last, [(s["f"], int(s["r"])) for s in samples_])
+        for host, grp, n, first, last, samples_ in rows
     ]

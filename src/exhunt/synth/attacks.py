@@ -101,7 +101,9 @@ class Attacks(Planter):
         *,
         required: bool = True,
         path: str | None = None,
+        also: tuple[Ref | None, ...] = (),
     ) -> None:
+        """Record a planted trace; `also` names the same request's rows in the other web logs."""
         short = rule.split("-", 1)[1] if rule.startswith(family) else rule
         n = self.counters.get(f"{family}:{short}", 0) + 1
         self.counters[f"{family}:{short}"] = n
@@ -118,7 +120,7 @@ class Attacks(Planter):
             data.update(path=path, line=None)
         elif ref.path.endswith(".ndjson"):
             data["marker"] = json.dumps(marker)[1:-1]  # as it appears inside the JSON line
-        self.w.key.trace(ref, **data)
+        self.w.key.trace(ref, also, **data)
 
     def at(self, t: int, fn: Callable[[], None]) -> None:
         self.sched.at(t, fn)
@@ -200,7 +202,8 @@ class Attacks(Planter):
         return self._req(t, req)
 
     def _trace_ssrf(self, refs: Refs, fam: str, t: int, anchor_traced: bool, what: str, *, be_required: bool) -> None:
-        self.trace(refs.fe, fam, "proxylogon-ecp-js-post", t, "POST /ecp/", f"{what}: front-end POST to a fake .js")
+        self.trace(refs.fe, fam, "proxylogon-ecp-js-post", t, "POST /ecp/", f"{what}: front-end POST to a fake .js",
+                   also=(refs.hp,))  # fmt: skip
         if anchor_traced:
             self.trace(refs.hp, fam, "proxylogon-ssrf-anchor", t, "ServerInfo~", f"{what}: SSRF anchor")
         self.trace(
@@ -365,6 +368,7 @@ class Attacks(Planter):
             f"POST {stem}",
             f"web shell {stem} used from {ip}",
             required=required,
+            also=(refs.hp,),  # an OWA path passes the HttpProxy module; /aspnet_client/ is plain IIS
         )
 
     def _shell_cmd(
@@ -885,15 +889,7 @@ class Attacks(Planter):
                     t,
                     "/autodiscover/autodiscover.json",
                     f"ProxyShell autodiscover.json path confusion to {be_stem} ({status})",
-                )
-                self.trace(
-                    refs.hp,
-                    fam,
-                    rule,
-                    t,
-                    "autodiscover.json",
-                    "same request in HttpProxy\\Autodiscover",
-                    required=False,
+                    also=(refs.hp,),
                 )
                 if ps and status == 200:
                     self.trace(
@@ -904,6 +900,7 @@ class Attacks(Planter):
                         "/powershell",
                         "autodiscover.json + @ + powershell answered 200",
                         required=False,
+                        also=(refs.hp,),
                     )
                 if refs.be is not None and not ps:
                     self.trace(
@@ -1064,6 +1061,7 @@ class Attacks(Planter):
                     t,
                     "@evil.com/powershell/",
                     "ProxyNotShell: authenticated autodiscover.json SSRF to /powershell answered 200",
+                    also=(refs.hp,),
                 )
                 self.trace(
                     refs.fe,
@@ -1073,15 +1071,7 @@ class Attacks(Planter):
                     "autodiscover.json",
                     "same request matches the ProxyShell success pattern",
                     required=False,
-                )
-                self.trace(
-                    refs.hp,
-                    fam,
-                    "proxynotshell-autodiscover-powershell",
-                    t,
-                    "@evil.com/powershell/",
-                    "same request in HttpProxy\\Autodiscover",
-                    required=False,
+                    also=(refs.hp,),
                 )
 
             self.at(t, run)
@@ -1150,6 +1140,7 @@ class Attacks(Planter):
                     t,
                     "/owa/mastermailbox%40outlook.com/powershell",
                     "OWASSRF: POST to /owa/<mailbox>/powershell answered 200",
+                    also=(refs.hp,),
                 )
                 self.trace(
                     refs.rps,

@@ -68,6 +68,7 @@ class Entry:
 
     data: dict[str, Any]
     ref: Ref | None
+    also: tuple[Ref, ...] = ()  # the same request's rows in the other web logs the rule also matches
 
     def render(self) -> dict[str, Any]:
         out = dict(self.data)
@@ -75,6 +76,8 @@ class Entry:
             out["path"] = self.ref.path
             out["line"] = self.ref.line
         out["source"] = source_of(out["path"])
+        if self.also:
+            out["seen_in"] = [{"path": r.path, "line": r.line, "source": source_of(r.path)} for r in self.also]
         return out
 
 
@@ -85,9 +88,10 @@ class AnswerKey:
     quirks: list[Entry] = field(default_factory=list)
     _seen_quirks: set[str] = field(default_factory=set)
 
-    def trace(self, ref: Ref | None, **data: Any) -> None:
+    def trace(self, ref: Ref | None, also: tuple[Ref | None, ...] = (), **data: Any) -> None:
+        """One planted trace at `ref`; `also` are the other logs' rows of the same request it shows in."""
         data.setdefault("required", True)
-        self.traces.append(Entry(data, ref))
+        self.traces.append(Entry(data, ref, tuple(r for r in also if r is not None)))
 
     def benign_at(self, ref: Ref | None, kind: str, **data: Any) -> None:
         self.benign.append(Entry({"kind": kind, **data}, ref))
