@@ -10,6 +10,7 @@ Tables
 - `directives`: every `#Version`/`#Log-type`/`#Fields`... line with its artifact and line.
 - `line_index`: the byte offset of the first line of every run of data lines, so a record's raw line
   is found with one seek and a short read.
+- `mailbox_access`, `timeline`, `leads`: the analytics' results (`exhunt.analytics`).
 - `findings`, `evidence`, `errors`, `coverage`, `meta`: the scan's results (`meta` holds the whole
   result document under `result` and exhunt's marker `schema_id` = `exhunt.case`).
 
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 from exhunt.families import Family, family, family_of_table, record_families
 
 SCHEMA_ID = "exhunt.case"
+ANALYSIS_TABLES = ("mailbox_access", "timeline", "leads")  # kept by `exhunt.analytics`
 # Row group size of the case file: half DuckDB's default. Inserts are cut to whole row groups, so this
 # bounds the rows waiting per table (measured on 1 GB: peak memory 1.20 -> 1.07 GB, 10.8 -> 10.0 s).
 ROW_GROUP_ROWS = 61_440
@@ -109,6 +111,12 @@ class CaseReader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
+
+    @classmethod
+    def open_saved(cls, path: Path) -> CaseReader:
+        """A saved case file, read-only and without access to any other file (its text is evidence,
+        and a file that only claims to be a case may be anyone's). Raises duckdb.Error."""
+        return cls(duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}))
 
     def cursor(self) -> CaseReader:
         cur = self._con.cursor()
@@ -285,9 +293,17 @@ class CaseReader:
             self._con.unregister(name)
 
     def keep_table(self, name: str, rows: pa.Table) -> None:
-        """Store an analysis's result as the case table `name` (replacing an earlier one)."""
+        """Store an analysis's result as the case table `name`, one of ANALYSIS_TABLES (replacing it)."""
+        if name not in ANALYSIS_TABLES:
+            raise ValueError(f"not an analysis table: {name}")
         with self.registered("_an_rows", rows):
             self._con.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM _an_rows")
+
+    def analysis_table(self, name: str) -> list[dict[str, Any]]:
+        """The rows of one of ANALYSIS_TABLES, as `keep_table` stored them."""
+        if name not in ANALYSIS_TABLES:
+            raise ValueError(f"not an analysis table: {name}")
+        return self.query(f"SELECT * FROM {quote(name)}")
 
     def drop_temp(self, names: Iterable[str]) -> None:
         """Drop an analysis's temporary tables; one that cannot be dropped is left to the connection's end."""
