@@ -274,7 +274,7 @@ class CaseReader:
     def column_map(self, table: str) -> dict[str, str]:
         """{lower-case name: name} of a table's columns ({} when the case has no such table)."""
         rows = self._con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'",
             [table],
         ).fetchall()
         return {r[0].lower(): r[0] for r in rows}

@@ -42,8 +42,8 @@ def analyse_case(
         t0[0] = now
 
     try:
-        seeds = _seeds(case, findings)
         server_ips = case.server_addresses()
+        seeds = _seeds(case, findings, server_ips)
         lap("seeds")
         access = mailbox_access(case, seeds["ips"])
         lap("mailbox_access")
@@ -76,4 +76,6 @@ def analyse_case(
             "leads": None,
         }
     finally:
-        case.drop_temp(("_mx_agg", "_mx_sess", "_mx_pair", "_mx_mbase", "_mx_speak", "_mx_anchor_owner", "_mx_cmd"))
+        case.drop_temp(
+            ("_mx_agg", "_mx_sess", "_mx_pair", "_mx_mbase", "_mx_speak", "_mx_anchor_owner", "_mx_cmd", "_mx_hpg")
+        )

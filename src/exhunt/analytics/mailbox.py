@@ -68,6 +68,34 @@ def create_views(case: CaseReader) -> list[str]:
                lower({hp.nonempty("UrlStem")}) AS stem, try_cast({hp.col("ResponseBytes")} AS BIGINT) AS bytes,
                try_cast({hp.col("HttpStatus")} AS INTEGER) AS status
         FROM {hp.name} t""")
+        if ews.exists:  # HttpProxy rows of EWS content requests are the front ends of EWS rows counted there
+            front = (
+                f"LEFT JOIN (SELECT DISTINCT {ews.col('RequestId')} AS reqid FROM {ews.name} t "
+                f"WHERE {ews.col('SoapAction')} IN ({_in(EWS_CONTENT)}) AND {ews.col('RequestId')} IS NOT NULL) m "
+                "ON m.reqid = h.reqid"
+            )
+        else:
+            front = "LEFT JOIN (SELECT NULL::VARCHAR AS reqid WHERE false) m ON false"
+        content = f"""(
+            (h.protocol = 'Mapi' AND h.stem LIKE '/mapi/emsmdb%' AND coalesce(h.action, '') NOT IN ({_in(MAPI_NOT_CONTENT)}))
+            OR (h.protocol = 'Owa' AND h.action IN ({_in(OWA_CONTENT)}))
+            OR (h.protocol = 'Eas' AND h.action IN ({_in(EAS_CONTENT)}))
+            OR h.protocol IN ('Ews', 'RpcHttp')
+            OR (h.anchor LIKE 'serverinfo~%' AND h.anchor LIKE '%/ews/%'))"""
+        # HttpProxy is the biggest table: one pass groups its rows on their raw values (file, hour, anchor,
+        # caller, client, agent, action, and whether the row reads mailbox content), which feeds both the
+        # anchor owners and the access rows; anchors are resolved once per group, not once per row.
+        case.define(f"""
+        CREATE OR REPLACE TEMP TABLE _mx_hpg AS
+        SELECT art, hour, anchor, accessor, ip, ua, protocol, action, access, count(*) AS n, sum(bytes) AS bytes,
+               count(bytes) AS sized, min(ts) AS t0, max(ts) AS t1,
+               min_by(CAST(art AS BIGINT) * {LINE_SPAN} + line, ts, {SAMPLES}) FILTER (WHERE access) AS ev
+        FROM (
+          SELECT h.*, date_trunc('hour', h.ts) AS hour,
+                 coalesce(coalesce(h.status, 200) < 400 AND {content}
+                          AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%') AND m.reqid IS NULL, false) AS access
+          FROM _mx_hp h {front})
+        GROUP BY art, hour, anchor, accessor, ip, ua, protocol, action, access""")
         # MailboxGuid~ and Sid~ anchors name their owner only through the rest of the log. Each account
         # owns at most one anchor of each kind: the one it uses in the most distinct hours (then rows).
         # An anchor is owned by the account that claims it so; an anchor nobody claims stays unresolved.
@@ -76,8 +104,8 @@ def create_views(case: CaseReader) -> list[str]:
         CREATE OR REPLACE TEMP TABLE _mx_anchor_owner AS
         WITH pa AS (
           SELECT anchor, accessor, split_part(anchor, '~', 1) AS kind,
-                 count(DISTINCT date_trunc('hour', ts)) AS h, count(*) AS n
-          FROM _mx_hp WHERE accessor IS NOT NULL AND (anchor LIKE 'mailboxguid~%' OR anchor LIKE 'sid~%')
+                 count(DISTINCT hour) AS h, CAST(sum(n) AS BIGINT) AS n
+          FROM _mx_hpg WHERE accessor IS NOT NULL AND (anchor LIKE 'mailboxguid~%' OR anchor LIKE 'sid~%')
           GROUP BY anchor, accessor),
         own AS (SELECT accessor, kind, arg_max(anchor, h * 1000000000 + n) AS anchor FROM pa GROUP BY accessor, kind)
         SELECT own.anchor, arg_max(own.accessor, pa.h * 1000000000 + pa.n) AS owner
@@ -112,27 +140,7 @@ def create_views(case: CaseReader) -> list[str]:
                CAST(NULL AS VARCHAR) AS detail
         FROM _mx_ews e {hp_join}""")
     if hp.exists:
-        matched = (
-            f"AND (h.reqid IS NULL OR h.reqid NOT IN (SELECT {ews.col('RequestId')} FROM {ews.name} t "
-            f"WHERE {ews.col('SoapAction')} IN ({_in(EWS_CONTENT)}) AND {ews.col('RequestId')} IS NOT NULL))"
-        )
-        content = f"""(
-            (h.protocol = 'Mapi' AND h.stem LIKE '/mapi/emsmdb%' AND coalesce(h.action, '') NOT IN ({_in(MAPI_NOT_CONTENT)}))
-            OR (h.protocol = 'Owa' AND h.action IN ({_in(OWA_CONTENT)}))
-            OR (h.protocol = 'Eas' AND h.action IN ({_in(EAS_CONTENT)}))
-            OR h.protocol IN ('Ews', 'RpcHttp')
-            OR (h.anchor LIKE 'serverinfo~%' AND h.anchor LIKE '%/ews/%'))"""
-        # HttpProxy is the biggest table: its rows are grouped on their raw values first (file, hour, anchor,
-        # caller, client, agent, action), and the anchor is resolved once per group, not once per row.
-        hp_part = f"""
-        WITH g AS (
-          SELECT h.art, date_trunc('hour', h.ts) AS hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action,
-                 count(*) AS n, sum(h.bytes) AS bytes, count(h.bytes) AS sized, min(h.ts) AS t0, max(h.ts) AS t1,
-                 min_by(CAST(h.art AS BIGINT) * {LINE_SPAN} + h.line, h.ts, {SAMPLES}) AS ev
-          FROM _mx_hp h
-          WHERE coalesce(h.status, 200) < 400 AND {content} AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%')
-          {matched if ews.exists else ""}
-          GROUP BY h.art, hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action)
+        hp_part = """
         SELECT 'httpproxy', g.art, g.hour,
                CASE WHEN g.anchor LIKE 'smtp~%' OR g.anchor LIKE 'upn~%' THEN split_part(g.anchor, '~', 2)
                     WHEN g.anchor LIKE 'serverinfo~%' THEN NULL
@@ -141,7 +149,8 @@ def create_views(case: CaseReader) -> list[str]:
                g.accessor, g.ip, g.ua, g.protocol || ':' || coalesce(g.action, 'request'), 0, g.n, g.bytes, g.sized,
                g.t0, g.t1, g.ev,
                CASE WHEN g.anchor LIKE 'serverinfo~%' OR g.accessor LIKE '%$@%' OR g.accessor LIKE '%$' THEN 'ssrf-ews' END
-        FROM g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor"""
+        FROM _mx_hpg g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor
+        WHERE g.access"""
     cmd_sources = []
     ev = Table(case, EVENTS)
     if ev.exists:

@@ -173,8 +173,9 @@ def timeline(
     return entries, leads
 
 
-def _seeds(case: CaseReader, findings: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Values to pivot on: from high-confidence findings of high or critical severity."""
+def _seeds(case: CaseReader, findings: list[dict[str, Any]], server_ips: set[str] | None = None) -> dict[str, set[str]]:
+    """Values to pivot on: from high-confidence findings of high or critical severity (never the
+    server's own addresses, `server_ips`, read from the case when not given)."""
     seeds: dict[str, set[str]] = {"ips": set(), "accounts": set(), "user_agents": set(), "paths": set()}
     for f in findings:
         strong = f.get("severity") in ("high", "critical") and f.get("confidence", "high") == "high"
@@ -186,7 +187,7 @@ def _seeds(case: CaseReader, findings: list[dict[str, Any]]) -> dict[str, set[st
         seeds["user_agents"] |= t["user_agents"]
         if f.get("kind") == "webshell":
             seeds["paths"] |= {p for p in t["paths"] if p.endswith((".aspx", ".ashx", ".asmx", ".asp"))}
-    seeds["ips"] -= case.server_addresses()
+    seeds["ips"] -= case.server_addresses() if server_ips is None else server_ips
     seeds["user_agents"] = _rare_agents(case, seeds["user_agents"])
     return seeds
 
