@@ -106,7 +106,9 @@ def mailbox_access(
            WHEN steady THEN 'delegate/permission'
            ELSE 'stolen-credentials' END AS path
     FROM j""")
-    listed = case.query(f"SELECT * FROM _mx_sess WHERE verdict IN {LISTED} ORDER BY first, mailbox")
+    listed = case.query(
+        f"SELECT * FROM _mx_sess WHERE verdict IN {LISTED} ORDER BY first, mailbox, host, accessor, client_ip, ua, path0"
+    )
     ops = _operations(case)
     evidence = _evidence(case, samples)
     sessions = [_session(s, ops, evidence) for s in listed]

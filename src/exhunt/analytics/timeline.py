@@ -209,6 +209,7 @@ def _pivot(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if not any(seeds.values()):
         return [], []
+    # groups of equal size are ordered by their values, so that a scan's timeline is the same every run
     known = {(e.get("path"), e.get("line")) for f in findings for e in f.get("evidence") or []}
     params = {k: pa.table({"v": sorted(v) or ["\x00"]}) for k, v in seeds.items()}  # never matches
     groups: list[tuple[Any, ...]] = []
@@ -223,12 +224,12 @@ def _pivot(
                    CASE WHEN lower(t."cs-uri-stem") IN (SELECT v FROM _tl_paths) THEN lower(t."cs-uri-stem")
                         ELSE regexp_extract(lower(t."cs-uri-stem"), '^/[^/]*', 0) || '/*' END,
                    try_cast({iis.col("sc-status")} AS INTEGER) AS status, count(*), min(t._ts), max(t._ts),
-                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts)[1:3]
+                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts, a.path, t._line)[1:3]
             FROM {iis.name} t JOIN artifacts a ON a.id = t._artifact
             WHERE t."c-ip" IN (SELECT v FROM _tl_ips) OR {ua} IN (SELECT v FROM _tl_user_agents)
                OR lower(t."cs-uri-stem") IN (SELECT v FROM _tl_paths)
                OR (lower({user}) IN (SELECT v FROM _tl_accounts))
-            GROUP BY ALL ORDER BY count(*) DESC LIMIT {PIVOT_LIMIT}""")
+            GROUP BY ALL ORDER BY count(*) DESC, 2, 3, 4, 5, 6, 7 LIMIT {PIVOT_LIMIT}""")
         hp = Table(case, HTTPPROXY)
         if hp.has("ClientIpAddress"):
             ua, user, stem = hp.col("UserAgent"), hp.col("AuthenticatedUser"), hp.col("UrlStem")
@@ -236,11 +237,11 @@ def _pivot(
             SELECT 'httpproxy', a.host, t."{hp.columns["clientipaddress"]}", lower(coalesce({user}, '')), coalesce({ua}, ''),
                    regexp_extract(lower(coalesce({stem}, '')), '^/[^/]*', 0) || '/*',
                    try_cast({hp.col("HttpStatus")} AS INTEGER), count(*), min(t._ts), max(t._ts),
-                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts)[1:3]
+                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts, a.path, t._line)[1:3]
             FROM {hp.name} t JOIN artifacts a ON a.id = t._artifact
             WHERE t."{hp.columns["clientipaddress"]}" IN (SELECT v FROM _tl_ips) OR {ua} IN (SELECT v FROM _tl_user_agents)
                OR lower({user}) IN (SELECT v FROM _tl_accounts)
-            GROUP BY ALL ORDER BY count(*) DESC LIMIT {PIVOT_LIMIT}""")
+            GROUP BY ALL ORDER BY count(*) DESC, 2, 3, 4, 5, 6, 7 LIMIT {PIVOT_LIMIT}""")
     entries, lead_map = [], {}
     for src, host, ip, user, ua, stem, status, n, t0, t1, sample in groups:
         ev = [{"path": s["path"], "line": s["line"]} for s in sample]
