@@ -2,7 +2,7 @@
 of the same collection with the analytics, without them, and without them and their extra columns.
 
     exhunt synth /tmp/an150 --plant all --target-mb 150
-    python bench/analytics_cost.py /tmp/an150
+    python bench/analytics_cost.py /tmp/an150 [VARIANT ...]   # default: full noanalytics nocols
 
 Each scan runs in its own process (peak RSS from wait4); variants alternate so that load spikes on a
 shared machine hit all of them. Without `--case`, as users run it.
@@ -32,11 +32,13 @@ print(json.dumps({"wall": time.perf_counter() - t, "analytics": (d.get("incident
                   "records": d["stats"]["records"], "bytes": d["stats"]["bytes_read"]}))
 """
 
+VARIANTS = ("full", "noanalytics", "nocols")
 
-def main(collection: str, runs: int = 3) -> None:
+
+def main(collection: str, variants: tuple[str, ...] = VARIANTS, runs: int = 3) -> None:
     res: dict[str, list[dict]] = {}
     for _ in range(runs):
-        for variant in ("full", "noanalytics", "nocols"):
+        for variant in variants:
             p = subprocess.Popen([sys.executable, "-c", CHILD, variant, collection], stdout=subprocess.PIPE, text=True)
             _, _, ru = os.wait4(p.pid, 0)
             out = json.loads(p.stdout.read())  # type: ignore[union-attr]
@@ -46,7 +48,10 @@ def main(collection: str, runs: int = 3) -> None:
     for v, rs in res.items():
         med = {k: round(statistics.median(r[k] for r in rs), 2) for k in ("wall", "cpu", "maxrss_mb")}
         print(v, "median", med, "analytics seconds", [r["analytics"] for r in rs])
+    if "full" in res and "nocols" in res:  # what the analytics add: their time and their columns
+        full, bare = (statistics.median(r["wall"] for r in res[v]) for v in ("full", "nocols"))
+        print(f"full / nocols median wall: {full / bare:.3f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], tuple(sys.argv[2:]) or VARIANTS)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from exhunt.case import CaseReader
+from exhunt.case import CaseReader, quote
 from exhunt.detect import rule_params
+from exhunt.families import family
 from exhunt.rules.model import load_rules
 from exhunt.rules.native import run_rule
 from exhunt.scan import ScanOptions, scan
@@ -65,7 +66,7 @@ def main() -> None:
     case = build(args.copies)
     con = duckdb.connect(str(case), read_only=True, config={"threads": 1})
     store = CaseReader(con)
-    ((n,),) = store.fetch("SELECT count(*) FROM events")
+    ((n,),) = store.fetch(f"SELECT count(*) FROM {quote(family('events').table)}")
     rules = [r for r in load_rules() if r.source == "events"]
     before = [r for r in rules if r.id not in INTRUSION_RULES]
     for label, subset in (("before (existing event rules)", before), ("after (with the intrusion rules)", rules)):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from exhunt.case import CaseReader
 from exhunt.errors import InputError
 
 
@@ -16,13 +16,13 @@ def load_result(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"no such case file: {path}")
     try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        case = CaseReader.open_saved(path)
         try:
-            row = con.execute("SELECT value FROM meta WHERE key = 'result'").fetchone()
+            result = case.meta("result")
         finally:
-            con.close()
+            case.close()
     except duckdb.Error as exc:
         raise InputError(f"{path}: not an exhunt case file ({str(exc).splitlines()[0][:200]})") from None
-    if row is None:
+    if result is None:
         raise InputError(f"{path}: the case holds no result (written by an older exhunt?)")
-    return json.loads(row[0])  # type: ignore[no-any-return]
+    return result  # type: ignore[no-any-return]

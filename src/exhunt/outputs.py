@@ -13,7 +13,6 @@ exhunt case. `signals_as_exceptions()` turns SIGTERM (and SIGHUP) into an except
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -54,24 +53,21 @@ def is_exhunt_html(path: Path) -> bool:
 def is_exhunt_case(path: Path) -> bool:
     """Is the file a DuckDB database whose `meta` table carries exhunt's schema id (or, for cases
     written before the id existed, exhunt's stored result)? Opened read-only, without file access."""
-    import duckdb
+    from exhunt.case import CaseReader
 
     try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        case = CaseReader.open_saved(path)
     except Exception:  # not a database at all, or one DuckDB cannot open
         return False
     try:
-        rows = dict(con.execute("SELECT key, value FROM meta WHERE key IN ('schema_id', 'result')").fetchall())
-    except Exception:
+        schema_id = case.meta("schema_id")
+        if schema_id == CASE_SCHEMA_ID:
+            return True
+        return (case.meta("result") or {}).get("schema") == JSON_SCHEMA
+    except Exception:  # no meta table, or one that is not exhunt's
         return False
     finally:
-        con.close()
-    if rows.get("schema_id") == json.dumps(CASE_SCHEMA_ID):
-        return True
-    try:
-        return json.loads(rows.get("result") or "null").get("schema") == JSON_SCHEMA
-    except (ValueError, AttributeError):
-        return False
+        case.close()
 
 
 MARKERS = {"json": is_exhunt_json, "html": is_exhunt_html, "case": is_exhunt_case}

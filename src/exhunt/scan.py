@@ -180,7 +180,7 @@ def _analyse(
     """The analytics' sections, their findings (with raw lines) and problems. Whatever they stumble
     on (odd values in the logs included) is a problem of this stage: the scan's own result stands."""
     try:
-        analysis = analyse_case(reader.connection, [f.to_dict() for f in findings], exposure.to_dict())
+        analysis = analyse_case(reader, [f.to_dict() for f in findings], exposure.to_dict())
         taken = [analytics_finding(d) for d in (analysis.get("mailbox_access") or {}).get("findings", [])]
         problems = fill_raw_lines(taken, reader, collection)
     except Exception as exc:

@@ -15,16 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from exhunt.analytics import baseline as bl
 from exhunt.analytics.mailbox import LINE_SPAN, create_views
-from exhunt.analytics.sqlutil import Table, rows
+from exhunt.analytics.sqlutil import EVENTS, EWS, HTTPPROXY, IIS, RPS_CMDLET, TRACKING, Table
+from exhunt.case import CaseReader
+from exhunt.families import family_of_table
 
 LISTED = ("taken", "abnormal", "granted")
-SOURCE_OF_TABLE = {"log_ews": "ews", "log_httpproxy": "httpproxy", "log_iis": "iis", "log_message_tracking": "tracking",
-                   "events": "cmdlet", "log_rps_cmdlet": "cmdlet"}  # fmt: skip
+# the evidence label of each family that records mailbox access
+SOURCE_OF_FAMILY = {EWS.name: "ews", HTTPPROXY.name: "httpproxy", IIS.name: "iis", TRACKING.name: "tracking",
+                    EVENTS.name: "cmdlet", RPS_CMDLET.name: "cmdlet"}  # fmt: skip
 KEY = ("host", "mailbox", "accessor", "client_ip", "ua", "path0")
 
 
@@ -33,7 +35,7 @@ def _ip_list(ips: set[str]) -> str:
 
 
 def mailbox_access(
-    con: duckdb.DuckDBPyConnection,
+    case: CaseReader,
     attacker_ips: set[str] | None = None,
     *,
     samples: int = 20,
@@ -41,12 +43,12 @@ def mailbox_access(
 ) -> dict[str, Any]:
     """The mailbox-access model of an open case: {sessions, readers, baseline, coverage}."""
     b = thresholds or bl.Baseline()
-    present = create_views(con)
+    present = create_views(case)
     if not present:  # no log that records mailbox access: nothing to query, say so
         window = {"from": None, "to": None, "days": 0, "hours": 0}
-        return {"sessions": [], "readers": [], "baseline": window, "coverage": coverage(con, present, window)}
+        return {"sessions": [], "readers": [], "baseline": window, "coverage": coverage(case, present, window)}
     ips = _ip_list(attacker_ips or set())
-    con.execute(f"""
+    case.define(f"""
     CREATE OR REPLACE TEMP TABLE _mx_agg AS
     SELECT host, mailbox, max(mailbox_addr) AS addr, accessor, client_ip, ua, path0, op, hour, sum(n) AS n,
            sum(items) AS items, sum(bytes) AS bytes, sum(sized) AS sized, min(t0) AS t0, max(t1) AS t1,
@@ -58,9 +60,9 @@ def mailbox_access(
                  r.sized, r.t0, r.t1, r.ev
           FROM _mx_rows r LEFT JOIN artifacts a ON a.id = r.art)
     GROUP BY host, mailbox, accessor, client_ip, ua, path0, op, hour""")
-    con.execute("DELETE FROM _mx_agg WHERE mailbox IS NULL OR mailbox = '' OR hour IS NULL")
-    window = bl.build(con, b)
-    con.execute(f"""
+    case.define("DELETE FROM _mx_agg WHERE mailbox IS NULL OR mailbox = '' OR hour IS NULL")
+    window = bl.build(case, b)
+    case.define(f"""
     CREATE OR REPLACE TEMP TABLE _mx_sess AS
     WITH names AS (SELECT host, mailbox, max(addr) FILTER (WHERE addr LIKE '%@%') AS full FROM _mx_agg
                    GROUP BY host, mailbox),
@@ -104,13 +106,14 @@ def mailbox_access(
            WHEN steady THEN 'delegate/permission'
            ELSE 'stolen-credentials' END AS path
     FROM j""")
-    listed = rows(con, f"SELECT * FROM _mx_sess WHERE verdict IN {LISTED} ORDER BY first, mailbox")
-    ops = _operations(con)
-    evidence = _evidence(con, samples)
+    listed = case.query(
+        f"SELECT * FROM _mx_sess WHERE verdict IN {LISTED} ORDER BY first, mailbox, host, accessor, client_ip, ua, path0"
+    )
+    ops = _operations(case)
+    evidence = _evidence(case, samples)
     sessions = [_session(s, ops, evidence) for s in listed]
     sessions = _fold_grants(sessions)
-    readers = rows(
-        con,
+    readers = case.query(
         """SELECT host, accessor, path, count(DISTINCT mailbox) AS mailboxes, sum(n) AS operations,
                   sum(bytes) AS bytes, max(days) AS days, min(first) AS first, max(last) AS last
            FROM _mx_sess WHERE verdict = 'routine' AND NOT own AND path0 = '' GROUP BY ALL
@@ -122,25 +125,25 @@ def mailbox_access(
         "sessions": sessions,
         "readers": readers,
         "baseline": window,
-        "coverage": coverage(con, present, window),
+        "coverage": coverage(case, present, window),
     }
 
 
-def _operations(con: duckdb.DuckDBPyConnection) -> dict[tuple[Any, ...], dict[str, int]]:
+def _operations(case: CaseReader) -> dict[tuple[Any, ...], dict[str, int]]:
     out: dict[tuple[Any, ...], dict[str, int]] = {}
-    for r in con.execute(f"""
+    for r in case.fetch(f"""
         SELECT a.host, a.mailbox, a.accessor, a.client_ip, a.ua, a.path0, a.op, sum(a.n)
         FROM _mx_agg a SEMI JOIN (SELECT * FROM _mx_sess WHERE verdict IN {LISTED}) s
              USING (host, mailbox, accessor, client_ip, ua, path0)
-        GROUP BY ALL""").fetchall():
+        GROUP BY ALL"""):
         out.setdefault(tuple(r[:6]), {})[r[6]] = int(r[7])
     return out
 
 
-def _evidence(con: duckdb.DuckDBPyConnection, samples: int) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+def _evidence(case: CaseReader, samples: int) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
     """The first `samples` records of each listed session as (path, line), from the samples kept in
     `_mx_agg`, plus the HttpProxy row of each EWS request among them (the front end of the same request)."""
-    got = con.execute(f"""
+    got = case.fetch(f"""
         WITH e AS (
           SELECT a.host, a.mailbox, a.accessor, a.client_ip, a.ua, a.path0, unnest(a.ev) AS x
           FROM _mx_agg a SEMI JOIN (SELECT * FROM _mx_sess WHERE verdict IN {LISTED}) s
@@ -150,58 +153,44 @@ def _evidence(con: duckdb.DuckDBPyConnection, samples: int) -> dict[tuple[Any, .
         SELECT n.host, n.mailbox, n.accessor, n.client_ip, n.ua, n.path0, f.log_table, f.path,
                n.x % {LINE_SPAN} AS line, n.x // {LINE_SPAN} AS art
         FROM n LEFT JOIN artifacts f ON f.id = n.x // {LINE_SPAN}
-        WHERE i <= {int(samples)}""").fetchall()
+        WHERE i <= {int(samples)}""")
     out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     by_table: dict[str, list[dict[str, Any]]] = {}
     for r in got:
-        e = {"source": SOURCE_OF_TABLE.get(r[6] or "", r[6]), "path": r[7], "line": int(r[8]), "time": None,
+        e = {"source": _source_of(r[6]), "path": r[7], "line": int(r[8]), "time": None,
              "artifact": int(r[9])}  # fmt: skip
         out.setdefault(tuple(r[:6]), []).append(e)
         by_table.setdefault(r[6] or "", []).append(e)
     reqids: dict[str, tuple[Any, ...]] = {}
     for table, items in by_table.items():
-        t = Table(con, table)
-        ts = "t.ts" if table == "events" else "t._ts"
-        req = t.col("RequestId") if table == "log_ews" else "NULL"
+        fam = family_of_table(table) if table else None
+        if fam is None or fam.kind not in ("log", "events"):
+            continue
+        t = Table(case, fam)
+        ts = fam.time_sql
+        req = t.col("RequestId") if fam is EWS else "NULL"
         if not t.exists:
             continue
-        times = _lookup(con, table, items, f"{ts}, {req}")
+        keys = [(e["artifact"], e["line"]) for e in items]
+        times = {k: tuple(v.values()) for k, v in case.rows_at(fam, keys, f"{ts}, {req}").items()}
         for e in items:
             ts_v, reqid = times.get((e["artifact"], e["line"]), (None, None))
             e["time"] = _iso(ts_v)
             if reqid:
                 reqids[reqid] = next(k for k, v in out.items() if e in v)
-    if reqids and Table(con, "log_httpproxy").has("RequestId"):
-        con.register("_mx_req", pa.table({"reqid": list(reqids)}))
-        try:
-            for reqid, path, line, ts, art in con.execute(
-                'SELECT h."RequestId", a.path, h._line, h._ts, h._artifact FROM log_httpproxy h '
+    hp = Table(case, HTTPPROXY)
+    if reqids and hp.has("RequestId"):
+        with case.registered("_mx_req", pa.table({"reqid": list(reqids)})):
+            for reqid, path, line, ts, art in case.fetch(
+                f'SELECT h."RequestId", a.path, h._line, h._ts, h._artifact FROM {hp.name} h '
                 'SEMI JOIN _mx_req q ON q.reqid = h."RequestId" LEFT JOIN artifacts a ON a.id = h._artifact ORDER BY h._ts'
-            ).fetchall():
+            ):
                 out[reqids[reqid]].append(
                     {"source": "httpproxy", "path": path, "line": line, "time": _iso(ts), "artifact": art}
                 )
-        finally:
-            con.unregister("_mx_req")
     for ev in out.values():
         ev.sort(key=lambda e: (e["time"] or "", e["path"] or "", e["line"] or 0))
     return out
-
-
-def _lookup(
-    con: duckdb.DuckDBPyConnection, table: str, items: list[dict[str, Any]], cols: str
-) -> dict[tuple[int, int], tuple[Any, ...]]:
-    """`cols` of the rows (artifact, line) of `table`; the literal artifact list prunes other files' row groups."""
-    arts = ", ".join(str(a) for a in sorted({e["artifact"] for e in items}))
-    con.register("_mx_keys", pa.table({"art": [e["artifact"] for e in items], "ln": [e["line"] for e in items]}))
-    try:
-        rows = con.execute(
-            f'SELECT t._artifact, t._line, {cols} FROM "{table}" t WHERE t._artifact IN ({arts}) '
-            "AND (t._artifact, t._line) IN (SELECT (art, ln) FROM _mx_keys)"
-        ).fetchall()
-    finally:
-        con.unregister("_mx_keys")
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def _session(s: dict[str, Any], ops: dict[tuple[Any, ...], dict[str, int]], ev: dict) -> dict[str, Any]:
@@ -272,14 +261,10 @@ def _fold_grants(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def coverage(con: duckdb.DuckDBPyConnection, present: list[str], window: dict[str, Any]) -> list[dict[str, str]]:
+def coverage(case: CaseReader, present: list[str], window: dict[str, Any]) -> list[dict[str, str]]:
     """Which paths could be checked with the logs of this case, and why not."""
     has = set(present)
-    sized_iis = bool(has & {"iis"}) and bool(
-        con.execute(
-            "SELECT 1 FROM information_schema.columns WHERE table_name = 'log_iis' AND column_name = 'sc-bytes'"
-        ).fetchall()
-    )
+    sized_iis = bool(has & {"iis"}) and Table(case, IIS).has("sc-bytes")
 
     def item(path: str, ok: bool, why: str, partial: str | None = None) -> dict[str, str]:
         status = "checked" if ok and not partial else ("partial" if ok else "not checked")
@@ -287,7 +272,7 @@ def coverage(con: duckdb.DuckDBPyConnection, present: list[str], window: dict[st
 
     unnamed = 0
     if "httpproxy" in has and "ews" not in has:
-        unnamed = con.execute("SELECT count(*) FROM _mx_hp WHERE anchor LIKE 'serverinfo~%/ews/%'").fetchall()[0][0]
+        unnamed = case.fetch("SELECT count(*) FROM _mx_hp WHERE anchor LIKE 'serverinfo~%/ews/%'")[0][0]
     out = [
         item(
             "ssrf-ews",
@@ -346,6 +331,11 @@ def to_table(sessions: list[dict[str, Any]]) -> pa.Table:
             v = s[k]
             cols[k].append(json.dumps(v) if k in ("operations", "reasons", "evidence") else v)
     return pa.table(cols) if sessions else pa.table({k: pa.array([], pa.string()) for k in cols})
+
+
+def _source_of(table: str | None) -> str | None:
+    """The evidence label of the family stored in `table` (the table's name for any other)."""
+    return SOURCE_OF_FAMILY.get(family_of_table(table).name, table) if table else table
 
 
 def _iso(t: Any) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
+from exhunt.case import CaseReader
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class Baseline:
     steady_spread: float = 0.5  # ... with a daily volume whose MAD is at most half its median
 
 
-def build(con: duckdb.DuckDBPyConnection, b: Baseline) -> dict[str, object]:
+def build(case: CaseReader, b: Baseline) -> dict[str, object]:
     """Create `_mx_pair` (steadiness per reader and mailbox), `_mx_mbase` (hourly volume per mailbox)
     and `_mx_speak` (each session's busiest hour) from `_mx_agg`; return the window."""
-    start, end, days, hours = con.execute(
+    ((start, end, days, hours),) = case.fetch(
         "SELECT min(hour), max(hour), count(DISTINCT CAST(hour AS DATE)), count(DISTINCT hour) FROM _mx_agg"
-    ).fetchone()  # type: ignore[misc]
-    con.execute(f"""
+    )
+    case.define(f"""
     CREATE OR REPLACE TEMP TABLE _mx_pair AS
     WITH d AS (SELECT host, mailbox, accessor, CAST(hour AS DATE) AS day,
                       CASE WHEN sum(sized) > 0 THEN sum(coalesce(bytes, 0)) ELSE sum(n) END AS vol
@@ -41,14 +41,14 @@ def build(con: duckdb.DuckDBPyConnection, b: Baseline) -> dict[str, object]:
            {days} >= 2 AND m.days >= greatest(2, ceil({b.steady_share} * {days}))
              AND median(abs(d.vol - m.med)) <= {b.steady_spread} * m.med AS steady
     FROM m JOIN d USING (host, mailbox, accessor) GROUP BY m.host, m.mailbox, m.accessor, m.days, m.med""")
-    con.execute("""
+    case.define("""
     CREATE OR REPLACE TEMP TABLE _mx_mbase AS
     WITH h AS (SELECT host, mailbox, hour, sum(coalesce(bytes, 0)) AS vol FROM _mx_agg WHERE path0 = ''
                GROUP BY host, mailbox, hour),
          m AS (SELECT host, mailbox, median(vol) AS med, count(*) AS hours FROM h GROUP BY host, mailbox)
     SELECT m.host, m.mailbox, m.med, m.hours, median(abs(h.vol - m.med)) AS mad
     FROM m JOIN h USING (host, mailbox) GROUP BY m.host, m.mailbox, m.med, m.hours""")
-    con.execute("""
+    case.define("""
     CREATE OR REPLACE TEMP TABLE _mx_speak AS
     SELECT host, mailbox, accessor, client_ip, ua, path0, max(vol) AS peak FROM (
       SELECT host, mailbox, accessor, client_ip, ua, path0, hour, sum(coalesce(bytes, 0)) AS vol

@@ -6,14 +6,16 @@ The cost is measured in docs/research/mailbox-access.md.
 
 from __future__ import annotations
 
-ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {
-    "log_httpproxy": frozenset({
+from exhunt.families import family
+
+ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {  # case table -> columns
+    family("httpproxy").table: frozenset({
         "AuthenticatedUser", "AnchorMailbox", "RoutingHint", "ClientIpAddress", "UserAgent", "Protocol",
         "ProtocolAction", "UrlStem", "HttpStatus", "ResponseBytes", "RequestId",
     }),
-    "log_ews": frozenset({
+    family("ews").table: frozenset({
         "RequestId", "AuthenticatedUser", "ClientIpAddress", "UserAgent", "SoapAction", "HttpStatus",
         "ResponseSize", "ImpersonatedUser", "ProxyAsUser", "ActAsUser", "GenericInfo",
     }),
-    "log_rps_cmdlet": frozenset({"CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress"}),
+    family("rps_cmdlet").table: frozenset({"CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress"}),
 }  # fmt: skip

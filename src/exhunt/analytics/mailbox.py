@@ -17,9 +17,8 @@ Sources (docs/research/mailbox-access.md says which field carries the mailbox in
 
 from __future__ import annotations
 
-import duckdb
-
-from exhunt.analytics.sqlutil import Table
+from exhunt.analytics.sqlutil import EVENTS, EWS, HTTPPROXY, IIS, RPS_CMDLET, TRACKING, Table
+from exhunt.case import CaseReader
 
 EWS_CONTENT = (
     "GetItem", "FindItem", "GetFolder", "FindFolder", "GetAttachment", "ExportItems", "SyncFolderItems",
@@ -48,19 +47,19 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v + "'" for v in values)
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+def create_views(case: CaseReader) -> list[str]:
     """Create the temp views `_mx_rows` (all access rows, one shape) and helpers; return the sources
     that were present (ews, httpproxy, iis, cmdlets, tracking)."""
-    con.execute(MACROS)
-    ews, hp = Table(con, "log_ews"), Table(con, "log_httpproxy")
-    iis, mt, rps = Table(con, "log_iis"), Table(con, "log_message_tracking"), Table(con, "log_rps_cmdlet")
+    case.define(MACROS)
+    ews, hp = Table(case, EWS), Table(case, HTTPPROXY)
+    iis, mt, rps = Table(case, IIS), Table(case, TRACKING), Table(case, RPS_CMDLET)
     present: list[str] = []
     parts: list[str] = []
     hp_part: str | None = None
 
     if hp.exists:
         present.append("httpproxy")
-        con.execute(f"""
+        case.define(f"""
         CREATE OR REPLACE TEMP VIEW _mx_hp AS
         SELECT t._artifact AS art, t._line AS line, t._ts AS ts, {hp.nonempty("RequestId")} AS reqid,
                {hp.nonempty("Protocol")} AS protocol, _mx_addr({hp.col("AuthenticatedUser")}) AS accessor,
@@ -68,17 +67,45 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                {hp.nonempty("UserAgent")} AS ua, {hp.nonempty("ProtocolAction")} AS action,
                lower({hp.nonempty("UrlStem")}) AS stem, try_cast({hp.col("ResponseBytes")} AS BIGINT) AS bytes,
                try_cast({hp.col("HttpStatus")} AS INTEGER) AS status
-        FROM log_httpproxy t""")
+        FROM {hp.name} t""")
+        if ews.exists:  # HttpProxy rows of EWS content requests are the front ends of EWS rows counted there
+            front = (
+                f"LEFT JOIN (SELECT DISTINCT {ews.col('RequestId')} AS reqid FROM {ews.name} t "
+                f"WHERE {ews.col('SoapAction')} IN ({_in(EWS_CONTENT)}) AND {ews.col('RequestId')} IS NOT NULL) m "
+                "ON m.reqid = h.reqid"
+            )
+        else:
+            front = "LEFT JOIN (SELECT NULL::VARCHAR AS reqid WHERE false) m ON false"
+        content = f"""(
+            (h.protocol = 'Mapi' AND h.stem LIKE '/mapi/emsmdb%' AND coalesce(h.action, '') NOT IN ({_in(MAPI_NOT_CONTENT)}))
+            OR (h.protocol = 'Owa' AND h.action IN ({_in(OWA_CONTENT)}))
+            OR (h.protocol = 'Eas' AND h.action IN ({_in(EAS_CONTENT)}))
+            OR h.protocol IN ('Ews', 'RpcHttp')
+            OR (h.anchor LIKE 'serverinfo~%' AND h.anchor LIKE '%/ews/%'))"""
+        # HttpProxy is the biggest table: one pass groups its rows on their raw values (file, hour, anchor,
+        # caller, client, agent, action, and whether the row reads mailbox content), which feeds both the
+        # anchor owners and the access rows; anchors are resolved once per group, not once per row.
+        case.define(f"""
+        CREATE OR REPLACE TEMP TABLE _mx_hpg AS
+        SELECT art, hour, anchor, accessor, ip, ua, protocol, action, access, count(*) AS n, sum(bytes) AS bytes,
+               count(bytes) AS sized, min(ts) AS t0, max(ts) AS t1,
+               min_by(CAST(art AS BIGINT) * {LINE_SPAN} + line, ts, {SAMPLES}) FILTER (WHERE access) AS ev
+        FROM (
+          SELECT h.*, date_trunc('hour', h.ts) AS hour,
+                 coalesce(coalesce(h.status, 200) < 400 AND {content}
+                          AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%') AND m.reqid IS NULL, false) AS access
+          FROM _mx_hp h {front})
+        GROUP BY art, hour, anchor, accessor, ip, ua, protocol, action, access""")
         # MailboxGuid~ and Sid~ anchors name their owner only through the rest of the log. Each account
         # owns at most one anchor of each kind: the one it uses in the most distinct hours (then rows).
         # An anchor is owned by the account that claims it so; an anchor nobody claims stays unresolved.
         # (A majority vote would hand a rarely used mailbox to the attacker who read it in one burst.)
-        con.execute("""
+        case.define("""
         CREATE OR REPLACE TEMP TABLE _mx_anchor_owner AS
         WITH pa AS (
           SELECT anchor, accessor, split_part(anchor, '~', 1) AS kind,
-                 count(DISTINCT date_trunc('hour', ts)) AS h, count(*) AS n
-          FROM _mx_hp WHERE accessor IS NOT NULL AND (anchor LIKE 'mailboxguid~%' OR anchor LIKE 'sid~%')
+                 count(DISTINCT hour) AS h, CAST(sum(n) AS BIGINT) AS n
+          FROM _mx_hpg WHERE accessor IS NOT NULL AND (anchor LIKE 'mailboxguid~%' OR anchor LIKE 'sid~%')
           GROUP BY anchor, accessor),
         own AS (SELECT accessor, kind, arg_max(anchor, h * 1000000000 + n) AS anchor FROM pa GROUP BY accessor, kind)
         SELECT own.anchor, arg_max(own.accessor, pa.h * 1000000000 + pa.n) AS owner
@@ -90,13 +117,13 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             f"{ews.nonempty('ProxyAsUser')}, nullif(regexp_extract({ews.col('GenericInfo')}, "
             f"'MailboxTarget=([^;]+)', 1), ''), {ews.nonempty('AuthenticatedUser')})"
         )
-        con.execute(f"""
+        case.define(f"""
         CREATE OR REPLACE TEMP VIEW _mx_ews AS
         SELECT t._artifact AS art, t._line AS line, t._ts AS ts, {ews.nonempty("RequestId")} AS reqid,
                _mx_addr({ews.col("AuthenticatedUser")}) AS accessor, _mx_addr({target}) AS mailbox,
                {ews.nonempty("ClientIpAddress")} AS ip, {ews.nonempty("UserAgent")} AS ua,
                {ews.col("SoapAction")} AS op, try_cast({ews.col("ResponseSize")} AS BIGINT) AS bytes
-        FROM log_ews t
+        FROM {ews.name} t
         WHERE {ews.col("SoapAction")} IN ({_in(EWS_CONTENT)})
           AND coalesce(try_cast({ews.col("HttpStatus")} AS INTEGER), 200) < 400""")
         hp_join = (
@@ -113,27 +140,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                CAST(NULL AS VARCHAR) AS detail
         FROM _mx_ews e {hp_join}""")
     if hp.exists:
-        matched = (
-            f"AND (h.reqid IS NULL OR h.reqid NOT IN (SELECT {ews.col('RequestId')} FROM log_ews t "
-            f"WHERE {ews.col('SoapAction')} IN ({_in(EWS_CONTENT)}) AND {ews.col('RequestId')} IS NOT NULL))"
-        )
-        content = f"""(
-            (h.protocol = 'Mapi' AND h.stem LIKE '/mapi/emsmdb%' AND coalesce(h.action, '') NOT IN ({_in(MAPI_NOT_CONTENT)}))
-            OR (h.protocol = 'Owa' AND h.action IN ({_in(OWA_CONTENT)}))
-            OR (h.protocol = 'Eas' AND h.action IN ({_in(EAS_CONTENT)}))
-            OR h.protocol IN ('Ews', 'RpcHttp')
-            OR (h.anchor LIKE 'serverinfo~%' AND h.anchor LIKE '%/ews/%'))"""
-        # HttpProxy is the biggest table: its rows are grouped on their raw values first (file, hour, anchor,
-        # caller, client, agent, action), and the anchor is resolved once per group, not once per row.
-        hp_part = f"""
-        WITH g AS (
-          SELECT h.art, date_trunc('hour', h.ts) AS hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action,
-                 count(*) AS n, sum(h.bytes) AS bytes, count(h.bytes) AS sized, min(h.ts) AS t0, max(h.ts) AS t1,
-                 min_by(CAST(h.art AS BIGINT) * {LINE_SPAN} + h.line, h.ts, {SAMPLES}) AS ev
-          FROM _mx_hp h
-          WHERE coalesce(h.status, 200) < 400 AND {content} AND (h.accessor IS NOT NULL OR h.anchor LIKE 'serverinfo~%')
-          {matched if ews.exists else ""}
-          GROUP BY h.art, hour, h.anchor, h.accessor, h.ip, h.ua, h.protocol, h.action)
+        hp_part = """
         SELECT 'httpproxy', g.art, g.hour,
                CASE WHEN g.anchor LIKE 'smtp~%' OR g.anchor LIKE 'upn~%' THEN split_part(g.anchor, '~', 2)
                     WHEN g.anchor LIKE 'serverinfo~%' THEN NULL
@@ -142,27 +149,28 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                g.accessor, g.ip, g.ua, g.protocol || ':' || coalesce(g.action, 'request'), 0, g.n, g.bytes, g.sized,
                g.t0, g.t1, g.ev,
                CASE WHEN g.anchor LIKE 'serverinfo~%' OR g.accessor LIKE '%$@%' OR g.accessor LIKE '%$' THEN 'ssrf-ews' END
-        FROM g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor"""
+        FROM _mx_hpg g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor
+        WHERE g.access"""
     cmd_sources = []
-    ev = Table(con, "events")
+    ev = Table(case, EVENTS)
     if ev.exists:
-        cmd_sources.append("""
+        cmd_sources.append(f"""
         SELECT _artifact AS art, _line AS line, ts, json_extract_string(data, '$.param1') AS name,
                json_extract_string(data, '$.param2') AS params, json_extract_string(data, '$.param3') AS caller
-        FROM events WHERE channel = 'MSExchange Management' AND event_id = 1""")
+        FROM {ev.name} WHERE channel = 'MSExchange Management' AND event_id = 1""")
     if rps.exists and (rps.has("Cmdlet") or rps.has("CommandName")):
         name = f"coalesce({rps.nonempty('Cmdlet')}, {rps.nonempty('CommandName')})"
         cmd_sources.append(f"""
         SELECT t._artifact, t._line, t._ts, {name}, {rps.col("Parameters")}, {rps.col("AuthenticatedUser")}
-        FROM log_rps_cmdlet t""")
+        FROM {rps.name} t""")
     has_cmdlet_log = ev.exists and bool(
-        con.execute("SELECT 1 FROM events WHERE channel = 'MSExchange Management' LIMIT 1").fetchall()
+        case.fetch(f"SELECT 1 FROM {ev.name} WHERE channel = 'MSExchange Management' LIMIT 1")
     )
     if cmd_sources:
         if has_cmdlet_log or len(cmd_sources) > 1 or not ev.exists:
             present.append("cmdlets")
-        con.execute("CREATE OR REPLACE TEMP VIEW _mx_cmd_raw AS " + " UNION ALL ".join(cmd_sources))
-        con.execute(r"""
+        case.define("CREATE OR REPLACE TEMP VIEW _mx_cmd_raw AS " + " UNION ALL ".join(cmd_sources))
+        case.define(r"""
         CREATE OR REPLACE TEMP TABLE _mx_cmd AS
         WITH c AS (SELECT *, lower(name) AS lname, coalesce(params, '') AS p FROM _mx_cmd_raw
                    WHERE lower(name) IN ('new-mailboxexportrequest', 'new-mailboxsearch', 'search-mailbox',
@@ -208,7 +216,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                CASE WHEN {ev_id} = 'REDIRECT' THEN {mt.col("related-recipient-address")} ELSE {mt.col("sender-address")} END,
                _mx_addr(rcpt.r), '', '', CASE WHEN {ev_id} = 'REDIRECT' THEN 'REDIRECT' ELSE 'MAILBOXRULE' END, 1,
                try_cast({mt.col("total-bytes")} AS BIGINT), 'forwarding', NULL
-        FROM log_message_tracking t,
+        FROM {mt.name} t,
              unnest(string_split(coalesce({mt.col("recipient-address")}, ''), ';')) AS rcpt(r)
         WHERE ({ev_id} = 'REDIRECT' AND {mt.nonempty("related-recipient-address")} IS NOT NULL)
            OR ({ev_id} = 'RECEIVE' AND upper({src}) = 'MAILBOXRULE')""")
@@ -225,7 +233,7 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         SELECT 'iis', t._artifact, t._line, t._ts, NULL, x.mailbox, _mx_addr({iis.col("cs-username")}),
                {iis.nonempty("c-ip")}, {iis.nonempty("cs(User-Agent)")}, 'download', 1,
                try_cast({iis.col("sc-bytes")} AS BIGINT), 'export-file-download', {iis.col("cs-uri-stem")}
-        FROM log_iis t JOIN ({exports}) x ON x.file = regexp_extract({stem}, '[^/]+$', 0)
+        FROM {iis.name} t JOIN ({exports}) x ON x.file = regexp_extract({stem}, '[^/]+$', 0)
         WHERE upper({iis.col("cs-method")}) = 'GET' AND try_cast({iis.col("sc-status")} AS INTEGER) IN (200, 206)
           AND regexp_matches({stem}, '{EXPORT_EXT}')""")
     rows = "src, art, line, ts, reqid, mailbox_addr, accessor, client_ip, ua, op, items, bytes, path0, detail"
@@ -245,5 +253,5 @@ def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             "NULL::TIMESTAMP, NULL::BIGINT[], NULL::VARCHAR WHERE false"
         )
     union = " UNION ALL ".join(f"SELECT * FROM ({q}) AS q{i}({grouped})" for i, q in enumerate(selects))
-    con.execute("CREATE OR REPLACE TEMP VIEW _mx_rows AS " + union)
+    case.define("CREATE OR REPLACE TEMP VIEW _mx_rows AS " + union)
     return present

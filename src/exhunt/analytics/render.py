@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 from rich.console import Console
 
+from exhunt.case import CaseReader
 from exhunt.errors import InputError
 from exhunt.output.safe import terminal_text
 
@@ -23,11 +24,11 @@ def load_case_timeline(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"no such case file: {path}")
     try:
-        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        case = CaseReader.open_saved(path)
     except duckdb.Error as exc:
         raise InputError(f"{path}: not an exhunt case file ({str(exc).splitlines()[0][:200]})") from None
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = case.tables()
         if "timeline" not in tables:
             raise InputError(f"{path}: the case holds no timeline (scanned by an exhunt without analytics?)")
         out: dict[str, Any] = {}
@@ -39,21 +40,19 @@ def load_case_timeline(path: Path) -> dict[str, Any]:
             if name not in tables:
                 out[name] = []
                 continue
-            cur = con.execute(f"SELECT * FROM {name}")
-            names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            rows = case.analysis_table(name)
             for r in rows:
                 for c in json_cols:
                     if isinstance(r.get(c), str):
                         r[c] = json.loads(r[c])
             out[name] = rows
-        row = con.execute("SELECT value FROM meta WHERE key = 'result'").fetchone() if "meta" in tables else None
-        out["incident"] = (json.loads(row[0]).get("incident") if row else None) or None
+        result = case.meta("result") if "meta" in tables else None
+        out["incident"] = ((result or {}).get("incident") if isinstance(result, dict) else None) or None
         return out
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot read the timeline ({str(exc).splitlines()[0][:200]})") from None
     finally:
-        con.close()
+        case.close()
 
 
 def render_timeline(

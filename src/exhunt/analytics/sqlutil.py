@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from exhunt.case import CaseReader, quote
+from exhunt.families import Family, family
 
-import duckdb
+# The families that record mailbox access, by the names the analytics use for them.
+EWS, HTTPPROXY, IIS = family("ews"), family("httpproxy"), family("iis")
+TRACKING, RPS_CMDLET, EVENTS = family("message_tracking"), family("rps_cmdlet"), family("events")
 
 
 class Table:
-    """A case table's columns, looked up case-insensitively; absent columns read as NULL."""
+    """A family's case table and its columns, looked up case-insensitively; absent columns read as NULL."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
-        self.name = name
-        rows = con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
-            [name],
-        ).fetchall()
-        self.columns = {r[0].lower(): r[0] for r in rows}
+    def __init__(self, case: CaseReader, fam: Family) -> None:
+        self.family = fam
+        self.name = quote(fam.table)  # for SQL: `FROM {t.name} t`
+        self.columns = case.column_map(fam.table)
 
     @property
     def exists(self) -> bool:
@@ -30,19 +30,8 @@ class Table:
         real = self.columns.get(name.lower())
         if real is None:
             return "CAST(NULL AS VARCHAR)"
-        return f'{alias}."{real}"'
+        return f"{alias}.{quote(real)}"
 
     def nonempty(self, name: str, alias: str = "t") -> str:
         """The column; the store already reads empty fields as NULL."""
         return self.col(name, alias)
-
-
-def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    """A query's result as dicts (only for small results)."""
-    cur = con.execute(sql, params or [])
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
-def quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

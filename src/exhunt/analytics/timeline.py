@@ -10,15 +10,16 @@ lead.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from datetime import datetime
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from exhunt.analytics.sqlutil import Table
+from exhunt.analytics.sqlutil import HTTPPROXY, IIS, Table
+from exhunt.case import CaseReader
 
 PHASES = (
     "reconnaissance", "initial access", "persistence", "execution", "credential access", "collection",
@@ -127,7 +128,7 @@ def _evidence(f: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
 
 
 def timeline(
-    con: duckdb.DuckDBPyConnection,
+    case: CaseReader,
     findings: list[dict[str, Any]],
     sessions: list[dict[str, Any]] | None = None,
     seeds: dict[str, set[str]] | None = None,
@@ -162,8 +163,8 @@ def timeline(
             "count": s["requests"], "ties": {k: v for k, v in ties.items() if v},
             "evidence": [{"path": e["path"], "line": e["line"]} for e in s["evidence"][:5]],
         })  # fmt: skip
-    seeds = seeds if seeds is not None else _seeds(con, findings)
-    pivots, leads = _pivot(con, seeds, findings)
+    seeds = seeds if seeds is not None else _seeds(case, findings)
+    pivots, leads = _pivot(case, seeds, findings)
     entries.extend(pivots)
     _link(entries)
     entries.sort(
@@ -172,8 +173,9 @@ def timeline(
     return entries, leads
 
 
-def _seeds(con: duckdb.DuckDBPyConnection, findings: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """Values to pivot on: from high-confidence findings of high or critical severity."""
+def _seeds(case: CaseReader, findings: list[dict[str, Any]], server_ips: set[str] | None = None) -> dict[str, set[str]]:
+    """Values to pivot on: from high-confidence findings of high or critical severity (never the
+    server's own addresses, `server_ips`, read from the case when not given)."""
     seeds: dict[str, set[str]] = {"ips": set(), "accounts": set(), "user_agents": set(), "paths": set()}
     for f in findings:
         strong = f.get("severity") in ("high", "critical") and f.get("confidence", "high") == "high"
@@ -185,73 +187,61 @@ def _seeds(con: duckdb.DuckDBPyConnection, findings: list[dict[str, Any]]) -> di
         seeds["user_agents"] |= t["user_agents"]
         if f.get("kind") == "webshell":
             seeds["paths"] |= {p for p in t["paths"] if p.endswith((".aspx", ".ashx", ".asmx", ".asp"))}
-    seeds["ips"] -= _server_ips(con)
-    seeds["user_agents"] = _rare_agents(con, seeds["user_agents"])
+    seeds["ips"] -= case.server_addresses() if server_ips is None else server_ips
+    seeds["user_agents"] = _rare_agents(case, seeds["user_agents"])
     return seeds
 
 
-def _server_ips(con: duckdb.DuckDBPyConnection) -> set[str]:
-    iis = Table(con, "log_iis")
-    if not iis.has("s-ip"):
-        return set()
-    return {r[0] for r in con.execute('SELECT DISTINCT "s-ip" FROM log_iis WHERE "s-ip" IS NOT NULL').fetchall()}
-
-
-def _rare_agents(con: duckdb.DuckDBPyConnection, agents: set[str]) -> set[str]:
-    iis = Table(con, "log_iis")
+def _rare_agents(case: CaseReader, agents: set[str]) -> set[str]:
+    iis = Table(case, IIS)
     if not agents or not iis.has("cs(User-Agent)", "c-ip"):
         return set()
-    con.register("_tl_ua", pa.table({"ua": sorted(agents)}))
-    try:
-        got = con.execute(
-            'SELECT "cs(User-Agent)", count(DISTINCT "c-ip") FROM log_iis t SEMI JOIN _tl_ua u ON u.ua = t."cs(User-Agent)" '
-            "GROUP BY 1"
-        ).fetchall()
-    finally:
-        con.unregister("_tl_ua")
+    with case.registered("_tl_ua", pa.table({"ua": sorted(agents)})):
+        got = case.fetch(
+            f'SELECT "cs(User-Agent)", count(DISTINCT "c-ip") FROM {iis.name} t '
+            'SEMI JOIN _tl_ua u ON u.ua = t."cs(User-Agent)" GROUP BY 1'
+        )
     return {ua for ua, n in got if n <= RARE_UA_IPS}
 
 
 def _pivot(
-    con: duckdb.DuckDBPyConnection, seeds: dict[str, set[str]], findings: list[dict[str, Any]]
+    case: CaseReader, seeds: dict[str, set[str]], findings: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if not any(seeds.values()):
         return [], []
+    # groups of equal size are ordered by their values, so that a scan's timeline is the same every run
     known = {(e.get("path"), e.get("line")) for f in findings for e in f.get("evidence") or []}
     params = {k: pa.table({"v": sorted(v) or ["\x00"]}) for k, v in seeds.items()}  # never matches
-    for k, t in params.items():
-        con.register(f"_tl_{k}", t)
     groups: list[tuple[Any, ...]] = []
-    try:
-        iis = Table(con, "log_iis")
+    with contextlib.ExitStack() as stack:
+        for k, t in params.items():
+            stack.enter_context(case.registered(f"_tl_{k}", t))
+        iis = Table(case, IIS)
         if iis.has("c-ip", "cs-uri-stem"):
             ua, user = iis.col("cs(User-Agent)"), iis.col("cs-username")
-            groups += con.execute(f"""
+            groups += case.fetch(f"""
             SELECT 'iis', a.host, t."c-ip", lower(coalesce({user}, '')), coalesce({ua}, ''),
                    CASE WHEN lower(t."cs-uri-stem") IN (SELECT v FROM _tl_paths) THEN lower(t."cs-uri-stem")
                         ELSE regexp_extract(lower(t."cs-uri-stem"), '^/[^/]*', 0) || '/*' END,
                    try_cast({iis.col("sc-status")} AS INTEGER) AS status, count(*), min(t._ts), max(t._ts),
-                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts)[1:3]
-            FROM log_iis t JOIN artifacts a ON a.id = t._artifact
+                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts, a.path, t._line)[1:3]
+            FROM {iis.name} t JOIN artifacts a ON a.id = t._artifact
             WHERE t."c-ip" IN (SELECT v FROM _tl_ips) OR {ua} IN (SELECT v FROM _tl_user_agents)
                OR lower(t."cs-uri-stem") IN (SELECT v FROM _tl_paths)
                OR (lower({user}) IN (SELECT v FROM _tl_accounts))
-            GROUP BY ALL ORDER BY count(*) DESC LIMIT {PIVOT_LIMIT}""").fetchall()
-        hp = Table(con, "log_httpproxy")
+            GROUP BY ALL ORDER BY count(*) DESC, 2, 3, 4, 5, 6, 7 LIMIT {PIVOT_LIMIT}""")
+        hp = Table(case, HTTPPROXY)
         if hp.has("ClientIpAddress"):
             ua, user, stem = hp.col("UserAgent"), hp.col("AuthenticatedUser"), hp.col("UrlStem")
-            groups += con.execute(f"""
+            groups += case.fetch(f"""
             SELECT 'httpproxy', a.host, t."{hp.columns["clientipaddress"]}", lower(coalesce({user}, '')), coalesce({ua}, ''),
                    regexp_extract(lower(coalesce({stem}, '')), '^/[^/]*', 0) || '/*',
                    try_cast({hp.col("HttpStatus")} AS INTEGER), count(*), min(t._ts), max(t._ts),
-                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts)[1:3]
-            FROM log_httpproxy t JOIN artifacts a ON a.id = t._artifact
+                   list(struct_pack(path := a.path, line := t._line) ORDER BY t._ts, a.path, t._line)[1:3]
+            FROM {hp.name} t JOIN artifacts a ON a.id = t._artifact
             WHERE t."{hp.columns["clientipaddress"]}" IN (SELECT v FROM _tl_ips) OR {ua} IN (SELECT v FROM _tl_user_agents)
                OR lower({user}) IN (SELECT v FROM _tl_accounts)
-            GROUP BY ALL ORDER BY count(*) DESC LIMIT {PIVOT_LIMIT}""").fetchall()
-    finally:
-        for k in params:
-            con.unregister(f"_tl_{k}")
+            GROUP BY ALL ORDER BY count(*) DESC, 2, 3, 4, 5, 6, 7 LIMIT {PIVOT_LIMIT}""")
     entries, lead_map = [], {}
     for src, host, ip, user, ua, stem, status, n, t0, t1, sample in groups:
         ev = [{"path": s["path"], "line": s["line"]} for s in sample]

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-
-from exhunt.analytics.sqlutil import Table
+from exhunt.analytics.sqlutil import EVENTS, EWS, HTTPPROXY, IIS, TRACKING, Table
+from exhunt.case import CaseReader
 
 TAKEN = "analytics-mailbox-taken"
 ABNORMAL = "analytics-mailbox-abnormal-read"
@@ -22,12 +20,10 @@ ATTACK = {
     "delegate/permission": ["T1114.002", "T1098.002"],
 }
 BIG = 10_000_000  # bytes: a mailbox with more than this taken is critical whatever the path
-SOURCE_TABLES = {"ews": "log_ews", "httpproxy": "log_httpproxy", "iis": "log_iis", "tracking": "log_message_tracking"}
+SOURCE_FAMILIES = {"ews": EWS, "httpproxy": HTTPPROXY, "iis": IIS, "tracking": TRACKING}  # evidence label -> family
 
 
-def mailbox_findings(
-    con: duckdb.DuckDBPyConnection, sessions: list[dict[str, Any]], samples: int = 5
-) -> list[dict[str, Any]]:
+def mailbox_findings(case: CaseReader, sessions: list[dict[str, Any]], samples: int = 5) -> list[dict[str, Any]]:
     """One entry per (host, mailbox, verdict) for the `taken` and `abnormal` sessions."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for s in sessions:
@@ -65,7 +61,7 @@ def mailbox_findings(
             "note": _note(ss, nbytes, items),
             "evidence": [],
         })  # fmt: skip
-    attach_records(con, [e for ev in picked for e in ev])
+    attach_records(case, [e for ev in picked for e in ev])
     for f, ev in zip(out, picked, strict=True):
         f["evidence"] = _records(ev)
     out.sort(key=lambda f: (f["severity"] != "critical", f["first_seen"] or "", f["group"]["mailbox"]))
@@ -97,35 +93,25 @@ def _records(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def attach_records(con: duckdb.DuckDBPyConnection, evidence: list[dict[str, Any]]) -> None:
-    """Give each evidence entry its parsed record from the case: one query per source table."""
+def attach_records(case: CaseReader, evidence: list[dict[str, Any]]) -> None:
+    """Give each evidence entry its parsed record from the case: one query per source family."""
     by_source: dict[str, list[dict[str, Any]]] = {}
     for e in evidence:
         if e.get("artifact") is not None:
             by_source.setdefault(e.get("source", ""), []).append(e)
     for source, items in by_source.items():
-        keys = pa.table({"art": [e["artifact"] for e in items], "ln": [e["line"] for e in items]})
-        # the literal artifact list lets DuckDB skip every row group of other files (rows are stored file by file)
-        arts = ", ".join(str(int(a)) for a in sorted({e["artifact"] for e in items}))
         if source == "cmdlet":
-            table, cols = "events", "t.data"
-        elif source in SOURCE_TABLES and Table(con, SOURCE_TABLES[source]).exists:
-            table, cols = SOURCE_TABLES[source], "t.* EXCLUDE (_artifact, _line, _ts)"
+            fam, cols = EVENTS, "t.data"
+        elif source in SOURCE_FAMILIES and Table(case, SOURCE_FAMILIES[source]).exists:
+            fam, cols = SOURCE_FAMILIES[source], "t.* EXCLUDE (_artifact, _line, _ts)"
         else:
             continue
-        sql = (f'SELECT t._artifact, t._line, {cols} FROM "{table}" t WHERE t._artifact IN ({arts}) '
-               "AND (t._artifact, t._line) IN (SELECT (art, ln) FROM _vx_keys)")  # fmt: skip
-        con.register("_vx_keys", keys)
-        try:
-            cur = con.execute(sql)
-            names = [d[0] for d in cur.description][2:]
-            found = {}
-            for row in cur.fetchall():
-                if source == "cmdlet":
-                    found[(row[0], row[1])] = json.loads(row[2]) if row[2] else {}
-                else:
-                    found[(row[0], row[1])] = {n: v for n, v in zip(names, row[2:], strict=True) if v not in (None, "")}
-        finally:
-            con.unregister("_vx_keys")
+        got = case.rows_at(fam, [(e["artifact"], e["line"]) for e in items], cols)
+        found = {}
+        for key, rec in got.items():
+            if source == "cmdlet":
+                found[key] = json.loads(rec["data"]) if rec["data"] else {}
+            else:
+                found[key] = {n: v for n, v in rec.items() if v not in (None, "")}
         for e in items:
             e["record"] = found.get((e["artifact"], e["line"]), {})
