@@ -27,6 +27,7 @@ PROTECTION = family("config_extended_protection").table
 
 class IisConfigSource(Source):
     kind = "iis-config"
+    scan_content = True  # a web.config can carry a web shell
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
