@@ -256,6 +256,18 @@ class CaseReader:
             "FROM cfg_extended_protection e JOIN artifacts a ON a.id = e._artifact ORDER BY a.path"
         ).fetchall()
 
+    def site_virtual_directories(self) -> list[tuple[Any, ...]]:
+        """(host, site, URL prefix, physical path) of every virtual directory in each collected
+        applicationHost.config; the prefix is the application path joined with the directory's path."""
+        if family("config_site_vdirs").table not in self.tables():
+            return []
+        return self._con.execute(
+            "SELECT DISTINCT a.host, v.site, "
+            "lower(rtrim(coalesce(v.application, ''), '/') || CASE WHEN coalesce(v.virtual_directory, '/') = '/' "
+            "THEN '' ELSE '/' || trim(v.virtual_directory, '/') END) AS prefix, v.physical_path "
+            "FROM cfg_site_vdirs v JOIN artifacts a ON a.id = v._artifact WHERE v.physical_path IS NOT NULL"
+        ).fetchall()
+
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The cursor itself, for the analytics (`exhunt.analytics`), whose many SQL steps run here
