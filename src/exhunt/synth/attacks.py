@@ -1231,10 +1231,10 @@ class Attacks(Planter):
             ev = w.event("sysmon", t, we.sysmon_file(t, self.ids, image="System", pid=4, target=win_dormant), ref=True)
             self.trace(ev, fam, "file-event-webshell-write", t, "errorPage.aspx",
                        "Sysmon 11: System writes a shell into aspnet_client (copied over the admin share)")  # fmt: skip
-            self._file(fam, dormant, fl.LOADER_SHAPE, t, "webshell-dormant", "Assembly.Load",
+            self._file(fam, dormant, fl.LOADER_SHAPE, t, "webshell-dormant", "in-memory loader",
                        "assembly-loader shell in aspnet_client, never requested")  # fmt: skip
             for rule in ("file-webshell-content", "file-webshell-location"):
-                self.trace(None, fam, rule, t, "Assembly.Load", "assembly-loader shell in aspnet_client",
+                self.trace(None, fam, rule, t, "in-memory loader", "assembly-loader shell in aspnet_client",
                            path=f"{w.host}/{dormant}")  # fmt: skip
 
         self.at(t, plant_dormant)
@@ -1242,7 +1242,7 @@ class Attacks(Planter):
         outside = "C/inetpub/wwwroot/iiserror.aspx"
 
         def plant_outside() -> None:
-            self._file(fam, outside, fl.COMMAND_SHAPE, t2, "file-webshell-content", "ProcessStartInfo",
+            self._file(fam, outside, fl.COMMAND_SHAPE, t2, "file-webshell-content", "shape of a command page",
                        "command page in the IIS root, outside the web-shell folders")  # fmt: skip
 
         self.at(t2, plant_outside)

@@ -99,7 +99,7 @@ rule exhunt_command_exec_request
         $interp = /(cmd\.ex[e]|powershell(\.exe)?["'\s]|["']\/[ck]\s)/ nocase
         $redirect = /RedirectStandard(Outpu[t]|Erro[r])/ nocase
         $req = /(Reques[t]\s*[\[\.]|\[\s*WebMetho[d]|IHttpHandle[r]|@\s*Reques[t])/ nocase
-        $server = /(<%|runat\s*=\s*["']?server|\[\s*WebMetho[d]|IHttpHandle[r]|@\{|@using)/ nocase
+        $server = /(<%|runat\s*=\s*["']?server|\[\s*WebMetho[d]|IHttpHandle[r]|(^|\n)[ \t]*@(\{|using\s+System))/ nocase
     condition:
         filesize < 4MB and $server and $proc and $req and ($interp or $redirect)
 }
