@@ -133,7 +133,10 @@ def test_web_shells_are_joined_to_their_requests(planted):
     assert used <= by_rule["webshell-request"]
     assert any("/HttpProxy/Owa/" in p for p in by_rule["webshell-request-httpproxy"])
     grouped = {tuple(f.group.values()) for f in result.findings if f.rule.id == "webshell-request"}
-    assert {("139.162.202.236", "/iiserror.aspx"), ("139.162.202.236", "/owa/auth/RedirSuiteServerProxy.aspx")} <= grouped
+    assert {
+        ("139.162.202.236", "/iiserror.aspx"),
+        ("139.162.202.236", "/owa/auth/RedirSuiteServerProxy.aspx"),
+    } <= grouped
     probes = [f for f in result.findings if f.rule.id == "webshell-probe-missing"]
     assert [f.group["cs-uri-stem"] for f in probes] == ["/owa/auth/gone.aspx"]
     assert {f.severity for f in result.findings if f.rule.id == "process-webworker-access"} == {"high"}

@@ -110,7 +110,9 @@ def test_a_collected_config_replaces_the_default_layout(collection: Path):
     """With applicationHost.config collected, /owa maps where the config says, not to the default folder."""
     moved = "D:\\Program Files\\Microsoft\\Exchange Server\\V15\\FrontEnd\\HttpProxy\\owa"
     write(collection, APPHOST, _apphost("").replace(f"{V15}\\FrontEnd\\HttpProxy\\owa", moved))
-    write(collection, "EXCH01/D/Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth/s.aspx", shell())
+    write(
+        collection, "EXCH01/D/Program Files/Microsoft/Exchange Server/V15/FrontEnd/HttpProxy/owa/auth/s.aspx", shell()
+    )
     write(collection, f"{OWA_AUTH}/t.aspx", shell())
     write(collection, W3, iis_log([iis("/owa/auth/s.aspx"), iis("/owa/auth/t.aspx")]))
     got = found(collection)
