@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exhunt.scan import ScanOptions, scan
-from tests.conftest import INSTALL, httpproxy_log, iis_log, write
+from tests.conftest import INSTALL, httpproxy_log, iis_log, shared_path, write
 from tests.rules.test_webshell_content import SHELLS, fill
 
 W3 = "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"
@@ -118,3 +118,18 @@ def test_a_collected_config_replaces_the_default_layout(collection: Path):
     got = found(collection)
     assert got["webshell-request"] == [(W3, 5)]
     assert got["webshell-dormant"] == [(f"{OWA_AUTH}/t.aspx", None)]
+
+
+def test_the_real_exchange_application_host_maps_front_and_back_end(collection: Path):
+    """Exchange 2019's own applicationHost.config (CSS-Exchange HealthChecker fixture): /owa on the front
+    end maps to FrontEnd\\HttpProxy\\owa, /ecp on the back end (port 444) to ClientAccess\\ecp."""
+    real = shared_path("data", "exchange-config", "Diagnostics", "HealthChecker", "Tests", "DataCollection", "E19",
+                       "Exchange", "IIS", "applicationHost.config").read_text(encoding="utf-8-sig")  # fmt: skip
+    write(collection, APPHOST, real, crlf=False)
+    write(collection, f"{OWA_AUTH}/fe.aspx", shell())
+    write(collection, f"EXCH01/{INSTALL}/ClientAccess/ecp/be.aspx", shell("ant.aspx"))
+    write(collection, f"EXCH01/{INSTALL}/ClientAccess/ecp/idle.aspx", shell("cc.aspx"))
+    write(collection, W3, iis_log([iis("/owa/auth/fe.aspx"), iis("/ecp/be.aspx", port="444")]))
+    got = found(collection)
+    assert sorted(got["webshell-request"]) == [(W3, 5), (W3, 6)]
+    assert got["webshell-dormant"] == [(f"EXCH01/{INSTALL}/ClientAccess/ecp/idle.aspx", None)]

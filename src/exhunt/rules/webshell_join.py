@@ -109,7 +109,7 @@ def _mapped_sql(case: CaseReader, fam: Family) -> tuple[str, list[Any]]:
     sql = f"""
         WITH vd AS ({vdirs}), req AS ({_requests_sql(case, fam)}),
         own AS (SELECT DISTINCT host FROM vd WHERE host IS NOT NULL)
-        SELECT req.rid, req.host, req.site, req.status, req.path, length(vd.prefix) AS depth,
+        SELECT req.rid, req.host, req.site, vd.site AS vsite, req.status, req.path, length(vd.prefix) AS depth,
                vd.phys || replace(substr(req.path, length(vd.prefix) + 1), '/', '\\') AS wp
         FROM req JOIN vd
           ON (vd.host = req.host OR (vd.host IS NULL AND req.host NOT IN (SELECT host FROM own)))
@@ -178,7 +178,7 @@ def missing_script_probes(case: CaseReader, params: dict[str, str]) -> list[int]
         WITH m AS ({mapped}),
         best AS (
             SELECT rid, host, wp FROM m
-            WHERE site = 'frontend' AND status LIKE '2%' AND ({exts})
+            WHERE site = 'frontend' AND vsite = 'frontend' AND status LIKE '2%' AND ({exts})
             QUALIFY row_number() OVER (PARTITION BY rid ORDER BY depth DESC) = 1
         ),
         files AS (SELECT host, lower(win_path) AS wp FROM artifacts WHERE win_path IS NOT NULL)
