@@ -102,24 +102,39 @@ def _requests_sql(case: CaseReader, fam: Family) -> str:
     )
 
 
-def _mapped_sql(case: CaseReader, fam: Family) -> tuple[str, list[Any]]:
-    """rid, host, site, status, the file path each matching virtual directory maps the request to,
-    and that directory's prefix length (the longest one is the one IIS uses)."""
+def _mapped_sql(
+    case: CaseReader, fam: Family, keep: str = "true", keep_args: tuple[Any, ...] = ()
+) -> tuple[str, list[Any]]:
+    """rid, host, site, status and path of the requests that pass `keep` (SQL over path, status and
+    site), with the file each matching virtual directory maps the path to (`wp`), that directory's
+    site (`vsite`) and its prefix length (`depth`: IIS uses the longest). Paths are mapped once each."""
     vdirs, args = _vdirs_sql(case)
     sql = f"""
-        WITH vd AS ({vdirs}), req AS ({_requests_sql(case, fam)}),
-        own AS (SELECT DISTINCT host FROM vd WHERE host IS NOT NULL)
-        SELECT req.rid, req.host, req.site, vd.site AS vsite, req.status, req.path, length(vd.prefix) AS depth,
-               vd.phys || replace(substr(req.path, length(vd.prefix) + 1), '/', '\\') AS wp
-        FROM req JOIN vd
-          ON (vd.host = req.host OR (vd.host IS NULL AND req.host NOT IN (SELECT host FROM own)))
-         AND (vd.prefix = '' OR req.path = vd.prefix OR starts_with(req.path, vd.prefix || '/'))
+        WITH vd AS ({vdirs}),
+        req AS (SELECT * FROM ({_requests_sql(case, fam)}) r WHERE {keep}),
+        paths AS (SELECT DISTINCT host, site, path FROM req),
+        own AS (SELECT DISTINCT host FROM vd WHERE host IS NOT NULL),
+        mp AS (
+            SELECT paths.host, paths.site, paths.path, vd.site AS vsite, length(vd.prefix) AS depth,
+                   vd.phys || replace(substr(paths.path, length(vd.prefix) + 1), '/', '\\') AS wp
+            FROM paths JOIN vd
+              ON (vd.host = paths.host OR (vd.host IS NULL AND paths.host NOT IN (SELECT host FROM own)))
+             AND (vd.prefix = '' OR paths.path = vd.prefix OR starts_with(paths.path, vd.prefix || '/'))
+        )
+        SELECT req.rid, req.host, req.site, mp.vsite, req.status, req.path, mp.depth, mp.wp
+        FROM req JOIN mp ON mp.host IS NOT DISTINCT FROM req.host AND mp.site = req.site AND mp.path = req.path
     """
-    return sql, args
+    return sql, [*args, *keep_args]
+
+
+def _named_like_flagged(case: CaseReader, params: dict[str, str]) -> tuple[str, tuple[Any, ...]]:
+    """A `keep` condition: the request's last path segment is the name of a flagged file."""
+    flagged, fargs = _flagged_sql(case, params)
+    return f"regexp_extract(path, '[^/]*$') IN (SELECT regexp_extract(wp, '[^\\\\]*$') FROM ({flagged}))", tuple(fargs)
 
 
 def _use(case: CaseReader, fam: Family, params: dict[str, str]) -> list[int]:
-    mapped, margs = _mapped_sql(case, fam)
+    mapped, margs = _mapped_sql(case, fam, *_named_like_flagged(case, params))
     flagged, fargs = _flagged_sql(case, params)
     sql = f"""
         WITH m AS ({mapped}), f AS ({flagged})
@@ -148,8 +163,9 @@ def dormant_webshells(case: CaseReader, params: dict[str, str]) -> list[int]:
         return []
     flagged, fargs = _flagged_sql(case, params)
     parts, args = [], []
+    keep = _named_like_flagged(case, params)
     for fam in fams:
-        mapped, margs = _mapped_sql(case, fam)
+        mapped, margs = _mapped_sql(case, fam, *keep)
         parts.append(f"SELECT host, wp FROM ({mapped})")
         args += margs
     logged = " UNION ALL ".join(
@@ -172,13 +188,13 @@ def missing_script_probes(case: CaseReader, params: dict[str, str]) -> list[int]
     fam = family("iis")
     if fam not in _web_families(case):
         return []
-    mapped, margs = _mapped_sql(case, fam)
     exts = " OR ".join(f"ends_with(path, '{e}')" for e in SCRIPT_EXTENSIONS)
+    mapped, margs = _mapped_sql(case, fam, f"site = 'frontend' AND status LIKE '2%' AND ({exts})")
     sql = f"""
         WITH m AS ({mapped}),
         best AS (
             SELECT rid, host, wp FROM m
-            WHERE site = 'frontend' AND vsite = 'frontend' AND status LIKE '2%' AND ({exts})
+            WHERE vsite = 'frontend'
             QUALIFY row_number() OVER (PARTITION BY rid ORDER BY depth DESC) = 1
         ),
         files AS (SELECT host, lower(win_path) AS wp FROM artifacts WHERE win_path IS NOT NULL)
