@@ -20,6 +20,7 @@ import duckdb
 
 from exhunt.case import CaseReader
 from exhunt.detect import detect, rule_params
+from exhunt.families import family
 
 SHARED_SIGMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sigma"
 
@@ -45,7 +46,7 @@ def main() -> None:
     case = build(args.copies)
     con = duckdb.connect(str(case), read_only=True, config={"threads": 1})
     store = CaseReader(con)
-    ((n,),) = store.fetch("SELECT count(*) FROM events")
+    ((n,),) = store.fetch(f"SELECT count(*) FROM {family('events').table}")
     folders = ([SHARED_SIGMA] if SHARED_SIGMA.exists() else []) + args.rules
     from exhunt.rules.sigma import load_sigma
 

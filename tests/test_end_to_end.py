@@ -132,3 +132,27 @@ def test_synth_cli_and_scan_cli_round_trip(tmp_path: Path):
     assert res.exit_code == 1 and json.loads(res.stdout)["verdict"] == "COMPROMISED"
     res = runner.invoke(app, ["synth", str(tmp_path / "x"), "--plant", "nonsense"])
     assert res.exit_code == 2 and "unknown --plant" in res.output
+
+
+def test_web_shells_are_joined_to_their_requests(planted):
+    """The planted server: the dormant shell is called dormant, the shell in the IIS root is called used
+    (through the IIS log), the HAFNIUM shell in owa\\auth is used in both IIS and HttpProxy, and the 200
+    for a script that is not on disk is a probe."""
+    key, result = planted
+    by_rule: dict[str, set[str]] = {}
+    for f in result.findings:
+        by_rule.setdefault(f.rule.id, set()).update(e.path for e in f.evidence)
+    dormant = {p.rsplit("/", 1)[-1] for p in by_rule["webshell-dormant"]}
+    assert "errorPage.aspx" in dormant
+    assert not dormant & {"iiserror.aspx", "RedirSuiteServerProxy.aspx", "xx.aspx"}, dormant
+    used = {t["path"] for t in key["traces"] if t["rule"] == "webshell-request"}
+    assert used <= by_rule["webshell-request"]
+    assert any("/HttpProxy/Owa/" in p for p in by_rule["webshell-request-httpproxy"])
+    grouped = {tuple(f.group.values()) for f in result.findings if f.rule.id == "webshell-request"}
+    assert {
+        ("139.162.202.236", "/iiserror.aspx"),
+        ("139.162.202.236", "/owa/auth/RedirSuiteServerProxy.aspx"),
+    } <= grouped
+    probes = [f for f in result.findings if f.rule.id == "webshell-probe-missing"]
+    assert [f.group["cs-uri-stem"] for f in probes] == ["/owa/auth/gone.aspx"]
+    assert {f.severity for f in result.findings if f.rule.id == "process-webworker-access"} == {"high"}

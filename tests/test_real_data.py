@@ -33,7 +33,8 @@ def real_evtx(tmp_path: Path, name: str) -> Path:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx", {"process-webserver-shell"}),
+        # w3wp starts cmd.exe (Sysmon 1) and opens it with full access (Sysmon 10, source w3wp)
+        ("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx", {"process-webserver-shell", "process-webworker-access"}),
         ("sysmon_10_1_memdump_comsvcs_minidump.evtx", {"process-lsass-dump"}),
         ("DE_1102_security_log_cleared.evtx", {"log-cleared"}),
         ("Runas_4624_4648_Webshell_CreateProcessAsUserA.evtx", {"webserver-explicit-credentials", "log-cleared"}),

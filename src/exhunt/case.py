@@ -359,6 +359,18 @@ class CaseReader:
         rows = self._con.execute(f'SELECT DISTINCT "s-ip" FROM {quote(iis)} WHERE "s-ip" IS NOT NULL').fetchall()
         return {r[0] for r in rows}
 
+    def site_virtual_directories(self) -> list[tuple[Any, ...]]:
+        """(host, site, URL prefix, physical path) of every virtual directory in each collected
+        applicationHost.config; the prefix is the application path joined with the directory's path."""
+        if family("config_site_vdirs").table not in self.tables():
+            return []
+        return self._con.execute(
+            "SELECT DISTINCT a.host, v.site, "
+            "lower(rtrim(coalesce(v.application, ''), '/') || CASE WHEN coalesce(v.virtual_directory, '/') = '/' "
+            "THEN '' ELSE '/' || trim(v.virtual_directory, '/') END) AS prefix, v.physical_path "
+            "FROM cfg_site_vdirs v JOIN artifacts a ON a.id = v._artifact WHERE v.physical_path IS NOT NULL"
+        ).fetchall()
+
     def meta(self, key: str) -> Any:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return json.loads(row[0]) if row else None

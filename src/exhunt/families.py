@@ -202,6 +202,8 @@ FAMILIES: tuple[Family, ...] = (
            default_group=("path",), host_column="host"),
     Family("config_vdirs", "cfg_suspicious_vdirs", "IIS virtual directories", "config",
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
+    Family("config_site_vdirs", "cfg_site_vdirs", "IIS site virtual directories", "config",
+           time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
     Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
     Family("config_extended_protection", "cfg_extended_protection", "IIS Extended Protection", "config",
            time_sql="NULL::TIMESTAMP"),

@@ -9,6 +9,7 @@ Nothing here raises for one bad file: problems go to the artifact's errors.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import queue
 import threading
@@ -129,6 +130,8 @@ class Reader:
                 else:
                     row["kind"] = source.kind
                     stream = _Prepend(head, stream)
+                    if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
+                        stream = self._content_scanned(stream, info, row)
                     for table, part in source(self.keep).read(stream, info, _HashAfter(hasher, len(head))):
                         if isinstance(part, RawRows):
                             info.runs.append((part.first_line, part.offset))
@@ -167,6 +170,14 @@ class Reader:
         if keep is None:
             return batch
         return batch.select([c for c in batch.column_names if c.lower() in keep or c.startswith("_")])
+
+    def _content_scanned(self, stream: Any, info: ArtifactInfo, row: dict) -> io.BytesIO:
+        """Run the content rules on a file a source also reads (a web.config can be a web shell)."""
+        data = stream.read()
+        found = match(self.content_rules, data)
+        row["yara"] = found.names
+        info.errors.extend((None, problem) for problem in found.problems)
+        return io.BytesIO(data)
 
     def _plain_file(self, entry: Entry, head: bytes, stream: Any, hasher: Any, info: ArtifactInfo, row: dict) -> None:
         lower = entry.logical_path.lower()

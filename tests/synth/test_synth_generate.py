@@ -27,7 +27,8 @@ RULES = {
     "file-webshell-pst-or-certreq", "proxynotshell-autodiscover-powershell", "owassrf-owa-powershell",
     "owassrf-rps-browser-client", "process-powercat-nishang", "process-exchange-snapin", "file-event-webshell-write",
     "log-cleared", "cmdlet-cert-request-webpath", "cmdlet-transport-agent", "cmdlet-mailbox-access-change",
-    "mail-forward-external",
+    "mail-forward-external", "file-webshell-content", "webshell-dormant", "webshell-request", "webshell-probe-missing",
+    "process-webworker-access",
 } | INTRUSION_RULES  # fmt: skip
 
 

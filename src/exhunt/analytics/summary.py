@@ -12,8 +12,9 @@ from rich.text import Text
 from exhunt.analytics.timeline import ties_of
 from exhunt.output.safe import terminal_text
 
-_FILE_RULES = ("file-webshell", "file-event-webshell", "config-vdir")
-_USE_RULES = ("webshell-access", "process-webserver-shell", "webshell-tcp-tunnel", "webserver-explicit-credentials")
+_FILE_RULES = ("file-webshell", "file-event-webshell", "config-vdir", "webshell-dormant")
+_USE_RULES = ("webshell-access", "process-webserver-shell", "webshell-tcp-tunnel", "webserver-explicit-credentials",
+              "webshell-request")  # fmt: skip
 _DUMP = re.compile(r"(lsass|\.dmp$|minidump)", re.I)
 
 
@@ -88,8 +89,9 @@ def _shells(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
             used_stems |= {p.lower() for p in ties_of(f)["paths"]}
             for e in f.get("evidence") or []:
                 rec = e.get("record") or {}
-                if isinstance(rec, dict) and rec.get("cs-uri-stem"):
-                    used_stems.add(str(rec["cs-uri-stem"]).lower())
+                stem = rec.get("cs-uri-stem") or rec.get("UrlStem") if isinstance(rec, dict) else None
+                if stem:
+                    used_stems.add(str(stem).lower())
         if rule.startswith(_FILE_RULES) and f.get("severity") in ("medium", "high", "critical"):
             for e in f.get("evidence") or []:
                 path = e.get("path")

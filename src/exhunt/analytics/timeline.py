@@ -52,7 +52,7 @@ def _phase(f: dict[str, Any]) -> tuple[str, str | None]:
     attack = list(f.get("attack") or [])
     rule = f.get("rule", "")
     if f.get("kind") == "webshell":
-        used = any(w in rule for w in ("access", "process", "tunnel", "credentials"))
+        used = any(w in rule for w in ("access", "process", "tunnel", "credentials", "request"))
         return ("execution" if used else "persistence"), (attack[0] if attack else "T1505.003")
     if f.get("kind") == "exploitation":
         return "initial access", next((t for t in attack if t.startswith("T1190")), attack[0] if attack else None)

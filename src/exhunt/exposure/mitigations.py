@@ -368,6 +368,20 @@ def suspicious_virtual_directories(text: str, path: str) -> list[SuspiciousVirtu
     return found
 
 
+def virtual_directories(text: str) -> list[tuple[str, str, str, str, int | None]]:
+    """Every site's virtual directories: (site, application path, virtual directory path, physical path, line)."""
+    text = _as_text(text)
+    root = _parse_xml(text)
+    vdirs = _xml_vdirs(root) if root is not None else _scan_vdirs(text)
+    out = []
+    cursor = 0
+    for vdir in vdirs:
+        offset = vdir.offset if vdir.offset is not None else _locate_attr(text, vdir.physical_path, cursor)
+        cursor = offset + 1 if offset is not None else cursor
+        out.append((vdir.site, vdir.application, vdir.vdir, vdir.physical_path, _line(text, offset)))
+    return out
+
+
 def _locate_attr(text: str, value: str, start: int) -> int | None:
     needle = f'physicalPath="{html.escape(value, quote=True)}"'
     found = text.find(needle, start)

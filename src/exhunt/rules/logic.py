@@ -16,6 +16,12 @@ from exhunt.rules.intrusion_logic import (  # noqa: F401  (named by rules' `pyth
     object_acl_takeover,
     remote_interactive_logon_from_exchange,
 )
+from exhunt.rules.webshell_join import (  # noqa: F401  (named by rules' `python:` keys)
+    dormant_webshells,
+    missing_script_probes,
+    webshell_requests_httpproxy,
+    webshell_requests_iis,
+)
 
 WEB_FOLDERS = r"\\(FrontEnd\\HttpProxy\\(owa|ecp)\\auth|inetpub\\wwwroot\\aspnet_client)(\\|$)"
 OUTLIER_DAYS = 7

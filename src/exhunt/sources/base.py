@@ -36,6 +36,7 @@ class Source:
     """Base class: subclass, set `kind`, implement `sniff` and `read`."""
 
     kind: ClassVar[str] = ""
+    scan_content: ClassVar[bool] = False  # also run the content rules on the file (e.g. a web.config shell)
 
     def __init__(self, keep: dict[str, set[str] | None] | None = None) -> None:
         self.keep = keep or {}  # store table -> lower-cased columns to build (absent: all)

@@ -15,7 +15,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from exhunt.exposure.config_state import read_extended_protection
-from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories
+from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories, virtual_directories
 from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 
@@ -23,10 +23,12 @@ MAX_CONFIG_BYTES = 32 << 20
 MITIGATIONS = family("config_mitigations").table
 VDIRS = family("config_vdirs").table
 PROTECTION = family("config_extended_protection").table
+SITE_VDIRS = family("config_site_vdirs").table
 
 
 class IisConfigSource(Source):
     kind = "iis-config"
+    scan_content = True  # a web.config can carry a web shell
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
@@ -62,6 +64,12 @@ class IisConfigSource(Source):
             ]  # fmt: skip
             info.records += len(rows)
             yield VDIRS, _table(rows)
+        if "applicationhost" in info.path.lower():  # every virtual directory, to map request paths to files
+            rows = [{"_line": line, "site": site, "application": app, "virtual_directory": vdir, "physical_path": phys}
+                    for site, app, vdir, phys, line in virtual_directories(text)]  # fmt: skip
+            if rows:
+                info.records += len(rows)
+                yield SITE_VDIRS, _table(rows)
         protection = read_extended_protection(text) if "applicationhost" in info.path.lower() else None
         if protection:  # Extended Protection per virtual directory, for the exposure answer (CVE-2024-21410)
             rows = [{"_line": None, "site": v.site, "virtual_directory": v.vdir, "expected": v.expected,

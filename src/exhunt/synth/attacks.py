@@ -1207,3 +1207,71 @@ class Attacks(Planter):
             )
 
         self.at(t3, der)
+        self._webshell_join(t + 20 * 60_000)
+
+    def _webshell_join(self, t: int) -> None:
+        """A shell copied in over the admin share (writer `System`) and never requested; a shell outside
+        the folders the path rules know, requested; a request answered 200 for a shell that is gone; and
+        a web worker that starts notepad.exe and injects a thread into it."""
+        fam = "webshells"
+        w = self.w
+        dormant = f"{fl.ASPNET_CLIENT}/system_web/4_0_30319/errorPage.aspx"
+        win_dormant = "C:\\inetpub\\wwwroot\\aspnet_client\\system_web\\4_0_30319\\errorPage.aspx"
+
+        def plant_dormant() -> None:
+            ev = w.event("sysmon", t, we.sysmon_file(t, self.ids, image="System", pid=4, target=win_dormant), ref=True)
+            self.trace(ev, fam, "file-event-webshell-write", t, "errorPage.aspx",
+                       "Sysmon 11: System writes a shell into aspnet_client (copied over the admin share)")  # fmt: skip
+            self._file(fam, dormant, fl.LOADER_SHAPE, t, "webshell-dormant", "in-memory loader",
+                       "assembly-loader shell in aspnet_client, never requested")  # fmt: skip
+            for rule in ("file-webshell-content", "file-webshell-location"):
+                self.trace(None, fam, rule, t, "in-memory loader", "assembly-loader shell in aspnet_client",
+                           path=f"{w.host}/{dormant}")  # fmt: skip
+
+        self.at(t, plant_dormant)
+        t2 = t + 4 * 60_000
+        outside = "C/inetpub/wwwroot/iiserror.aspx"
+
+        def plant_outside() -> None:
+            self._file(fam, outside, fl.COMMAND_SHAPE, t2, "file-webshell-content", "shape of a command page",
+                       "command page in the IIS root, outside the web-shell folders")  # fmt: skip
+
+        self.at(t2, plant_outside)
+        for i in range(3):
+            tr = t2 + HOUR_MS + i * 41_000
+
+            def use(tr: int = tr, first: bool = i == 0) -> None:
+                req = Req("POST", "/iiserror.aspx", "", PL_SHELL_IP, SHELL_UA, "", cafe=False, lat="normal")
+                refs = self._req(tr, req)
+                self.trace(refs.fe, fam, "webshell-request", tr, "POST /iiserror.aspx",
+                           "request to the command page in the IIS root", required=first)  # fmt: skip
+
+            self.at(tr, use)
+        t3 = t2 + 2 * HOUR_MS
+
+        def probe() -> None:
+            req = Req("POST", "/owa/auth/gone.aspx", "", PL_SHELL_IP, SHELL_UA, "", cafe=False, lat="normal")
+            refs = self._req(t3, req)
+            self.trace(refs.fe, fam, "webshell-probe-missing", t3, "POST /owa/auth/gone.aspx",
+                       "200 for a script in owa\\auth that is not on disk (a removed shell)")  # fmt: skip
+            self.trace(refs.fe, fam, "webshell-access", t3, "POST /owa/auth/gone.aspx",
+                       "200 for a non-standard page in owa\\auth", required=False)  # fmt: skip
+
+        self.at(t3, probe)
+        t4 = t3 + 3 * 60_000
+        pool = "MSExchangeOWAAppPool"
+        w3 = pool_pid(pool, self.tl.build_switch is not None and t4 >= self.tl.build_switch)
+        notepad = "C:\\Windows\\System32\\notepad.exe"
+        pid = 6000 + self.rng.randrange(2000) * 4
+
+        def migrate() -> None:
+            self._child(t4, fam, notepad, notepad, w3, we.w3wp_cmdline(pool), "process-webserver-shell", "notepad.exe",
+                        "w3wp starts notepad.exe (a process to migrate into)", parent_image=we.W3WP,
+                        product="Microsoft® Windows® Operating System", company="Microsoft Corporation")  # fmt: skip
+            ev = w.event("sysmon", t4 + 900, we.sysmon_remote_thread(
+                t4 + 900, self.ids, source=we.W3WP, source_pid=w3, target=notepad, target_pid=pid,
+                start="0x1E4A0000"), ref=True)  # fmt: skip
+            self.trace(ev, fam, "process-webworker-access", t4 + 900, "CreateRemoteThread",
+                       "Sysmon 8: w3wp starts a thread in notepad.exe (payload migration)")  # fmt: skip
+
+        self.at(t4, migrate)

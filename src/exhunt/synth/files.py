@@ -221,6 +221,25 @@ _CERTREQ_SCRIPT = _decoded(
 )
 
 
+# An in-memory assembly loader's shape (request field, base64, Assembly.Load) behind a branch that never
+# runs: the dormant shell, planted and never requested.
+LOADER_SHAPE = _decoded(
+    "PCVAIFBhZ2UgTGFuZ3VhZ2U9IkMjIiAlPg0KPCUtLSBleGh1bnQgc3ludGhldGljIHRlc3QgYXJ0aWZhY3Q6IHRoZSBzaGFwZSBvZiBh"
+    "biBpbi1tZW1vcnkgbG9hZGVyLCBsZWZ0IHVudXNlZC4gSW5lcnQ6IHRoZSBicmFuY2ggbmV2ZXIgcnVucy4gLS0lPg0KPCUgaWYgKGZh"
+    "bHNlKSB7IGJ5dGVbXSBjID0gQ29udmVydC5Gcm9tQmFzZTY0U3RyaW5nKFJlcXVlc3QuRm9ybVsicCJdKTsgU3lzdGVtLlJlZmxlY3Rp"
+    "b24uQXNzZW1ibHkuTG9hZChjKS5DcmVhdGVJbnN0YW5jZSgiWCIpOyB9ICU+DQo="
+)
+# A command page's shape (cmd.exe with a form field, output redirected) behind a branch that never runs:
+# the shell outside the folders the path rules know, reached by requests.
+COMMAND_SHAPE = _decoded(
+    "PCVAIFBhZ2UgTGFuZ3VhZ2U9IkMjIiAlPg0KPCUtLSBleGh1bnQgc3ludGhldGljIHRlc3QgYXJ0aWZhY3Q6IHRoZSBzaGFwZSBvZiBh"
+    "IGNvbW1hbmQgcGFnZS4gSW5lcnQ6IHRoZSBicmFuY2ggbmV2ZXIgcnVucy4gLS0lPg0KPHNjcmlwdCBydW5hdD0ic2VydmVyIj4NCnZv"
+    "aWQgUGFnZV9Mb2FkKG9iamVjdCBzLCBFdmVudEFyZ3MgZSkNCnsNCiAgICBpZiAoZmFsc2UpIHsgdmFyIHAgPSBuZXcgU3lzdGVtLkRp"
+    "YWdub3N0aWNzLlByb2Nlc3NTdGFydEluZm8oImNtZC5leGUiLCAiL2MgIiArIFJlcXVlc3QuRm9ybVsiYyJdKTsgcC5SZWRpcmVjdFN0"
+    "YW5kYXJkT3V0cHV0ID0gdHJ1ZTsgfQ0KfQ0KPC9zY3JpcHQ+DQo="
+)
+
+
 def inert_aspx(note: str) -> str:
     return (
         '<%@ Page Language="C#" %>\r\n'

@@ -664,6 +664,34 @@ class Scripted:
             ref=True,
         )
         self.w.key.benign_at(ev, "w3wp-csc")
+        acc = self.w.event(
+            "sysmon",
+            t + 2,
+            we.sysmon_access(
+                t + 2, self.ids, source=we.W3WP, source_pid=w3pid, target=we.CSC, target_pid=w3pid + 812,
+                access="0x1fffff",
+            ),
+            ref=True,
+        )  # fmt: skip
+        self.w.key.benign_at(acc, "w3wp-opens-its-compiler")
+        conhost = "C:\\Windows\\System32\\conhost.exe"
+        ev = self.w.event(
+            "sysmon",
+            t + 9,
+            we.sysmon_process(
+                t + 9,
+                self.ids,
+                image=conhost,
+                cmd=f"{conhost} 0xffffffff -ForceV1",
+                parent_image=we.W3WP,
+                parent_cmd=we.w3wp_cmdline(pool),
+                pid=w3pid + 816,
+                ppid=w3pid,
+                description="Console Window Host",
+            ),
+            ref=True,
+        )
+        self.w.key.benign_at(ev, "w3wp-conhost")
         cvt = "C:\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\cvtres.exe"
         self.w.event(
             "sysmon",

@@ -157,6 +157,67 @@ def sysmon_file(t: int, ids: _Ids, *, image: str, pid: int, target: str) -> dict
     }
 
 
+def sysmon_remote_thread(
+    t: int, ids: _Ids, *, source: str, source_pid: int, target: str, target_pid: int, start: str
+) -> dict[str, Any]:
+    """Sysmon event 8 (CreateRemoteThread)."""
+    data = {
+        "RuleName": "-",
+        "UtcTime": _utc(t),
+        "SourceProcessGuid": _pguid(ids),
+        "SourceProcessId": str(source_pid),
+        "SourceImage": source,
+        "TargetProcessGuid": _pguid(ids),
+        "TargetProcessId": str(target_pid),
+        "TargetImage": target,
+        "NewThreadId": str(4000 + target_pid % 997),
+        "StartAddress": start,
+        "StartModule": "-",
+        "StartFunction": "-",
+    }
+    return {
+        "provider": "Microsoft-Windows-Sysmon",
+        "id": 8,
+        "task": "CreateRemoteThread detected (rule: CreateRemoteThread)",
+        "action": "CreateRemoteThread detected (rule: CreateRemoteThread)",
+        "event_data": data,
+        "message": _msg("CreateRemoteThread detected:", data),
+        "user": SYSTEM_USER,
+        "pid": 2236,
+        "tid": 3964,
+    }
+
+
+def sysmon_access(
+    t: int, ids: _Ids, *, source: str, source_pid: int, target: str, target_pid: int, access: str
+) -> dict[str, Any]:
+    """Sysmon event 10 (ProcessAccess)."""
+    data = {
+        "RuleName": "-",
+        "UtcTime": _utc(t),
+        "SourceProcessGUID": _pguid(ids),
+        "SourceProcessId": str(source_pid),
+        "SourceThreadId": str(5000 + source_pid % 991),
+        "SourceImage": source,
+        "TargetProcessGUID": _pguid(ids),
+        "TargetProcessId": str(target_pid),
+        "TargetImage": target,
+        "GrantedAccess": access,
+        "CallTrace": "C:\\Windows\\SYSTEM32\\ntdll.dll+9d4c4|C:\\Windows\\System32\\KERNELBASE.dll+2bfd1",
+    }
+    return {
+        "provider": "Microsoft-Windows-Sysmon",
+        "id": 10,
+        "task": "Process accessed (rule: ProcessAccess)",
+        "action": "Process accessed (rule: ProcessAccess)",
+        "event_data": data,
+        "message": _msg("Process accessed:", data),
+        "user": SYSTEM_USER,
+        "pid": 2236,
+        "tid": 3964,
+    }
+
+
 def security_4688(
     t: int,
     *,
