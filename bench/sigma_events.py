@@ -44,7 +44,9 @@ def main() -> None:
     ap.add_argument("--rules", type=Path, action="append", default=[])
     args = ap.parse_args()
     case = build(args.copies)
-    con = duckdb.connect(str(case), read_only=True, config={"threads": 1})
+    con = duckdb.connect(config={"threads": 1})
+    con.execute(f"ATTACH '{case}' AS case_db (READ_ONLY)")  # the name a scan's case has (cursors use it)
+    con.execute("USE case_db")
     store = CaseReader(con)
     ((n,),) = store.fetch(f"SELECT count(*) FROM {family('events').table}")
     folders = ([SHARED_SIGMA] if SHARED_SIGMA.exists() else []) + args.rules
@@ -59,7 +61,7 @@ def main() -> None:
         print(f"{folder}: {len(rules)} event rules, {n:,} events")
         print(f"  load   cold {cold_w:6.2f} s wall {cold_c:6.2f} s CPU   warm {warm_w:6.2f} s wall {warm_c:6.2f} s CPU")
         print(f"  match  {wall:6.2f} s wall {cpu:6.2f} s CPU   {n / wall:9,.0f} events/s wall  {n / cpu:9,.0f} events/s CPU"
-              f"   {len(found[0])} hit groups")  # type: ignore[index]  # fmt: skip
+              f"   {len(found[0])} hit groups, {len(found[1])} rules failed")  # type: ignore[index]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def damaged(planted_collection, tmp_path_factory):
         b"ElfFile\0" + bytes(rng.randrange(256) for _ in range(3000))
     )
     assert any(p.suffix == ".zip" for p in root.rglob("*")), "the collection should hold an inner zip"
-    return key, at, scan(root, ScanOptions(all_evidence=True)).to_dict(), scan(root, ScanOptions(all_evidence=True))
+    result = scan(root, ScanOptions(all_evidence=True))
+    return key, at, result.to_dict(), result
 
 
 def test_every_trace_before_the_damage_is_still_found(damaged):

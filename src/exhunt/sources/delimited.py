@@ -108,12 +108,22 @@ def iter_lines_chunks(
     line_no = 1
     first = True
     consumed = 0  # bytes read from the stream so far; `carry` is always the last len(carry) of them
+    nul_seen = False
     while True:
         data = stream.read(CHUNK_BYTES)
         if hasher is not None and data:
             hasher.update(data)  # type: ignore[attr-defined]
+        if not nul_seen and (k := data.find(b"\x00")) != -1:
+            # NUL runs are what a damaged copy or a disk error leaves in a text log, in a header as
+            # in the data: said once per file, at the line where the first one is
+            nul_seen = True
+            at = line_no + carry.count(b"\n") + data.count(b"\n", 0, k)
+            state.errors.append((at, "NUL bytes in the data: the file is damaged here"))
         if not data:
             if carry:
+                if carry.strip():
+                    last = line_no + carry.count(b"\n")
+                    state.notes.append(f"the last line (line {last}) has no line end: the file may be cut short")
                 yield carry, line_no, carry.count(b"\n"), consumed - len(carry)
             return
         buf_offset = consumed - len(carry)
@@ -240,15 +250,11 @@ def _data_lines(
         start, line, breaks = eol + 1, line + 1, breaks - 1
         if not _NOT_BLANK.search(buf, start, end):
             return
-    nul = buf.find(b"\x00", start, end)
-    if nul != -1:  # NUL runs are what a damaged copy or a disk error leaves in a text log
-        state.errors.append((line + buf.count(b"\n", start, nul), "NUL bytes in the data: the file is damaged here"))
     if buf.endswith(b"\n", start, end):
         data: bytes | memoryview = memoryview(buf)[start:end]
         n_lines = breaks
     else:  # a truncated last line; ending it lets runs from several files be joined
         data, n_lines = buf[start:end] + b"\n", breaks + 1
-        state.notes.append(f"the last line (line {line + breaks}) has no line end: the file may be cut short")
     yield RawRows(data, line, offset + start, n_lines, state.fields, dict(state.directives), fmt, state.errors)
 
 
