@@ -144,6 +144,8 @@ FAMILIES: tuple[Family, ...] = (
            default_group=("path",), host_column="host"),
     Family("config_vdirs", "cfg_suspicious_vdirs", "IIS virtual directories", "config",
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
+    Family("config_modules", "cfg_unknown_modules", "IIS modules and handlers", "config",
+           time_sql="NULL::TIMESTAMP", default_group=("name",)),
     Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
     Family("config_extended_protection", "cfg_extended_protection", "IIS Extended Protection", "config",
            time_sql="NULL::TIMESTAMP"),
