@@ -148,9 +148,5 @@ def unknown_modules(text: str | bytes, path: str) -> list[ModuleEntry]:
                 image, type_, where, reason = judged
                 line += text.count("\n", counted, offset)
                 counted = offset
-                found.append(
-                    ModuleEntry(
-                        section, attrs.get("name", ""), image, type_, scope, app, where, reason, line
-                    )
-                )
+                found.append(ModuleEntry(section, attrs.get("name", ""), image, type_, scope, app, where, reason, line))
     return found
