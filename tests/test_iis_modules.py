@@ -95,6 +95,17 @@ def test_a_scan_reports_the_planted_native_module_and_owa_module_with_file_and_l
     assert result.verdict == "COMPROMISED"
 
 
+def test_a_stock_class_name_from_a_foreign_assembly_is_not_stock() -> None:
+    stock_type = "Microsoft.Exchange.HttpProxy.ProxyModule, Microsoft.Exchange.FrontEndHttpProxy"
+    signed = stock_type + ", Version=15.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35"
+    assert unknown_modules(OWA_CONFIG.replace(stock_type, signed), "owa/web.config")[0].name != "HttpProxy"
+    for forged in ("Microsoft.Exchange.HttpProxy.ProxyModule, Evil.Loader",
+                   signed.replace("31bf3856ad364e35", "0123456789abcdef")):  # fmt: skip
+        found = unknown_modules(OWA_CONFIG.replace(stock_type, forged), "owa/web.config")
+        assert [m.name for m in found] == ["HttpProxy", "ExtenderControlDesigner"], forged
+        assert found[0].type == forged and "foreign" in found[0].reason
+
+
 def test_an_unknown_module_outside_owa_ecp_or_inside_system32_is_medium() -> None:
     ews = OWA_CONFIG.replace("ExtenderControlDesigner.Owa", "Some.Vendor.Module")
     (entry,) = unknown_modules(ews, "C:/Exchange/V15/FrontEnd/HttpProxy/ews/web.config")

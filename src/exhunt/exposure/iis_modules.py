@@ -100,6 +100,25 @@ def _type_name(value: str) -> str:
     return value.split(",", 1)[0].strip()
 
 
+# Microsoft's strong-name key tokens (.NET Framework, ASP.NET / Exchange); a foreign assembly cannot carry them.
+MICROSOFT_TOKENS = frozenset({"31bf3856ad364e35", "b77a5c561934e089", "b03f5f7f11d50a3a"})
+
+
+def _foreign_assembly(value: str) -> str:
+    """Why a stock class name's assembly is not Microsoft's ("" when it is, or when none is named)."""
+    parts = [p.strip() for p in value.split(",")[1:]]
+    if not parts:
+        return ""
+    assembly = parts[0].lower()
+    if not (assembly.startswith("microsoft.exchange.") or assembly.startswith("system.") or assembly == "system"):
+        return f"stock type name from a foreign assembly ({parts[0]})"
+    for part in parts[1:]:
+        key, _, token = part.partition("=")
+        if key.strip().lower() == "publickeytoken" and token.strip().lower() not in MICROSOFT_TOKENS:
+            return f"stock type name signed with a foreign key ({token.strip()})"
+    return ""
+
+
 def _judge(section: str, attrs: dict[str, str], known: Stock) -> tuple[str, str, str, str] | None:
     """(image, type, placement, reason) of a non-stock entry, None for a stock one."""
     name = attrs.get("name", "")
@@ -119,9 +138,12 @@ def _judge(section: str, attrs: dict[str, str], known: Stock) -> tuple[str, str,
         return image, "", where, f"{reason} ({where})"
     type_ = _type_name(attrs.get("type", ""))
     script = attrs.get("scriptProcessor", "")
+    kind = "handler" if section in HANDLER_SECTIONS else "managed module"
     if type_ and type_.lower() not in known.managed:
-        kind = "handler" if section in HANDLER_SECTIONS else "managed module"
         return "", type_, "", f"{kind} type not part of a stock IIS + Exchange install"
+    foreign = _foreign_assembly(attrs.get("type", "")) if type_ else ""
+    if foreign:
+        return "", attrs.get("type", "").strip(), "", f"{kind}: {foreign}"
     if script and section in HANDLER_SECTIONS:
         where = placement(script, known.install_folders)
         if where == OUTSIDE:
