@@ -110,6 +110,9 @@ def test_an_unknown_module_outside_owa_ecp_or_inside_system32_is_medium() -> Non
     ews = OWA_CONFIG.replace("ExtenderControlDesigner.Owa", "Some.Vendor.Module")
     (entry,) = unknown_modules(ews, "C:/Exchange/V15/FrontEnd/HttpProxy/ews/web.config")
     assert (entry.web_app, entry.type) == ("", "Some.Vendor.Module")
+    located = ews.replace("<system.webServer>", '<location path="Default Web Site/ecp"><system.webServer>', 1)
+    (entry,) = unknown_modules(located, "C:/Windows/System32/inetsrv/config/applicationHost.config")
+    assert (entry.web_app, entry.scope) == ("ecp", "Default Web Site/ecp")
     assert placement("%windir%\\System32\\inetsrv\\evil.dll") == INSIDE
     for outside in ("C:\\Windows\\Temp\\C:\\Windows\\System32\\x.dll", "C:\\Windows\\System32\\..\\..\\Users\\x.dll",
                     "\\\\10.0.0.5\\share\\x.dll", "x.dll", "C:\\ProgramData\\x.dll", ""):  # fmt: skip

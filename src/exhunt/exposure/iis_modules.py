@@ -49,7 +49,7 @@ class ModuleEntry:
     image: str  # native DLL (globalModules image, handler scriptProcessor), else ""
     type: str  # managed type, else ""
     scope: str  # <location path=...>, "" at the top
-    web_app: str  # "owa", "ecp" or "" (from the file's path)
+    web_app: str  # "owa", "ecp" or "" (from the file's path, else from the <location path>)
     placement: str  # OUTSIDE / INSIDE for a DLL, "" for a managed type
     reason: str
     line: int | None
@@ -170,5 +170,8 @@ def unknown_modules(text: str | bytes, path: str) -> list[ModuleEntry]:
                 image, type_, where, reason = judged
                 line += text.count("\n", counted, offset)
                 counted = offset
-                found.append(ModuleEntry(section, attrs.get("name", ""), image, type_, scope, app, where, reason, line))
+                web_app = app or _web_app(scope)
+                found.append(
+                    ModuleEntry(section, attrs.get("name", ""), image, type_, scope, web_app, where, reason, line)
+                )
     return found
