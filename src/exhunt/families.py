@@ -204,6 +204,8 @@ FAMILIES: tuple[Family, ...] = (
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
     Family("config_site_vdirs", "cfg_site_vdirs", "IIS site virtual directories", "config",
            time_sql="NULL::TIMESTAMP", default_group=("physical_path",)),
+    Family("config_modules", "cfg_unknown_modules", "IIS modules and handlers", "config",
+           time_sql="NULL::TIMESTAMP", default_group=("name",)),
     Family("config_mitigations", "cfg_mitigations", "IIS mitigation rules", "config", time_sql="NULL::TIMESTAMP"),
     Family("config_extended_protection", "cfg_extended_protection", "IIS Extended Protection", "config",
            time_sql="NULL::TIMESTAMP"),

@@ -1,7 +1,9 @@
 """IIS configuration (`applicationHost.config`, `web.config`): the URL-rewrite mitigation rules
-Microsoft's one-click tools installed, and virtual directories pointing into ProgramData or Users.
+Microsoft's one-click tools installed, virtual directories pointing into ProgramData or Users, and
+IIS modules / handlers a stock IIS + Exchange install does not have.
 
-Rows go to `cfg_mitigations` and `cfg_suspicious_vdirs`, one per rule or directory with its line,
+Rows go to `cfg_mitigations`, `cfg_suspicious_vdirs` and `cfg_unknown_modules`, one per rule,
+directory or module with its line,
 so ordinary rules and the exposure report read them like any other records. The XML logic lives in
 `exhunt.exposure.mitigations`; this module only adapts it to the source interface.
 """
@@ -15,6 +17,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from exhunt.exposure.config_state import read_extended_protection
+from exhunt.exposure.iis_modules import unknown_modules
 from exhunt.exposure.mitigations import find_mitigations, suspicious_virtual_directories, virtual_directories
 from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
@@ -24,6 +27,7 @@ MITIGATIONS = family("config_mitigations").table
 VDIRS = family("config_vdirs").table
 PROTECTION = family("config_extended_protection").table
 SITE_VDIRS = family("config_site_vdirs").table
+MODULES = family("config_modules").table
 
 
 class IisConfigSource(Source):
@@ -70,6 +74,16 @@ class IisConfigSource(Source):
             if rows:
                 info.records += len(rows)
                 yield SITE_VDIRS, _table(rows)
+        modules = unknown_modules(text, info.path)
+        if modules:
+            rows = [
+                {"_line": m.line, "section": m.section, "name": m.name, "image": m.image or None, "type": m.type or None,
+                 "scope": m.scope, "web_app": m.web_app or None, "placement": m.placement or None,
+                 "reason": m.reason}
+                for m in modules
+            ]  # fmt: skip
+            info.records += len(rows)
+            yield MODULES, _table(rows)
         protection = read_extended_protection(text) if "applicationhost" in info.path.lower() else None
         if protection:  # Extended Protection per virtual directory, for the exposure answer (CVE-2024-21410)
             rows = [{"_line": None, "site": v.site, "virtual_directory": v.vdir, "expected": v.expected,

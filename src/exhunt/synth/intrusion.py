@@ -22,6 +22,7 @@ from . import files as fl
 from . import winevents as we
 from .benign import Population
 from .formats import EventLog
+from .iis_host_config import application_host
 from .model import AD_DOMAIN, DAY_MS, DOMAIN_SID, HOUR_MS, INSTALL_DIR, NETBIOS, SERVER_IP, iso
 from .planter import Planter
 from .rows import Req, emit
@@ -69,7 +70,7 @@ RULES = frozenset(
         "share-admin-access", "service-install-psexec", "logon-rdp-from-exchange", "account-local-created",
         "process-account-or-admin-add", "service-install-suspicious", "scheduled-task-suspicious",
         "payload-scheduled-downloader", "registry-run-key", "registry-ifeo-debugger", "wmi-event-subscription",
-        "iis-module-installed", "process-iis-config-credentials", "file-event-transport-agents-config",
+        "iis-module-installed", "iis-native-module-outside-install", "process-iis-config-credentials", "file-event-transport-agents-config",
         "file-event-exchange-web-config", "ransomware-recovery-inhibit", "ransomware-note-or-extension",
         "file-ransom-note", "ad-object-acl-takeover", "ad-spn-added-to-user", "ad-delegation-or-key-credential-set",
     }
@@ -212,7 +213,9 @@ class Intrusion(Planter):
     def _dc(self, t: int, ev: dict[str, Any]):
         return self.logs.dc.event(t, ev, ref=True)
 
-    def _trace(self, ref: Any, rule: str, t: int, marker: str, desc: str, *, path: str | None = None) -> None:
+    def _trace(
+        self, ref: Any, rule: str, t: int, marker: str, desc: str, *, path: str | None = None, line: int | None = None
+    ) -> None:
         short = rule.split("-", 1)[1]
         self.n[short] = self.n.get(short, 0) + 1
         data = {
@@ -220,7 +223,7 @@ class Intrusion(Planter):
             "marker": json.dumps(marker)[1:-1] if ref is not None else marker, "description": desc, "required": True,
         }  # fmt: skip
         if ref is None:
-            data.update(path=path, line=None)
+            data.update(path=path, line=line)
         self.w.key.trace(ref, **data)
 
     def _benign(self, ref: Any, kind: str) -> None:
@@ -507,6 +510,11 @@ class Intrusion(Planter):
         appcmd = "C:\\Windows\\System32\\inetsrv\\appcmd.exe"
         self._proc(t0 + 300_000, appcmd, f'{appcmd} install module /name:ExchangeHttpAuth /image:"C:\\ProgramData\\'
                    'Microsoft\\Crypto\\httpauth.dll"', "iis-module-installed", "install module", "native IIS module added")  # fmt: skip
+        text, line = application_host(("ExchangeHttpAuth", "C:\\ProgramData\\Microsoft\\Crypto\\httpauth.dll"))
+        rel = fl.write_planted(w.root, f"{w.host}/C/Windows/System32/inetsrv/config/applicationHost.config", text,
+                               t0 + 301_000)  # fmt: skip
+        self._trace(None, "iis-native-module-outside-install", t0 + 301_000, "ExchangeHttpAuth",
+                    "native IIS module from ProgramData in applicationHost.config", path=rel, line=line)  # fmt: skip
         self._proc(t0 + 320_000, appcmd, f"{appcmd} list apppool /text:*", "process-iis-config-credentials",
                    "list apppool /text:*", "application-pool passwords listed")  # fmt: skip
         tgt = f"{INSTALL_DIR}\\TransportRoles\\Shared\\agents.config"
