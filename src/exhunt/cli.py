@@ -125,6 +125,15 @@ def scan(
             help="Also run these Sigma rules (on events, IIS and HttpProxy logs). Repeatable.",
         ),
     ] = None,
+    field_map: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--map",
+            metavar="FILE",
+            help="A field map (YAML: family, columns, time) for a CSV/JSON export exhunt does not know, "
+            "e.g. a CSV of timestamp,urlpath,useragent read as IIS rows. Repeatable; recorded in the result's notes.",
+        ),
+    ] = None,
     out: Annotated[
         list[str] | None,
         typer.Option("--out", metavar="FORMAT=FILE", help=OUT_HELP),
@@ -182,6 +191,7 @@ def scan(
         yara=yara,
         iocs=ioc,
         sigma=sigma,
+        maps=field_map,
         only=rule,
         threads=threads,
     )

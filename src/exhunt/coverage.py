@@ -8,12 +8,15 @@ off; the records outside it are counted and reported as suspicious timestamps.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from exhunt.case import CaseReader
 from exhunt.families import FAMILIES, family
-from exhunt.result import FamilyCoverage
+from exhunt.result import FamilyCoverage, Problem
 from exhunt.rules.model import Rule
+from exhunt.sources.fieldmap import FieldMap
 
 # When each campaign was exploited in the wild (public reporting); logs must reach into the window.
 CAMPAIGN_WINDOWS = {
@@ -35,6 +38,30 @@ def measure(case: CaseReader, now: datetime | None = None) -> list[FamilyCoverag
         files, records, earliest, latest, first, last, outliers = case.span(fam, plausible)
         if records:
             out.append(FamilyCoverage(fam.table, fam.title, files, records, first, last, earliest, latest, outliers))
+    return out
+
+
+def shape_notes(coverage: list[FamilyCoverage], artifacts: list[dict[str, Any]]) -> list[FamilyCoverage]:
+    """Say in each family's coverage which of its files were read through a field map or with an
+    inferred field list (the artifact's log type names it), with how many files each."""
+    shapes: dict[str, Counter[str]] = {}
+    for row in artifacts:
+        log_type = row.get("log_type") or ""
+        if row.get("log_table") and ("field map" in log_type or "fields inferred" in log_type):
+            shapes.setdefault(row["log_table"], Counter())[log_type] += 1
+    for c in coverage:
+        c.notes.extend(f"{n:,} file(s): {shape}" for shape, n in sorted(shapes.get(c.family, Counter()).items()))
+    return coverage
+
+
+def map_notes(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]]) -> list[Problem]:
+    """One note per user field map (`--map`): the mapping used and how many files it read."""
+    out = []
+    for m in maps:
+        used = sum(1 for r in artifacts if (r.get("log_type") or "").endswith(f"(field map {m.name})"))
+        out.append(
+            Problem(m.origin, None, f"field map used for {used:,} file(s): {m.describe()}", "read", missed=False)
+        )
     return out
 
 

@@ -28,10 +28,16 @@ from exhunt.sources.base import ArtifactInfo, Source
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
+from exhunt.sources.exports import MappedSource
+from exhunt.sources.fieldmap import FieldMap
+from exhunt.sources.headerless import HeaderlessExchangeSource, HeaderlessW3CSource
 from exhunt.sources.iis_config import IisConfigSource
 from exhunt.sources.w3c import W3CSource
 
-SOURCES: tuple[type[Source], ...] = (EvtxSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, IisConfigSource)
+SOURCES: tuple[type[Source], ...] = (
+    EvtxSource, HeaderlessW3CSource, W3CSource, HeaderlessExchangeSource, ExchangeCsvSource, JsonLinesEventSource,
+    MappedSource, IisConfigSource,
+)  # fmt: skip
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192
@@ -82,8 +88,10 @@ class Reader:
         keep: dict[str, set[str] | None],
         sink: Sink | None = None,
         on_done: Callable[[int], None] | None = None,
+        maps: tuple[FieldMap, ...] = (),
     ) -> None:
         self.collection = collection
+        self.user_maps = MappedSource(keep, maps) if maps else None  # `--map FILE`: tried first
         self.sink, self.on_done = sink, on_done
         self.content_rules = content_rules
         self.keep = keep
@@ -118,13 +126,16 @@ class Reader:
                 head = stream.read(HEAD_BYTES)
                 hasher.update(head)
                 row["magic"] = head[:8].hex()
-                source = _classify(head, entry.logical_path) if head else None
+                source: Any = _classify(head, entry.logical_path) if head else None
+                if head and self.user_maps is not None and self.user_maps.claims(head):
+                    source = self.user_maps
                 if source is None:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
                     row["kind"] = source.kind
                     stream = _Prepend(head, stream)
-                    for table, part in source(self.keep).read(stream, info, _HashAfter(hasher, len(head))):
+                    reading = source if isinstance(source, Source) else source(self.keep)
+                    for table, part in reading.read(stream, info, _HashAfter(hasher, len(head))):
                         if isinstance(part, RawRows):
                             info.runs.append((part.first_line, part.offset))
                             pending.add(table, part, item.artifact_id, info)
