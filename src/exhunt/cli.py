@@ -317,10 +317,22 @@ def synth(
         ),
     ] = "proxylogon",
     target_mb: Annotated[float | None, typer.Option(help="Scale benign traffic to about this many MB of logs.")] = None,
+    export_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--export-shape",
+            help="Rewrite the logs as responders receive them: splunk, elastic, sentinel, test-proxylogon, headerless "
+            "(the answer key then says which traces the shape carries).",
+        ),
+    ] = None,
 ) -> None:
     """Write a realistic synthetic Exchange 2016 server collection, with attack traces at known
     positions listed in OUTDIR/answer_key.json."""
     from exhunt.synth import FAMILIES, generate
+    from exhunt.synth.exports import EXPORT_SHAPES, export_collection
+
+    if export_shape is not None and export_shape not in EXPORT_SHAPES:
+        raise _fail(f"unknown --export-shape {export_shape!r}; choose from {', '.join(EXPORT_SHAPES)}")
 
     names = {p.strip() for p in plant.split(",") if p.strip()}
     if "all" in names:
@@ -339,6 +351,8 @@ def synth(
             target_mb=target_mb,
         )
     )
+    if export_shape is not None:
+        key = _guard(lambda: export_collection(outdir, export_shape))
     traces = len(key.get("traces", []))
     err.print(
         f"wrote {terminal_text(outdir)} ({traces} planted traces; answer key: {terminal_text(outdir / 'answer_key.json')})"

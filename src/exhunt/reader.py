@@ -32,11 +32,12 @@ from exhunt.sources.exports import MappedSource
 from exhunt.sources.fieldmap import FieldMap
 from exhunt.sources.headerless import HeaderlessExchangeSource, HeaderlessW3CSource
 from exhunt.sources.iis_config import IisConfigSource
+from exhunt.sources.tool_outputs import ToolFileListSource
 from exhunt.sources.w3c import W3CSource
 
 SOURCES: tuple[type[Source], ...] = (
     EvtxSource, HeaderlessW3CSource, W3CSource, HeaderlessExchangeSource, ExchangeCsvSource, JsonLinesEventSource,
-    MappedSource, IisConfigSource,
+    MappedSource, ToolFileListSource, IisConfigSource,
 )  # fmt: skip
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20

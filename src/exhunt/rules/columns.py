@@ -45,6 +45,11 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
     return keep
 
 
+def fields_read(rule: Rule) -> set[str]:
+    """The fields (columns or family aliases) a rule's condition and grouping name."""
+    return _used(rule)
+
+
 def _used(rule: Rule) -> set[str]:
     out: set[str] = set(rule.group_by)
     _fields(rule.where, out)

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +30,7 @@ from exhunt.sources.base import ArtifactInfo, Replay, Source, text_head
 from exhunt.sources.delimited import (
     W3C,
     DelimitedFormat,
+    RawRows,
     ReadState,
     parse_batch,
     split_csv_line,
@@ -129,30 +132,34 @@ class _FragmentSource(Source):
     fmt: DelimitedFormat
     row_pattern: str
 
+    def _segments(self, raw: RawRows, info: ArtifactInfo) -> list[RawRows]:
+        """The run as parsed: subclasses may split it where the field list changes."""
+        return [raw]
+
     def _rows(
         self, stream: BinaryIO, info: ArtifactInfo, hasher: object, fields: list[str], fam: Family
     ) -> Iterator[tuple[str, pa.Table]]:
         state = ReadState(fields=fields)
         state.errors, state.notes = info.errors, info.notes
-        skipped: list[int] = []
+        self.skipped: list[int] = []
         try:
-            for raw in split_rows(stream, self.fmt, state, hasher):
-                info.runs.append((raw.first_line, raw.offset))
-                table, _ = parse_batch([raw])
-                first = table.column(0)
-                ok = pc.fill_null(pc.match_substring_regex(first, self.row_pattern), False)
-                if self.row_pattern == _DATE and "time" in table.column_names:
-                    ok = pc.and_(ok, pc.fill_null(pc.match_substring_regex(table.column("time"), _TIME), False))
-                if not pc.all(ok).as_py():
-                    skipped.extend(table.column("_line").filter(pc.invert(ok)).to_pylist())
-                    table = table.filter(ok)
-                if table.num_rows:
-                    info.records += table.num_rows
-                    yield fam.table, table
+            for whole in split_rows(stream, self.fmt, state, hasher):
+                for raw in self._segments(whole, info) if whole.fields is fields else [whole]:
+                    info.runs.append((raw.first_line, raw.offset))
+                    table, _ = parse_batch([raw])
+                    ok = pc.fill_null(pc.match_substring_regex(table.column(0), self.row_pattern), False)
+                    if self.row_pattern == _DATE and "time" in table.column_names:
+                        ok = pc.and_(ok, pc.fill_null(pc.match_substring_regex(table.column("time"), _TIME), False))
+                    if not pc.all(ok).as_py():
+                        self.skipped.extend(table.column("_line").filter(pc.invert(ok)).to_pylist())
+                        table = table.filter(ok)
+                    if table.num_rows:
+                        info.records += table.num_rows
+                        yield fam.table, table
         finally:
             info.directives = state.seen_directives
             notes = [ln for ln, key, _ in state.seen_directives if key.lower() not in KNOWN_DIRECTIVES]
-            skipped = sorted(skipped + notes)
+            skipped = sorted(self.skipped + notes)
             if skipped:
                 shown = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
                 info.notes.append(
@@ -161,7 +168,8 @@ class _FragmentSource(Source):
 
 
 class HeaderlessW3CSource(_FragmentSource):
-    """IIS W3C lines without a `#Fields` line."""
+    """IIS W3C lines without a `#Fields` line. The field set is inferred for each stretch of lines
+    with one field count, so an excerpt across a logging change (fields added) binds both parts."""
 
     kind = "iis-w3c-headerless"
     fmt = W3C
@@ -182,11 +190,53 @@ class HeaderlessW3CSource(_FragmentSource):
         if guess is None:
             info.errors.append((None, "IIS lines without #Fields whose fields could not be inferred: not parsed"))
             return
+        self.by_width: dict[int, Inferred | None] = {len(guess.fields): guess}
+        self.told: set[str] = set()
         info.log_type = f"IIS W3C, fields inferred ({guess.name}, {len(guess.fields)} fields)"
-        info.notes.append(
-            f"no #Fields line: fields inferred from the shape of the lines as {guess.name}: {' '.join(guess.fields)}"
-        )
         yield from self._rows(stream, info, hasher, guess.fields, fam)
+
+    def _segments(self, raw: RawRows, info: ArtifactInfo) -> list[RawRows]:
+        data = np.frombuffer(raw.data, np.uint8)
+        ends = np.flatnonzero(data == 10)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        widths = np.bincount(np.searchsorted(ends, np.flatnonzero(data == 32)), minlength=len(ends))[: len(ends)] + 1
+        cuts = [0, *(np.flatnonzero(np.diff(widths)) + 1).tolist(), len(ends)]
+        out = []
+        for a, b in pairwise(cuts):
+            width = int(widths[a])
+            if width not in self.by_width:
+                sample = bytes(raw.data[starts[a] : ends[min(b, a + SAMPLE_LINES) - 1]]).decode("utf-8", "replace")
+                self.by_width[width] = infer_iis_fields(sample.split("\n"))
+            guess = self.by_width[width]
+            if guess is None:  # separators, notes, or a layout exhunt does not know
+                lines = range(raw.first_line + a, raw.first_line + b)
+                text = bytes(raw.data[starts[a] : starts[a] + 200]).decode("utf-8", "replace")
+                if _W3C_ROW.match(text):
+                    info.errors.append(
+                        (lines[0], f"{len(lines):,} IIS line(s) of {width} fields fit no known field set: not read")
+                    )
+                else:
+                    self.skipped.extend(lines)
+                continue
+            if guess.name not in self.told:
+                self.told.add(guess.name)
+                info.notes.append(
+                    f"no #Fields line: fields inferred from the shape of the lines (from line {raw.first_line + a}) "
+                    f"as {guess.name}: {' '.join(guess.fields)}"
+                )
+            out.append(
+                RawRows(
+                    raw.data[starts[a] : ends[b - 1] + 1],
+                    raw.first_line + a,
+                    raw.offset + int(starts[a]),
+                    b - a,
+                    guess.fields,
+                    raw.directives,
+                    raw.fmt,
+                    raw.errors,
+                )
+            )
+        return out
 
 
 class HeaderlessExchangeSource(_FragmentSource):
