@@ -21,8 +21,6 @@ from itertools import pairwise
 from typing import BinaryIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from exhunt import safe_yaml
 from exhunt.families import FAMILIES, Family, family, for_log_type
@@ -32,7 +30,6 @@ from exhunt.sources.delimited import (
     DelimitedFormat,
     RawRows,
     ReadState,
-    parse_batch,
     split_csv_line,
     split_rows,
 )
@@ -63,9 +60,6 @@ _SHAPES: dict[str, re.Pattern[str]] = {
     "cs-bytes": re.compile(r"^\d{1,15}$"),
     "cs-version": re.compile(r"^(?:HTTP/\d(?:\.\d)?|-)$"),
 }
-_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_TIME = r"^\d{2}:\d{2}:\d{2}$"
-_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}"
 
 
 @cache
@@ -127,44 +121,90 @@ def _exchange_family(head: bytes, path: str) -> Family | None:
 
 
 class _FragmentSource(Source):
-    """Shared reading: split with a preset field list, keep the rows that look like log rows."""
+    """Shared reading: lines split with a preset (or inferred) field list and handed on unparsed,
+    so the reader parses fragments in batches like any log; lines that are not log rows are cut out
+    and counted."""
 
     fmt: DelimitedFormat
-    row_pattern: str
 
-    def _segments(self, raw: RawRows, info: ArtifactInfo) -> list[RawRows]:
-        """The run as parsed: subclasses may split it where the field list changes."""
-        return [raw]
+    @staticmethod
+    def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Which lines begin like a log row of this format."""
+        raise NotImplementedError
+
+    def _fields_for(self, width: int, raw: RawRows, a: int, b: int, info: ArtifactInfo) -> list[str] | None:
+        """The field list of lines a..b of `raw` (all of `width` fields), or None to skip them."""
+        return self.fields
+
+    def _keys(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """One key per line: lines with equal keys share a field list; -1 is not a log row."""
+        return np.where(self._row_starts(data, starts, ends), 0, -1)
 
     def _rows(
         self, stream: BinaryIO, info: ArtifactInfo, hasher: object, fields: list[str], fam: Family
-    ) -> Iterator[tuple[str, pa.Table]]:
+    ) -> Iterator[tuple[str, RawRows]]:
         state = ReadState(fields=fields)
         state.errors, state.notes = info.errors, info.notes
-        self.skipped: list[int] = []
+        self.fields = fields
+        skipped: list[int] = []
         try:
             for whole in split_rows(stream, self.fmt, state, hasher):
-                for raw in self._segments(whole, info) if whole.fields is fields else [whole]:
-                    info.runs.append((raw.first_line, raw.offset))
-                    table, _ = parse_batch([raw])
-                    ok = pc.fill_null(pc.match_substring_regex(table.column(0), self.row_pattern), False)
-                    if self.row_pattern == _DATE and "time" in table.column_names:
-                        ok = pc.and_(ok, pc.fill_null(pc.match_substring_regex(table.column("time"), _TIME), False))
-                    if not pc.all(ok).as_py():
-                        self.skipped.extend(table.column("_line").filter(pc.invert(ok)).to_pylist())
-                        table = table.filter(ok)
-                    if table.num_rows:
-                        info.records += table.num_rows
-                        yield fam.table, table
+                if whole.fields is not fields:  # a real #Fields line further down: bound by it
+                    yield fam.table, whole
+                    continue
+                for raw in self._segments(whole, info, skipped):
+                    yield fam.table, raw
         finally:
             info.directives = state.seen_directives
             notes = [ln for ln, key, _ in state.seen_directives if key.lower() not in KNOWN_DIRECTIVES]
-            skipped = sorted(self.skipped + notes)
+            skipped = sorted(skipped + notes)
             if skipped:
                 shown = ", ".join(map(str, skipped[:5])) + (" ..." if len(skipped) > 5 else "")
                 info.notes.append(
                     f"{len(skipped):,} line(s) that are not log rows (separators, notes) skipped: {shown}"
                 )
+
+    def _segments(self, raw: RawRows, info: ArtifactInfo, skipped: list[int]) -> list[RawRows]:
+        """The run cut into stretches of log rows with one field list each (no copies)."""
+        data = np.frombuffer(raw.data, np.uint8)
+        ends = np.flatnonzero(data == 10)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        keys = self._keys(data, starts, ends)
+        if len(keys) and (keys == keys[0]).all() and keys[0] == 0:
+            return [raw]  # the common case: every line a row of the preset list
+        cuts = [0, *(np.flatnonzero(np.diff(keys)) + 1).tolist(), len(keys)]
+        out = []
+        for a, b in pairwise(cuts):
+            if keys[a] < 0:
+                width = ends[a:b] - starts[a:b]
+                blank = (width == 0) | ((width == 1) & (data[np.minimum(starts[a:b], len(data) - 1)] == 13))
+                skipped.extend((np.flatnonzero(~blank) + raw.first_line + a).tolist())
+                continue
+            fields = self._fields_for(int(keys[a]), raw, a, b, info)
+            if fields is None:
+                continue
+            out.append(
+                RawRows(
+                    raw.data[int(starts[a]) : int(ends[b - 1]) + 1],
+                    raw.first_line + a,
+                    raw.offset + int(starts[a]),
+                    b - a,
+                    fields,
+                    raw.directives,
+                    raw.fmt,
+                    raw.errors,
+                )
+            )
+        return out
+
+
+def _at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return data[np.minimum(pos, len(data) - 1)]
+
+
+def _digits(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    v = _at(data, pos)
+    return (v >= 48) & (v <= 57)
 
 
 class HeaderlessW3CSource(_FragmentSource):
@@ -173,7 +213,6 @@ class HeaderlessW3CSource(_FragmentSource):
 
     kind = "iis-w3c-headerless"
     fmt = W3C
-    row_pattern = _DATE
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
@@ -181,7 +220,7 @@ class HeaderlessW3CSource(_FragmentSource):
             return False
         return infer_iis_fields(_data_lines(head)) is not None
 
-    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         head = stream.read(1 << 16)
         guess = infer_iis_fields(_data_lines(head))
         stream = Replay(head, stream)
@@ -195,48 +234,45 @@ class HeaderlessW3CSource(_FragmentSource):
         info.log_type = f"IIS W3C, fields inferred ({guess.name}, {len(guess.fields)} fields)"
         yield from self._rows(stream, info, hasher, guess.fields, fam)
 
-    def _segments(self, raw: RawRows, info: ArtifactInfo) -> list[RawRows]:
-        data = np.frombuffer(raw.data, np.uint8)
-        ends = np.flatnonzero(data == 10)
-        starts = np.concatenate(([0], ends[:-1] + 1))
+    @staticmethod
+    def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """`YYYY-MM-DD hh:mm:ss ` at the start of the line."""
+        ok = (ends - starts) >= 20
+        for k in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+            ok &= _digits(data, starts + k)
+        for k, ch in ((4, 45), (7, 45), (10, 32), (13, 58), (16, 58), (19, 32)):
+            ok &= _at(data, starts + k) == ch
+        return ok
+
+    def _keys(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         widths = np.bincount(np.searchsorted(ends, np.flatnonzero(data == 32)), minlength=len(ends))[: len(ends)] + 1
-        cuts = [0, *(np.flatnonzero(np.diff(widths)) + 1).tolist(), len(ends)]
-        out = []
-        for a, b in pairwise(cuts):
-            width = int(widths[a])
-            if width not in self.by_width:
-                sample = bytes(raw.data[starts[a] : ends[min(b, a + SAMPLE_LINES) - 1]]).decode("utf-8", "replace")
-                self.by_width[width] = infer_iis_fields(sample.split("\n"))
-            guess = self.by_width[width]
-            if guess is None:  # separators, notes, or a layout exhunt does not know
-                lines = range(raw.first_line + a, raw.first_line + b)
-                text = bytes(raw.data[starts[a] : starts[a] + 200]).decode("utf-8", "replace")
-                if _W3C_ROW.match(text):
-                    info.errors.append(
-                        (lines[0], f"{len(lines):,} IIS line(s) of {width} fields fit no known field set: not read")
-                    )
-                else:
-                    self.skipped.extend(lines)
-                continue
-            if guess.name not in self.told:
-                self.told.add(guess.name)
-                info.notes.append(
-                    f"no #Fields line: fields inferred from the shape of the lines (from line {raw.first_line + a}) "
-                    f"as {guess.name}: {' '.join(guess.fields)}"
-                )
-            out.append(
-                RawRows(
-                    raw.data[starts[a] : ends[b - 1] + 1],
-                    raw.first_line + a,
-                    raw.offset + int(starts[a]),
-                    b - a,
-                    guess.fields,
-                    raw.directives,
-                    raw.fmt,
-                    raw.errors,
-                )
+        widths = np.where(self._row_starts(data, starts, ends), widths, -1)
+        if len(widths) and (widths == len(self.fields)).all():
+            return np.zeros(len(widths), np.int64)  # one stretch of the inferred list
+        return widths
+
+    def _fields_for(self, width: int, raw: RawRows, a: int, b: int, info: ArtifactInfo) -> list[str] | None:
+        if width == 0:
+            width = len(self.fields)
+        if width not in self.by_width:
+            data = np.frombuffer(raw.data, np.uint8)
+            ends = np.flatnonzero(data == 10)
+            first = 0 if a == 0 else int(ends[a - 1]) + 1
+            sample = bytes(raw.data[first : int(ends[min(b, a + SAMPLE_LINES) - 1])]).decode("utf-8", "replace")
+            self.by_width[width] = infer_iis_fields(sample.split("\n"))
+        guess = self.by_width[width]
+        if guess is None:
+            info.errors.append(
+                (raw.first_line + a, f"{b - a:,} IIS line(s) of {width} fields fit no known field set: not read")
             )
-        return out
+            return None
+        if guess.name not in self.told:
+            self.told.add(guess.name)
+            info.notes.append(
+                f"no #Fields line: fields inferred from the shape of the lines (from line {raw.first_line + a}) "
+                f"as {guess.name}: {' '.join(guess.fields)}"
+            )
+        return guess.fields
 
 
 class HeaderlessExchangeSource(_FragmentSource):
@@ -244,13 +280,23 @@ class HeaderlessExchangeSource(_FragmentSource):
 
     kind = "exchange-csv-headerless"
     fmt = HEADERLESS_CSV
-    row_pattern = _ISO
+
+    @staticmethod
+    def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """`YYYY-MM-DDThh:mm` (possibly quoted) at the start of the line."""
+        q = starts + (_at(data, starts) == 34)
+        ok = (ends - q) >= 16
+        for k in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15):
+            ok &= _digits(data, q + k)
+        for k, ch in ((4, 45), (7, 45), (10, 84), (13, 58)):
+            ok &= _at(data, q + k) == ch
+        return ok
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         return _exchange_family(head, path) is not None
 
-    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
+    def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         head = stream.read(1 << 16)
         fam = _exchange_family(head, info.path)
         stream = Replay(head, stream)
