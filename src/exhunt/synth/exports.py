@@ -61,17 +61,19 @@ class ShapeJob:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def write(self, rel: str, lines: list[tuple[int | None, str]], source: Path | None, newline: str = CRLF) -> None:
-        """Write `lines` ((old line or None, text)) to `rel`, recording where each old line of
-        `source` went. Text with line breaks inside (a quoted CSV value) takes several lines."""
+    def write(self, rel: str, lines: list[tuple[Any, str]], source: Path | None = None, newline: str = CRLF) -> None:
+        """Write `lines` to `rel`, recording where each old line went. A line's origin is an old line
+        number of `source`, a (path, line) pair, or None; text with line breaks inside (a quoted CSV
+        value) takes several lines."""
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         number = 1
         out = []
-        old_rel = self.rel(source) if source is not None else None
-        for old, text in lines:
-            if old is not None and old_rel is not None:
-                self.moved[(old_rel, old)] = (rel, number)
+        for origin, text in lines:
+            if isinstance(origin, tuple):
+                self.moved[(self.rel(origin[0]), origin[1])] = (rel, number)
+            elif origin is not None and source is not None:
+                self.moved[(self.rel(source), origin)] = (rel, number)
             out.append(text)
             number += text.count("\n") + 1
         path.write_bytes((newline.join(out) + newline).encode("utf-8"))
@@ -131,39 +133,43 @@ def _splunk_name(name: str) -> str:
 
 
 def _splunk(job: ShapeJob) -> None:
+    """One export per IIS site (W3SVC1 as CSV, W3SVC2 as JSON lines) and per HttpProxy protocol."""
     for site in ("W3SVC1", "W3SVC2"):
-        for path in job.logs(site):
-            rows = list(read_w3c(path))
-            fields = list(dict.fromkeys(f for _, rec in rows for f in rec))
+        paths = job.logs(site)
+        rows = [(path, number, rec) for path in paths for number, rec in read_w3c(path)]
+        fields = list(dict.fromkeys(f for _, _, rec in rows for f in rec))
+        out_rel = f"{job.host}/SIEM/splunk/iis-{site}"
+        lines: list[tuple[Any, str]] = []
+        if site == "W3SVC1":
+            lines.append((None, _csv_line(["_time", "host", "source", "sourcetype", *map(_splunk_name, fields)])))
+        for path, number, rec in rows:
             meta = {"host": job.host, "source": _win_source(path), "sourcetype": "ms:iis:auto"}
-            out_rel = f"{job.host}/SIEM/splunk/iis-{site}-{path.stem}"
+            when = f"{_iis_time(rec)}.000+00:00"
             if site == "W3SVC1":
-                names = ["_time", *meta, *(_splunk_name(f) for f in fields)]
-                lines: list[tuple[int | None, str]] = [(None, _csv_line(names))]
-                for number, rec in rows:
-                    values = [f"{_iis_time(rec)}.000+00:00", *meta.values(), *(rec.get(f, "") for f in fields)]
-                    lines.append((number, _csv_line(values)))
-                job.write(out_rel + ".csv", lines, path)
+                line = _csv_line([when, *meta.values(), *(rec.get(f, "") for f in fields)])
             else:
-                lines = []
-                for number, rec in rows:
-                    result = {"_time": f"{_iis_time(rec)}.000+00:00", **meta}
-                    result.update({_splunk_name(k): v for k, v in rec.items()})
-                    lines.append((number, json.dumps({"preview": False, "result": result}, separators=(",", ":"))))
-                job.write(out_rel + ".json", lines, path, newline="\n")
-            job.remove(path, "replaced by its Splunk export")
-    for path in job.logs("Logging/HttpProxy"):
-        rows = list(read_exchange(path))
-        fields = list(dict.fromkeys(f for _, rec in rows for f in rec))
-        meta = {"host": job.host, "source": _win_source(path), "sourcetype": "MSExchange:2016:HttpProxy"}
-        lines = [(None, _csv_line(["_time", *meta, *fields]))]
-        for number, rec in rows:
-            lines.append(
-                (number, _csv_line([rec.get("DateTime", ""), *meta.values(), *(rec.get(f, "") for f in fields)]))
+                result = {"_time": when, **meta, **{_splunk_name(k): v for k, v in rec.items()}}
+                line = json.dumps({"preview": False, "result": result}, separators=(",", ":"))
+            lines.append(((path, number), line))
+        if rows:
+            job.write(
+                out_rel + (".csv" if site == "W3SVC1" else ".json"), lines, newline=CRLF if site == "W3SVC1" else "\n"
             )
-        proto = path.parent.name
-        job.write(f"{job.host}/SIEM/splunk/httpproxy-{proto}-{path.stem}.csv", lines, path)
-        job.remove(path, "replaced by its Splunk export")
+        for path in paths:
+            job.remove(path, "replaced by its Splunk export")
+    for proto in sorted({p.parent.name for p in job.logs("Logging/HttpProxy")}):
+        paths = job.logs(f"Logging/HttpProxy/{proto}")
+        rows = [(path, number, rec) for path in paths for number, rec in read_exchange(path)]
+        fields = list(dict.fromkeys(f for _, _, rec in rows for f in rec))
+        lines = [(None, _csv_line(["_time", "host", "source", "sourcetype", *fields]))]
+        for path, number, rec in rows:
+            meta = [job.host, _win_source(path), "MSExchange:2016:HttpProxy"]
+            lines.append(
+                ((path, number), _csv_line([rec.get("DateTime", ""), *meta, *(rec.get(f, "") for f in fields)]))
+            )
+        job.write(f"{job.host}/SIEM/splunk/httpproxy-{proto}.csv", lines)
+        for path in paths:
+            job.remove(path, "replaced by its Splunk export")
 
 
 def _win_source(path: Path) -> str:
@@ -222,16 +228,20 @@ def _ecs_doc(rec: dict[str, str], host: str) -> dict[str, Any]:
 
 
 def _elastic(job: ShapeJob) -> None:
+    """One NDJSON export per IIS site; W3SVC2's documents wrapped in `_source` as elasticdump writes."""
     job.columns["iis"] = {c.lower() for c in [*_ECS_IIS, "date", "time"]}
     for site in ("W3SVC1", "W3SVC2"):
-        for path in job.logs(site):
-            lines: list[tuple[int | None, str]] = []
+        paths = job.logs(site)
+        lines: list[tuple[Any, str]] = []
+        for path in paths:
             for number, rec in read_w3c(path):
                 doc = _ecs_doc(rec, job.host)
-                if site == "W3SVC2":  # as elasticdump writes a search: the document under _source
+                if site == "W3SVC2":
                     doc = {"_index": "filebeat-7.10.2-2021.03", "_id": f"{path.stem}-{number}", "_source": doc}
-                lines.append((number, json.dumps(doc, separators=(",", ":"))))
-            job.write(f"{job.host}/SIEM/elastic/filebeat-iis-{site}-{path.stem}.ndjson", lines, path, newline="\n")
+                lines.append(((path, number), json.dumps(doc, separators=(",", ":"))))
+        if lines:
+            job.write(f"{job.host}/SIEM/elastic/filebeat-iis-{site}.ndjson", lines, newline="\n")
+        for path in paths:
             job.remove(path, "replaced by its Elastic export")
 
 
@@ -247,23 +257,27 @@ _SENTINEL_IIS = {  # W3C field -> W3CIISLog column
 
 
 def _sentinel(job: ShapeJob) -> None:
+    """One export per IIS site: W3SVC1 as the portal's CSV, W3SVC2 as JSON lines."""
     columns = ["TenantId", "SourceSystem", "Computer", *_SENTINEL_IIS.values(), "Type"]
     for site in ("W3SVC1", "W3SVC2"):
-        for path in job.logs(site):
-            lines: list[tuple[int | None, str]] = []
-            if site == "W3SVC1":
-                lines.append((None, _csv_line(["TimeGenerated [UTC]", *columns], quote_all=False)))
+        paths = job.logs(site)
+        lines: list[tuple[Any, str]] = []
+        if site == "W3SVC1":
+            lines.append((None, _csv_line(["TimeGenerated [UTC]", *columns], quote_all=False)))
+        for path in paths:
             for number, rec in read_w3c(path):
                 row = {"TimeGenerated": f"{_iis_time(rec)}Z", "TenantId": "00000000-0000-0000-0000-000000000000",
                        "SourceSystem": "OpsManager", "Computer": f"{job.host}.corp.example", "Type": "W3CIISLog"}  # fmt: skip
                 row.update({col: rec[w3c] for w3c, col in _SENTINEL_IIS.items() if w3c in rec})
                 if site == "W3SVC1":
-                    values = [row["TimeGenerated"], *(row.get(c, "") for c in columns)]
-                    lines.append((number, _csv_line(values, quote_all=False)))
+                    line = _csv_line([row["TimeGenerated"], *(row.get(c, "") for c in columns)], quote_all=False)
                 else:
-                    lines.append((number, json.dumps(row, separators=(",", ":"))))
+                    line = json.dumps(row, separators=(",", ":"))
+                lines.append(((path, number), line))
+        if paths:
             ext = ".csv" if site == "W3SVC1" else ".json"
-            job.write(f"{job.host}/SIEM/sentinel/W3CIISLog-{site}-{path.stem}{ext}", lines, path, newline="\n")
+            job.write(f"{job.host}/SIEM/sentinel/W3CIISLog-{site}{ext}", lines, newline="\n")
+        for path in paths:
             job.remove(path, "replaced by its Sentinel export")
 
 
@@ -296,11 +310,10 @@ def _tpl_time(iso: str) -> str:
 def _test_proxylogon(job: ShapeJob) -> None:
     out = f"{job.host}/Test-ProxyLogonLogs/{job.host}"
     job.columns["httpproxy"] = {c.lower() for c in [*TPL_26855_COLUMNS, "ClientIpAddress"]}
-    hits: list[tuple[int | None, str]] = [
+    hits: list[tuple[Any, str]] = [
         (None, "#TYPE Selected.System.Management.Automation.PSCustomObject"),
         (None, _csv_line(TPL_26855_COLUMNS)),
     ]
-    by_source: list[tuple[Path, int, int]] = []  # (source file, old line, index in hits)
     for path in job.logs("Logging/HttpProxy"):
         head = path.read_bytes()[:200].decode("utf-8-sig", "replace")
         bare_header = not head.startswith("#")  # Import-Csv binds a file's columns from its first line
@@ -308,16 +321,15 @@ def _test_proxylogon(job: ShapeJob) -> None:
             for number, rec in read_exchange(path):
                 if _tpl_26855_hit(rec.get("AnchorMailbox", "")):
                     rec = {**rec, "ClientIPAddress": rec.get("ClientIpAddress", "")}
-                    by_source.append((path, number, len(hits)))
-                    hits.append((number, _csv_line([rec.get(c, "") for c in TPL_26855_COLUMNS])))
+                    hits.append(((path, number), _csv_line([rec.get(c, "") for c in TPL_26855_COLUMNS])))
         job.remove(path, "Test-ProxyLogon keeps only the HttpProxy rows with AnchorMailbox ServerInfo~*/*")
-    _write_with_sources(job, f"{out}-Cve-2021-26855.csv", hits, by_source)
+    if len(hits) > 2:
+        job.write(f"{out}-Cve-2021-26855.csv", hits)
 
-    um: list[tuple[int | None, str]] = [
+    um: list[tuple[Any, str]] = [
         (None, "#TYPE Selected.System.Diagnostics.Eventing.Reader.EventLogRecord"),
         (None, _csv_line(["TimeCreated", "MachineName", "Message"])),
     ]
-    um_sources: list[tuple[Path, int, int]] = []
     for path in sorted((job.root / job.host / "EventLogs").glob("*.ndjson")):
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
             if "MSExchange Unified Messaging" not in line:
@@ -326,10 +338,12 @@ def _test_proxylogon(job: ShapeJob) -> None:
             win = ev.get("winlog", {})
             message = ev.get("message", "")
             if win.get("level") == "error" and "System.InvalidCastException" in message:
-                um_sources.append((path, number, len(um)))
-                um.append((number, _csv_line([_tpl_time(ev["@timestamp"]), win.get("computer_name", ""), message])))
+                um.append(
+                    ((path, number), _csv_line([_tpl_time(ev["@timestamp"]), win.get("computer_name", ""), message]))
+                )
         job.remove(path, "Test-ProxyLogon keeps only Unified Messaging errors with System.InvalidCastException")
-    _write_with_sources(job, f"{out}-Cve-2021-26857.csv", um, um_sources)
+    if len(um) > 2:
+        job.write(f"{out}-Cve-2021-26857.csv", um)
 
     for cve, part, needle, why in (
         ("26858", "Logging/OABGeneratorLog", "Download failed and temporary file", "OAB generator"),
@@ -351,22 +365,6 @@ def _test_proxylogon(job: ShapeJob) -> None:
             d.rmdir()
 
 
-def _write_with_sources(job: ShapeJob, rel: str, lines: list[tuple[int | None, str]], sources: list) -> None:
-    """Write lines gathered from several source files, recording each one's move."""
-    if len(lines) <= 2:
-        return
-    number, starts = 1, []
-    for _, text in lines:
-        starts.append(number)
-        number += text.count("\n") + 1
-    for path, old, index in sources:
-        job.moved[(job.rel(path), old)] = (rel, starts[index])
-    path = job.root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((CRLF.join(t for _, t in lines) + CRLF).encode("utf-8"))
-    job.written.append(rel)
-
-
 # --- headerless --------------------------------------------------------------------------------
 
 _HEADERLESS_EXCHANGE = ("Logging/HttpProxy", "Logging/EWS", "Logging/CmdletInfra", "Logging/ECP/Server",
@@ -377,7 +375,7 @@ def _headerless(job: ShapeJob) -> None:
     for site in ("W3SVC1", "W3SVC2"):
         for path in job.logs(site):
             raw = path.read_bytes().decode("utf-8", "replace").split("\n")
-            lines: list[tuple[int | None, str]] = [(None, f"===== {path.name} (excerpt, header not copied) =====")]
+            lines: list[tuple[Any, str]] = [(None, f"===== {path.name} (excerpt, header not copied) =====")]
             lines += [(n, ln.rstrip("\r")) for n, ln in enumerate(raw, 1) if ln.strip() and not ln.startswith("#")]
             lines.append((None, "-----"))
             tmp = path.with_name(path.name + ".tmp")
