@@ -15,6 +15,7 @@ from typing import Any
 from exhunt.case import CaseReader
 from exhunt.families import FAMILIES, family
 from exhunt.result import FamilyCoverage, Problem
+from exhunt.rules.columns import columns_read
 from exhunt.rules.model import Rule
 from exhunt.sources.fieldmap import FieldMap
 
@@ -54,14 +55,40 @@ def shape_notes(coverage: list[FamilyCoverage], artifacts: list[dict[str, Any]])
     return coverage
 
 
-def map_notes(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]]) -> list[Problem]:
-    """One note per user field map (`--map`): the mapping used and how many files it read."""
+def map_notes(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]], rules: list[Rule]) -> list[Problem]:
+    """One note per user field map (`--map`): the mapping used, how many files it read, and the
+    columns the family's rules read that it leaves empty (those rules cannot match its rows)."""
     out = []
     for m in maps:
         used = sum(1 for r in artifacts if (r.get("log_type") or "").endswith(f"(field map {m.name})"))
-        out.append(
-            Problem(m.origin, None, f"field map used for {used:,} file(s): {m.describe()}", "read", missed=False)
-        )
+        filled = {c.lower() for c in [*m.columns, *m.constants]}
+        unfilled: dict[str, int] = {}
+        for rule in rules:
+            if rule.source == m.family:
+                for col in columns_read(rule) - filled:
+                    unfilled[col] = unfilled.get(col, 0) + 1
+        reason = f"field map used for {used:,} file(s): {m.describe()}"
+        if unfilled:
+            top = ", ".join(f"{c} ({n})" for c, n in sorted(unfilled.items(), key=lambda kv: (-kv[1], kv[0]))[:8])
+            reason += f"; columns rules read that it leaves empty (rules): {top}"
+        out.append(Problem(m.origin, None, reason, "read", missed=False))
+    return out
+
+
+def map_warnings(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]], rules: list[Rule]) -> list[str]:
+    """A warning per user field map that read files but leaves columns empty that rules of its family
+    need: those rules could not match, so a clean result does not clear what they look for."""
+    out = []
+    for m in maps:
+        if not any((r.get("log_type") or "").endswith(f"(field map {m.name})") for r in artifacts):
+            continue
+        filled = {c.lower() for c in [*m.columns, *m.constants]}
+        blind = [r for r in rules if r.source == m.family and columns_read(r) - filled]
+        if blind:
+            out.append(
+                f"field map {m.name} leaves columns empty that {len(blind)} {family(m.family).title} rule(s) read "
+                "(see notes): those rules could not match the mapped rows"
+            )
     return out
 
 

@@ -31,7 +31,16 @@ from exhunt.analytics import analyse_case
 from exhunt.analytics.findings import analytics_finding
 from exhunt.case import EVIDENCE, FINDINGS, CaseReader, CaseWriter
 from exhunt.collection import Collection, open_collection
-from exhunt.coverage import has_web_logs, map_notes, measure, missing, shape_notes, timestamp_warnings, window_warnings
+from exhunt.coverage import (
+    has_web_logs,
+    map_notes,
+    map_warnings,
+    measure,
+    missing,
+    shape_notes,
+    timestamp_warnings,
+    window_warnings,
+)
 from exhunt.detect import detect, rule_params
 from exhunt.errors import UsageError
 from exhunt.evidence import build_findings, fill_raw_lines
@@ -121,7 +130,9 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             hosts=report.hosts,
             coverage=coverage,
             missing=missing(coverage, _is_exchange(report, coverage)) + _ad_missing(ad),
-            warnings=window_warnings(coverage, rules) + timestamp_warnings(coverage),
+            warnings=window_warnings(coverage, rules)
+            + timestamp_warnings(coverage)
+            + map_warnings(maps, report.artifacts, rules),
             findings=findings,
             problems=problems,
             stats=Stats(len(report.artifacts), report.bytes_read, report.records, time.perf_counter() - started),
@@ -129,7 +140,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             case=str(options.case) if options.case else None,
             rules=[{"id": r.id, "title": r.title, "severity": r.severity, "source": r.source} for r in rules],
             rules_version=rules_version(rules),
-            notes=report.notes + map_notes(maps, report.artifacts),
+            notes=report.notes + map_notes(maps, report.artifacts, rules),
             extras={"checks": {"active_directory": ad}, **analysis},
         )
         save(case, result)

@@ -45,9 +45,19 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
     return keep
 
 
-def fields_read(rule: Rule) -> set[str]:
-    """The fields (columns or family aliases) a rule's condition and grouping name."""
-    return _used(rule)
+def columns_read(rule: Rule) -> set[str]:
+    """The lower-cased columns a rule's condition and grouping read, its family's aliases resolved
+    to the columns they are built from (free-text `text` and generated SQL read no named column)."""
+    fam = family(rule.source)
+    out: set[str] = set()
+    for name in _used(rule) - {"text"} if rule.where is not None else set():
+        if name in fam.aliases:
+            seen: list[str] = []
+            fam.aliases[name](lambda c, seen=seen: seen.append(c) or "NULL")
+            out.update(c.lower() for c in seen)
+        else:
+            out.add(name.lower())
+    return out
 
 
 def _used(rule: Rule) -> set[str]:

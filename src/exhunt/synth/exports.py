@@ -466,24 +466,11 @@ def export_collection(root: Path, shape: str) -> dict[str, Any]:
 
 
 def _rule_columns() -> dict[str, tuple[str, set[str]]]:
-    """rule id -> (family, lower-cased columns its condition reads, aliases resolved to columns)."""
-    from exhunt.families import family
-    from exhunt.rules.columns import fields_read
+    """rule id -> (family, lower-cased columns it reads)."""
+    from exhunt.rules.columns import columns_read
     from exhunt.rules.model import load_rules
 
-    out = {}
-    for rule in load_rules():
-        fam = family(rule.source)
-        cols: set[str] = set()
-        for name in fields_read(rule) - {"text"} if rule.where is not None else set():
-            if name in fam.aliases:
-                seen: list[str] = []
-                fam.aliases[name](lambda c, seen=seen: seen.append(c) or "NULL")
-                cols.update(c.lower() for c in seen)
-            else:
-                cols.add(name.lower())
-        out[rule.id] = (fam.name, cols)
-    return out
+    return {rule.id: (rule.source, columns_read(rule)) for rule in load_rules()}
 
 
 def _lacking(rule: str | None, needs: dict[str, tuple[str, set[str]]], columns: dict[str, set[str]]) -> set[str]:
