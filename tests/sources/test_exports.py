@@ -218,7 +218,7 @@ def test_export_times_in_every_spelling():
                 "garbage",
                 None,
             ]
-        )  # fmt: skip
+        )
     ).to_pylist()
     assert got[0] == datetime(2021, 3, 3, 4, 11, 58)
     assert got[1] == datetime(2021, 3, 3, 3, 11, 58, 500000)
