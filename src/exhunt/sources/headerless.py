@@ -11,11 +11,12 @@ artifact's log type says the field list was inferred, which coverage repeats.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from itertools import pairwise
 from typing import BinaryIO
@@ -35,6 +36,7 @@ from exhunt.sources.delimited import (
 )
 
 SAMPLE_LINES = 40
+HEAD_BYTES = 8192  # what the reader sniffs: the same bytes, so the sniffing's work is reused
 MIN_SCORE = 0.9  # share of checked fields whose values fit, over the sampled lines
 KNOWN_DIRECTIVES = {"software", "version", "date", "fields", "log-type", "start-date", "end-date", "remark"}
 HEADERLESS_CSV = DelimitedFormat(
@@ -69,12 +71,27 @@ def default_fields() -> dict[str, dict[str, list[str]]]:
     return safe_yaml.load(text)
 
 
+@lru_cache(maxsize=4)  # every source's sniff looks at the same head
 def _data_lines(head: bytes) -> list[str]:
     """The head's complete, non-blank lines that are not `#` directives."""
     lines = text_head(head).split("\n")
     if len(head) >= 4096:  # the last line may be cut by the head's end
         lines = lines[:-1]
     return [ln.rstrip("\r") for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _pattern_rows(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, pattern: bytes) -> np.ndarray:
+    """Which lines start with `pattern`, where `9` stands for any digit and `?` for any byte."""
+    n = len(pattern)
+    if not len(starts):
+        return np.zeros(0, bool)
+    idx = np.minimum(starts[:, None] + np.arange(n), len(data) - 1)
+    block = data[idx]
+    want = np.frombuffer(pattern, np.uint8)
+    digit = want == ord("9")
+    exact = ~digit & (want != ord("?"))
+    ok = ((block >= 48) & (block <= 57) | ~digit).all(axis=1) & ((block == want) | ~exact).all(axis=1)
+    return ok & ((ends - starts) >= n)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,13 @@ def infer_iis_fields(lines: list[str]) -> Inferred | None:
     return best
 
 
+def _directive(text: str, key: str) -> str | None:
+    """The value of the first `#key:` line of a head."""
+    m = re.search(rf"^#{key}:(.*)$", text, re.MULTILINE)
+    return m.group(1).strip() if m else None
+
+
+@lru_cache(maxsize=4)
 def _exchange_family(head: bytes, path: str) -> Family | None:
     """The family of an Exchange CSV fragment without `#Fields`, if exhunt knows its columns."""
     text = text_head(head)
@@ -111,7 +135,7 @@ def _exchange_family(head: bytes, path: str) -> Family | None:
     lines = _data_lines(head)
     if not lines or not _EXCHANGE_ROW.match(lines[0]):
         return None
-    log_type = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("#Log-type:")), None)
+    log_type = _directive(text, "Log-type")
     if log_type is None and not text.startswith("#Software: Microsoft Exchange"):
         low = path.lower()
         if not any(part in low for f in FAMILIES if f.kind == "log" for part in f.folders):
@@ -126,6 +150,7 @@ class _FragmentSource(Source):
     and counted."""
 
     fmt: DelimitedFormat
+    every_line_a_row: re.Pattern[bytes] | None = None  # finds a line that is not a row of the preset list
 
     @staticmethod
     def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -166,6 +191,9 @@ class _FragmentSource(Source):
 
     def _segments(self, raw: RawRows, info: ArtifactInfo, skipped: list[int]) -> list[RawRows]:
         """The run cut into stretches of log rows with one field list each (no copies)."""
+        rx = self.every_line_a_row
+        if rx is not None and rx.match(b"\n" + bytes(raw.data[:24])) is None and rx.search(raw.data[:-1]) is None:
+            return [raw]  # the common case, checked by one scan of the bytes (no copy)
         data = np.frombuffer(raw.data, np.uint8)
         ends = np.flatnonzero(data == 10)
         starts = np.concatenate(([0], ends[:-1] + 1))
@@ -198,15 +226,6 @@ class _FragmentSource(Source):
         return out
 
 
-def _at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return data[np.minimum(pos, len(data) - 1)]
-
-
-def _digits(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    v = _at(data, pos)
-    return (v >= 48) & (v <= 57)
-
-
 class HeaderlessW3CSource(_FragmentSource):
     """IIS W3C lines without a `#Fields` line. The field set is inferred for each stretch of lines
     with one field count, so an excerpt across a logging change (fields added) binds both parts."""
@@ -221,7 +240,7 @@ class HeaderlessW3CSource(_FragmentSource):
         return infer_iis_fields(_data_lines(head)) is not None
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
-        head = stream.read(1 << 16)
+        head = stream.read(HEAD_BYTES)
         guess = infer_iis_fields(_data_lines(head))
         stream = Replay(head, stream)
         fam = family("iis")
@@ -237,12 +256,7 @@ class HeaderlessW3CSource(_FragmentSource):
     @staticmethod
     def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """`YYYY-MM-DD hh:mm:ss ` at the start of the line."""
-        ok = (ends - starts) >= 20
-        for k in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-            ok &= _digits(data, starts + k)
-        for k, ch in ((4, 45), (7, 45), (10, 32), (13, 58), (16, 58), (19, 32)):
-            ok &= _at(data, starts + k) == ch
-        return ok
+        return _pattern_rows(data, starts, ends, b"9999-99-99 99:99:99 ")
 
     def _keys(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         widths = np.bincount(np.searchsorted(ends, np.flatnonzero(data == 32)), minlength=len(ends))[: len(ends)] + 1
@@ -280,41 +294,41 @@ class HeaderlessExchangeSource(_FragmentSource):
 
     kind = "exchange-csv-headerless"
     fmt = HEADERLESS_CSV
+    every_line_a_row = re.compile(rb'\n(?!"?\d{4}-\d\d-\d\dT\d\d:\d\d)')  # a line break before a non-row
 
     @staticmethod
     def _row_starts(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """`YYYY-MM-DDThh:mm` (possibly quoted) at the start of the line."""
-        q = starts + (_at(data, starts) == 34)
-        ok = (ends - q) >= 16
-        for k in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15):
-            ok &= _digits(data, q + k)
-        for k, ch in ((4, 45), (7, 45), (10, 84), (13, 58)):
-            ok &= _at(data, q + k) == ch
-        return ok
+        quoted = data[np.minimum(starts, len(data) - 1)] == 34
+        return _pattern_rows(data, starts + quoted, ends, b"9999-99-99T99:99")
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
         return _exchange_family(head, path) is not None
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
-        head = stream.read(1 << 16)
+        head = stream.read(HEAD_BYTES)
         fam = _exchange_family(head, info.path)
         stream = Replay(head, stream)
         if fam is None:
             info.errors.append((None, "Exchange log without #Fields of an unknown type: not parsed"))
             return
-        fields = list(default_fields()["exchange"][fam.name])
-        widest = max((len(split_csv_line(ln)) for ln in _data_lines(head)[:SAMPLE_LINES]), default=0)
-        extra = [f"extra{i}" for i in range(1, widest - len(fields) + 1)]
+        default = list(default_fields()["exchange"][fam.name])
+        try:
+            rows = list(csv.reader([ln for ln in _data_lines(head)[:10] if _EXCHANGE_ROW.match(ln)]))
+        except csv.Error:
+            rows = []
+        width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else len(default)
+        # an earlier CU writes a prefix of the list: bind that many columns, so its rows parse whole
+        fields = default[:width] + [f"extra{i}" for i in range(1, width - len(default) + 1)]
         text = text_head(head)
         info.table = fam.table
-        info.version = next(
-            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("#Version:")), None
-        )
-        info.log_type = f"{fam.title}, fields inferred (default {fam.name} list, {len(fields)} columns)"
+        info.version = _directive(text, "Version")
+        info.log_type = f"{fam.title}, fields inferred (default {fam.name} list)"
         info.notes.append(
-            f"no #Fields line: columns bound to exhunt's default {fam.name} list of {len(fields)} columns"
-            + (f" plus {len(extra)} unnamed ones (extra1..)" if extra else "")
-            + "; rows with fewer columns are padded"
+            f"no #Fields line: columns bound to the first {min(width, len(default))} of exhunt's default {fam.name} "
+            f"list of {len(default)} columns"
+            + (f" plus {width - len(default)} unnamed ones (extra1..)" if width > len(default) else "")
+            + "; rows with another column count are padded or cut"
         )
-        yield from self._rows(stream, info, hasher, fields + extra, fam)
+        yield from self._rows(stream, info, hasher, fields, fam)
