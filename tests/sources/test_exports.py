@@ -227,3 +227,11 @@ def test_export_times_in_every_spelling():
     assert got[4] == datetime(2021, 3, 3, 4, 11, 58)
     assert got[5] == datetime(2021, 3, 3, 4, 11, 58)
     assert got[6] is None and got[7] is None
+
+
+def test_an_export_with_a_hostile_header_is_refused_not_widened(collection: Path):
+    header = ",".join(["_time", "sourcetype", "c_ip", "cs_uri_stem"] + [f"f{i}" for i in range(5000)])
+    write(collection, "wide.csv", header + "\n2021-03-03T04:11:58Z,x,1.2.3.4,/owa/\n")
+    result = _scan(collection)
+    assert any("5,004 columns" in p.reason for p in result.problems if p.path == "wide.csv")
+    assert not any(c.family == "log_iis" for c in result.coverage)

@@ -166,6 +166,11 @@ class MappedSource(Source):
         state.errors, state.notes = info.errors, info.notes
         try:
             for raw in split_rows(stream, EXCHANGE_CSV, state, hasher):
+                if len(raw.fields) > MAX_FIELDS:  # a hostile header must not widen the family's table
+                    info.errors.append(
+                        (raw.first_line, f"header of {len(raw.fields):,} columns: the rows are not read")
+                    )
+                    return
                 info.runs.append((raw.first_line, raw.offset))
                 table, _ = parse_batch([raw])
                 yield table
