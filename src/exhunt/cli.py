@@ -128,6 +128,15 @@ def scan(
             ),
         ),
     ] = None,
+    field_map: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--map",
+            metavar="FILE",
+            help="A field map (YAML: family, columns, time) for a CSV/JSON export exhunt does not know, "
+            "e.g. a CSV of timestamp,urlpath,useragent read as IIS rows. Repeatable; recorded in the result's notes.",
+        ),
+    ] = None,
     out: Annotated[
         list[str] | None,
         typer.Option("--out", metavar="FORMAT=FILE", help=OUT_HELP),
@@ -204,6 +213,7 @@ def scan(
         yara=yara,
         iocs=ioc,
         sigma=sigma,
+        maps=field_map,
         only=rule,
         threads=threads,
     )
@@ -333,17 +343,22 @@ def synth(
     export_shape: Annotated[
         str | None,
         typer.Option(
-            help="Write the collection as an export shape: message-only (events keep only their rendered Message, "
-            "JSON lines) or sentinel-events (Sentinel SecurityEvent / message-only Event CSV exports)."
+            "--export-shape",
+            help="Rewrite the collection as responders receive it: splunk, elastic, sentinel, test-proxylogon, "
+            "headerless (web and Exchange logs; the answer key then says which traces the shape carries), "
+            "message-only (events keep only their rendered Message, JSON lines) or sentinel-events (Sentinel "
+            "SecurityEvent / message-only Event CSV exports).",
         ),
     ] = None,
 ) -> None:
     """Write a realistic synthetic Exchange 2016 server collection, with attack traces at known
     positions listed in OUTDIR/answer_key.json."""
     from exhunt.synth import FAMILIES, generate
+    from exhunt.synth.exports import EXPORT_SHAPES, export_collection
 
-    if export_shape is not None and export_shape not in EVENT_SHAPES:
-        raise _fail(f"unknown --export-shape {terminal_text(export_shape)}; choose {', '.join(EVENT_SHAPES)}")
+    shapes = [*EXPORT_SHAPES, *EVENT_SHAPES]
+    if export_shape is not None and export_shape not in shapes:
+        raise _fail(f"unknown --export-shape {terminal_text(export_shape)}; choose from {', '.join(shapes)}")
 
     names = {p.strip() for p in plant.split(",") if p.strip()}
     if "all" in names:
@@ -351,7 +366,7 @@ def synth(
     unknown = names - set(FAMILIES)
     if unknown:
         raise _fail(f"unknown --plant value(s): {', '.join(sorted(unknown))}; choose from {', '.join(FAMILIES)} or all")
-    if export_shape is not None:
+    if export_shape in EVENT_SHAPES:
         _synth_event_shape(export_shape, outdir, seed, users, days, benign_only, frozenset(names), target_mb)
         return
     key = _guard(
@@ -365,6 +380,8 @@ def synth(
             target_mb=target_mb,
         )
     )
+    if export_shape is not None:
+        key = _guard(lambda: export_collection(outdir, export_shape))
     traces = len(key.get("traces", []))
     err.print(
         f"wrote {terminal_text(outdir)} ({traces} planted traces; answer key: {terminal_text(outdir / 'answer_key.json')})"

@@ -8,12 +8,16 @@ off; the records outside it are counted and reported as suspicious timestamps.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from exhunt.case import CaseReader
-from exhunt.families import FAMILIES, source_families
-from exhunt.result import FamilyCoverage
+from exhunt.families import FAMILIES, family, source_families
+from exhunt.result import FamilyCoverage, Problem
+from exhunt.rules.columns import rule_columns
 from exhunt.rules.model import Rule
+from exhunt.sources.fieldmap import FieldMap
 
 # When each campaign was exploited in the wild (public reporting); logs must reach into the window.
 CAMPAIGN_WINDOWS = {
@@ -35,6 +39,55 @@ def measure(case: CaseReader, now: datetime | None = None) -> list[FamilyCoverag
         files, records, earliest, latest, first, last, outliers = case.span(fam, plausible)
         if records:
             out.append(FamilyCoverage(fam.table, fam.title, files, records, first, last, earliest, latest, outliers))
+    return out
+
+
+def shape_notes(coverage: list[FamilyCoverage], artifacts: list[dict[str, Any]]) -> list[FamilyCoverage]:
+    """Say in each family's coverage which of its files were read through a field map or with an
+    inferred field list (the artifact's log type names it), with how many files each."""
+    shapes: dict[str, Counter[str]] = {}
+    for row in artifacts:
+        log_type = row.get("log_type") or ""
+        if row.get("log_table") and ("field map" in log_type or "fields inferred" in log_type):
+            shapes.setdefault(row["log_table"], Counter())[log_type] += 1
+    for c in coverage:
+        c.notes.extend(f"{n:,} file(s): {shape}" for shape, n in sorted(shapes.get(c.family, Counter()).items()))
+    return coverage
+
+
+def map_notes(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]], rules: list[Rule]) -> list[Problem]:
+    """One note per user field map (`--map`): the mapping used, how many files it read, and the
+    columns the family's rules read that it leaves empty (those rules cannot match its rows)."""
+    out = []
+    for m in maps:
+        used = sum(1 for r in artifacts if (r.get("log_type") or "").endswith(f"(field map {m.name})"))
+        filled = {c.lower() for c in [*m.columns, *m.constants]}
+        unfilled: dict[str, int] = {}
+        for rule in rules:
+            for col in rule_columns(rule).get(m.family, filled) - filled:
+                unfilled[col] = unfilled.get(col, 0) + 1
+        reason = f"field map used for {used:,} file(s): {m.describe()}"
+        if unfilled:
+            top = ", ".join(f"{c} ({n})" for c, n in sorted(unfilled.items(), key=lambda kv: (-kv[1], kv[0]))[:8])
+            reason += f"; columns rules read that it leaves empty (rules): {top}"
+        out.append(Problem(m.origin, None, reason, "read", missed=False))
+    return out
+
+
+def map_warnings(maps: tuple[FieldMap, ...], artifacts: list[dict[str, Any]], rules: list[Rule]) -> list[str]:
+    """A warning per user field map that read files but leaves columns empty that rules of its family
+    need: those rules could not match, so a clean result does not clear what they look for."""
+    out = []
+    for m in maps:
+        if not any((r.get("log_type") or "").endswith(f"(field map {m.name})") for r in artifacts):
+            continue
+        filled = {c.lower() for c in [*m.columns, *m.constants]}
+        blind = [r for r in rules if rule_columns(r).get(m.family, filled) - filled]
+        if blind:
+            out.append(
+                f"field map {m.name} leaves columns empty that {len(blind)} {family(m.family).title} rule(s) read "
+                "(see notes): those rules could not match the mapped rows"
+            )
     return out
 
 

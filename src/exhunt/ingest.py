@@ -21,6 +21,7 @@ from exhunt.collection import Collection, Skipped
 from exhunt.layout import install_path_of
 from exhunt.reader import Item, Reader, bundles
 from exhunt.result import Problem
+from exhunt.sources.fieldmap import FieldMap
 
 Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, what is being read)
 
@@ -52,10 +53,12 @@ def ingest(
     threads: int,
     readers: int | None = None,
     progress: Progress | None = None,
+    maps: tuple[FieldMap, ...] = (),
 ) -> IngestReport:
     """Read every artifact of `collection` into `case`. `threads` is the scan's CPU budget; `readers`
     overrides the number of reader threads (default: one per core of the budget but one, which the
-    writer keeps busy; on 2 cores one reader beat two: 9.1 s vs 9.6-9.9 s for 1 GB, 0.91 vs 1.07 GB)."""
+    writer keeps busy; on 2 cores one reader beat two: 9.1 s vs 9.6-9.9 s for 1 GB, 0.91 vs 1.07 GB).
+    `maps` are the user's field maps (`--map`), tried before the built-in sources."""
     problems: list[Problem] = []
     entries = []
     for e in collection.entries():
@@ -68,11 +71,13 @@ def ingest(
     items = [Item(i + 1, e) for i, e in enumerate(entries)]
     counter = _Counter(total, len(items), progress)
     if threads <= 1 and readers is None:
-        reader = Reader(collection, collection.name, content_rules, keep, sink=case.append, on_done=counter.add)
+        reader = Reader(
+            collection, collection.name, content_rules, keep, sink=case.append, on_done=counter.add, maps=maps
+        )
         for bundle in bundles(items):
             reader.work(bundle)
     else:
-        reader = Reader(collection, collection.name, content_rules, keep)
+        reader = Reader(collection, collection.name, content_rules, keep, maps=maps)
         _read_on_threads(reader, items, case, counter, readers or max(1, threads - 1))
     case.ready_for_queries()
     return _report(reader, items, case, problems, stored)

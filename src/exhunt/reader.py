@@ -29,14 +29,18 @@ from exhunt.sources.base import ArtifactInfo, Source
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
+from exhunt.sources.exports import MappedSource
+from exhunt.sources.fieldmap import FieldMap
+from exhunt.sources.headerless import HeaderlessExchangeSource, HeaderlessW3CSource
 from exhunt.sources.iis_config import IisConfigSource
 from exhunt.sources.json_array_events import JsonArrayEventSource
 from exhunt.sources.sentinel_csv import SentinelEventCsvSource
+from exhunt.sources.tool_outputs import ToolFileListSource
 from exhunt.sources.w3c import W3CSource
 
 SOURCES: tuple[type[Source], ...] = (
-    EvtxSource, SentinelEventCsvSource, W3CSource, ExchangeCsvSource, JsonLinesEventSource, JsonArrayEventSource,
-    IisConfigSource,
+    EvtxSource, SentinelEventCsvSource, HeaderlessW3CSource, W3CSource, HeaderlessExchangeSource, ExchangeCsvSource,
+    JsonLinesEventSource, JsonArrayEventSource, MappedSource, ToolFileListSource, IisConfigSource,
 )  # fmt: skip
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
@@ -88,8 +92,10 @@ class Reader:
         keep: dict[str, set[str] | None],
         sink: Sink | None = None,
         on_done: Callable[[int], None] | None = None,
+        maps: tuple[FieldMap, ...] = (),
     ) -> None:
         self.collection = collection
+        self.user_maps = MappedSource(keep, maps) if maps else None  # `--map FILE`: tried first
         self.sink, self.on_done = sink, on_done
         self.content_rules = content_rules
         self.keep = keep
@@ -124,7 +130,9 @@ class Reader:
                 head = stream.read(HEAD_BYTES)
                 hasher.update(head)
                 row["magic"] = head[:8].hex()
-                source = _classify(head, entry.logical_path) if head else None
+                source: Any = _classify(head, entry.logical_path) if head else None
+                if head and self.user_maps is not None and self.user_maps.claims(head):
+                    source = self.user_maps
                 if source is None:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
@@ -132,7 +140,8 @@ class Reader:
                     stream = _Prepend(head, stream)
                     if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
                         stream = self._content_scanned(stream, info, row)
-                    for table, part in source(self.keep).read(stream, info, _HashAfter(hasher, len(head))):
+                    reading = source if isinstance(source, Source) else source(self.keep)
+                    for table, part in reading.read(stream, info, _HashAfter(hasher, len(head))):
                         if isinstance(part, RawRows):
                             info.runs.append((part.first_line, part.offset))
                             pending.add(table, part, item.artifact_id, info)

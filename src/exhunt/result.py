@@ -52,6 +52,7 @@ class FamilyCoverage:
     earliest: datetime | None = None
     latest: datetime | None = None
     outliers: int = 0
+    notes: list[str] = field(default_factory=list)  # how the records were read when not from the raw log
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class FamilyCoverage:
             "earliest": iso(self.earliest),
             "latest": iso(self.latest),
             "outliers": self.outliers,
+            "notes": list(self.notes),
         }
 
 

@@ -31,7 +31,16 @@ from exhunt.analytics import analyse_case
 from exhunt.analytics.findings import analytics_finding
 from exhunt.case import EVIDENCE, FINDINGS, CaseReader, CaseWriter
 from exhunt.collection import Collection, open_collection
-from exhunt.coverage import has_web_logs, measure, missing, timestamp_warnings, window_warnings
+from exhunt.coverage import (
+    has_web_logs,
+    map_notes,
+    map_warnings,
+    measure,
+    missing,
+    shape_notes,
+    timestamp_warnings,
+    window_warnings,
+)
 from exhunt.detect import detect, rule_params
 from exhunt.errors import UsageError
 from exhunt.evidence import build_findings, fill_raw_lines
@@ -45,6 +54,7 @@ from exhunt.result import Exposure, Finding, Problem, ScanResult, Stats
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
 from exhunt.rules.yara import compile_rules as compile_yara
+from exhunt.sources.fieldmap import load_map_file
 
 __all__ = ["Progress", "ScanOptions", "ScanResult", "scan"]
 
@@ -68,6 +78,7 @@ class ScanOptions:
     threads: int | None = None  # the CPU budget of this scan; default: every core (fleet workers pass 1)
     analytics: bool | None = None  # mailbox access, timeline, incident; default: unless the rules were chosen
     force: bool = False  # --case may replace an existing file that is not an exhunt case
+    maps: list[Path] | None = None  # the user's field maps (YAML) for other CSV/JSON exports (`--map`)
 
 
 def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
@@ -78,6 +89,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
     started = time.perf_counter()
     content_rules = compile_yara(options.yara)  # bad rule files fail before any evidence is touched
     rules = select_rules(options)
+    maps = tuple(load_map_file(p) for p in options.maps or [])  # a bad map fails before any evidence is read
     collection = path if isinstance(path, Collection) else open_collection(path)
     label = collection.root if isinstance(path, Collection) else str(path)
     tmpdir = None
@@ -95,7 +107,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         report = ingest(
             collection, case, content_rules=content_rules, keep=keep, threads=threads, readers=options.workers,
-            progress=progress,
+            progress=progress, maps=maps,
         )  # fmt: skip
         fs_problems = store_filesystem_records(collection, case, report)
         reader = case.reader
@@ -103,7 +115,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         raw, rule_problems = detect(reader, rules, rule_params(report.install_path), samples, threads)
         findings, evidence_problems = build_findings(raw, reader, collection)
         problems = report.problems + fs_problems + rule_problems + evidence_problems
-        coverage = measure(reader)
+        coverage = shape_notes(measure(reader), report.artifacts)
         ad = ad_checks_state(reader)
         windows, mitigations, exposure_text = exposure_report(reader)
         exposure = Exposure(windows, mitigations, exposure_text)
@@ -119,7 +131,9 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             hosts=report.hosts,
             coverage=coverage,
             missing=missing(coverage, _is_exchange(report, coverage)) + _ad_missing(ad),
-            warnings=window_warnings(coverage, rules) + timestamp_warnings(coverage),
+            warnings=window_warnings(coverage, rules)
+            + timestamp_warnings(coverage)
+            + map_warnings(maps, report.artifacts, rules),
             findings=findings,
             problems=problems,
             stats=Stats(len(report.artifacts), report.bytes_read, report.records, time.perf_counter() - started),
@@ -127,7 +141,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             case=str(options.case) if options.case else None,
             rules=[{"id": r.id, "title": r.title, "severity": r.severity, "source": r.source} for r in rules],
             rules_version=rules_version(rules),
-            notes=report.notes,
+            notes=report.notes + map_notes(maps, report.artifacts, rules),
             extras={"checks": {"active_directory": ad}, **analysis},
         )
         save(case, result)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from exhunt.analytics.columns import ANALYTICS_COLUMNS
-from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, columns_read, is_union, source_families
+from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, columns_read, family, is_union, source_families
 from exhunt.rules.model import Rule
 
 
@@ -52,6 +52,17 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
 def _union_extra(rule: Rule) -> set[str]:
     """Fields a union rule reads besides its own: the request id that counts requests once, the default group."""
     return {"request_id", "client_ip"} if is_union(rule.source) else set()
+
+
+def rule_columns(rule: Rule) -> dict[str, set[str]]:
+    """{family name: lower-cased columns of that family the rule's condition and grouping read}, for
+    each family the rule runs on (a `web` rule runs on several); free-text `text` and generated SQL
+    read no named column."""
+    if rule.where is None:
+        return {}
+    fams = source_families(rule.source) if is_union(rule.source) else [family(rule.source)]
+    used = _used(rule) - {"text"}
+    return {fam.name: {c.lower() for name in used for c in columns_read(fam, name)} for fam in fams}
 
 
 def _used(rule: Rule) -> set[str]:

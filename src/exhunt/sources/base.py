@@ -56,3 +56,22 @@ def text_head(head: bytes) -> str:
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     return head.decode("utf-8", "replace")
+
+
+class Replay:
+    """A stream that gives `head` again before the rest: a source that read ahead to decide how to
+    read (a field map, an inferred field list) hands this to the line splitter."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head, self.stream = head, stream
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.stream.read(n)
+        if n < 0:
+            data, self.head = self.head + self.stream.read(), b""
+            return data
+        data, self.head = self.head[:n], self.head[n:]
+        if len(data) < n:
+            data += self.stream.read(n - len(data))
+        return data
