@@ -181,8 +181,8 @@ class CaseReader:
             FROM r, q
             """,
             list(plausible),
-        ).fetchone()
-        return row  # type: ignore[return-value]
+        ).fetchall()  # all, not one: DuckDB refuses the next statement while a result is unfinished
+        return row[0]  # type: ignore[return-value]
 
     # -- evidence ----------------------------------------------------------------------------
     def records(self, family: Family, rowids: list[int]) -> list[dict[str, Any]]:
@@ -372,8 +372,8 @@ class CaseReader:
         ).fetchall()
 
     def meta(self, key: str) -> Any:
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        return json.loads(rows[0][0]) if rows else None
 
 
 class CaseWriter:
