@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
-
 from exhunt.case import CaseReader
 from exhunt.detect import detect, rule_params
 from exhunt.families import family
@@ -44,10 +42,7 @@ def main() -> None:
     ap.add_argument("--rules", type=Path, action="append", default=[])
     args = ap.parse_args()
     case = build(args.copies)
-    con = duckdb.connect(config={"threads": 1})
-    con.execute(f"ATTACH '{case}' AS case_db (READ_ONLY)")  # the name a scan's case has (cursors use it)
-    con.execute("USE case_db")
-    store = CaseReader(con)
+    store = CaseReader.open_saved(case, threads=1)
     ((n,),) = store.fetch(f"SELECT count(*) FROM {family('events').table}")
     folders = ([SHARED_SIGMA] if SHARED_SIGMA.exists() else []) + args.rules
     from exhunt.rules.sigma import load_sigma

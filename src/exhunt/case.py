@@ -124,14 +124,19 @@ class CaseReader:
         return f"_exhunt_{prefix}_{next(_TEMP_NAMES)}"
 
     @classmethod
-    def open_saved(cls, path: Path) -> CaseReader:
+    def open_saved(cls, path: Path, threads: int | None = None) -> CaseReader:
         """A saved case file, read-only and without access to any other file (its text is evidence,
         and a file that only claims to be a case may be anyone's). Raises duckdb.Error."""
-        return cls(duckdb.connect(str(path), read_only=True, config={"enable_external_access": False}))
+        config: dict[str, Any] = {"enable_external_access": False}
+        if threads is not None:
+            config["threads"] = threads
+        return cls(duckdb.connect(str(path), read_only=True, config=config))
 
     def cursor(self) -> CaseReader:
+        """Another connection to the same case, for another thread."""
+        ((catalog,),) = self._con.execute("SELECT current_database()").fetchall()
         cur = self._con.cursor()
-        cur.execute("USE case_db")
+        cur.execute(f"USE {quote(catalog)}")
         return CaseReader(cur)
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 Sentinel/Log Analytics, NXLog, some Winlogbeat set-ups and public datasets often keep only the
 rendered message of an event. `fields_from_message` turns that text back into the EventData fields
 the EVTX reader yields (same names, raw values where the rendering differs), following the declared
-layouts in `maps/events-message-layouts.yaml`:
+layouts in `event_maps/message-layouts.yaml`:
 
 - Security/System events: labelled lines under section headings (`New Logon:` / `Account Name:` is
   TargetUserName, `Subject:` / `Account Name:` is SubjectUserName), multi-line or joined into one line.
@@ -31,7 +31,7 @@ MAX_LABELS = 4096
 PARSED_FROM = "_parsed_from"  # data key: where the fields came from ("Message")
 AMBIGUOUS = "_message_ambiguous"  # data key: labels that occurred more than once
 TRUNCATED = "_message_truncated"  # data key: the message was longer than MAX_MESSAGE_CHARS
-LAYOUTS_FILE = Path(__file__).parent / "maps" / "events-message-layouts.yaml"
+LAYOUTS_FILE = Path(__file__).parent / "event_maps" / "message-layouts.yaml"
 _DEFAULT_CHANNELS = {
     "microsoft-windows-security-auditing": "security",
     "microsoft-windows-eventlog": "security",

@@ -1,5 +1,5 @@
 """Microsoft Sentinel / Log Analytics `SecurityEvent` and `Event` rows -> the flat event shape the
-JSON-lines reader maps (declared in `maps/events-sentinel.yaml`).
+JSON-lines reader maps (declared in `event_maps/sentinel.yaml`).
 
 Structured columns named like EventData fields (NewProcessName, CommandLine, ParentProcessName,
 TargetUserName, ...) are event data; `EventData` XML items and `ParameterXml` positional items
@@ -18,7 +18,7 @@ from typing import Any
 
 from exhunt import safe_yaml
 
-MAP_FILE = Path(__file__).parent / "maps" / "events-sentinel.yaml"
+MAP_FILE = Path(__file__).parent / "event_maps" / "sentinel.yaml"
 MAX_XML_CHARS = 1 << 20
 MAX_XML_ITEMS = 1024
 _DATA = re.compile(r"<Data\s+Name\s*=\s*[\"']([^\"'<>]{1,256})[\"']\s*(?:/>|>([^<]*)</Data>)", re.I)

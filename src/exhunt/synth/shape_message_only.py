@@ -4,7 +4,7 @@
 NDJSON event file line for line (same paths, same line numbers, so the answer key still points at
 the right lines) into the flat JSON-lines shape of message-only exports: time, computer, channel,
 provider, event id, level, record number and `Message`, and no EventData. The message is rendered
-from the event's fields in the layout Windows uses (`sources/maps/events-message-layouts.yaml`):
+from the event's fields in the layout Windows uses (`sources/event_maps/message-layouts.yaml`):
 Security/System sections with tab-indented labels, Sysmon `Key: value` lines, the MSExchange
 CmdletLogs sentence. Events without a declared layout keep the generator's own message text.
 """
