@@ -126,7 +126,7 @@ def test_sentinel_csv_shape_finds_every_event_trace_at_its_csv_line(original):
     done = write_sentinel_events(root, sentinel)
     assert done["event_files"] >= 6
     key = json.loads((sentinel / "answer_key.json").read_text(encoding="utf-8"))
-    result = scan(sentinel, ScanOptions(rules=EVENT_RULES, analytics=False, all_evidence=True))
+    result = scan(sentinel, OPTIONS)  # the same rules as the structured scan, Sigma too
     found = {(f.rule.id, e.path, e.line) for f in result.findings for e in f.evidence}
     events = [t for t in key["traces"] if t["required"] and t["path"].endswith(".csv")]
     assert len(events) > 40

@@ -116,8 +116,11 @@ _TEMP_NAMES = itertools.count(1)
 class CaseReader:
     """Named queries over a case database (one cursor; `cursor()` gives another for another thread)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
         self._con = con
+        if catalog is None:  # asked once, here: the connection may be busy on another thread later
+            ((catalog,),) = con.execute("SELECT current_database()").fetchall()
+        self._catalog = catalog
 
     def temp_name(self, prefix: str) -> str:
         """A name for a temporary table that no other query of this process uses."""
@@ -134,10 +137,9 @@ class CaseReader:
 
     def cursor(self) -> CaseReader:
         """Another connection to the same case, for another thread."""
-        ((catalog,),) = self._con.execute("SELECT current_database()").fetchall()
         cur = self._con.cursor()
-        cur.execute(f"USE {quote(catalog)}")
-        return CaseReader(cur)
+        cur.execute(f"USE {quote(self._catalog)}")
+        return CaseReader(cur, self._catalog)
 
     def close(self) -> None:
         self._con.close()

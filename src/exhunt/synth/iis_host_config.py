@@ -46,6 +46,20 @@ STOCK_MANAGED = (
 )
 
 
+V15 = "C:\\Program Files\\Microsoft\\Exchange Server\\V15"
+# the two sites of an Exchange 2016/2019 server and their applications (URL path, folder)
+SITES = (
+    ("Default Web Site", 1, "%SystemDrive%\\inetpub\\wwwroot", tuple((p, f"{V15}\\FrontEnd\\HttpProxy\\{d}") for p, d in (
+        ("owa", "owa"), ("ecp", "ecp"), ("EWS", "ews"), ("API", "rest"), ("Autodiscover", "autodiscover"),
+        ("Microsoft-Server-ActiveSync", "sync"), ("OAB", "OAB"), ("PowerShell", "PowerShell"), ("mapi", "mapi"),
+        ("Rpc", "rpc")))),
+    ("Exchange Back End", 2, f"{V15}\\ClientAccess", tuple((p, f"{V15}\\ClientAccess\\{d}") for p, d in (
+        ("owa", "owa"), ("ecp", "ecp"), ("EWS", "exchweb\\ews"), ("API", "rest"), ("Autodiscover", "Autodiscover"),
+        ("Microsoft-Server-ActiveSync", "sync"), ("OAB", "OAB"), ("PowerShell", "PowerShell-Proxy"),
+        ("mapi", "mapi"), ("mapi/emsmdb", "mapi\\emsmdb"), ("mapi/nspi", "mapi\\nspi")))),
+)  # fmt: skip
+
+
 def _esc(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
 
@@ -53,11 +67,17 @@ def _esc(value: str) -> str:
 def application_host(planted: tuple[str, str] | None = None) -> tuple[str, int | None]:
     """The file's text (CRLF lines) and the 1-based line of the planted `<add>` (None without one)."""
     lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<configuration>", "    <system.applicationHost>",
-             "        <sites>", '            <site name="Default Web Site" id="1">',
-             '                <application path="/">',
-             '                    <virtualDirectory path="/" physicalPath="%SystemDrive%\\inetpub\\wwwroot" />',
-             "                </application>", "            </site>", "        </sites>",
-             "    </system.applicationHost>", "    <system.webServer>", "        <globalModules>"]  # fmt: skip
+             "        <sites>"]  # fmt: skip
+    for site, number, root, apps in SITES:
+        lines += [f'            <site name="{site}" id="{number}">', '                <application path="/">',
+                  f'                    <virtualDirectory path="/" physicalPath="{_esc(root)}" />',
+                  "                </application>"]  # fmt: skip
+        for path, folder in apps:
+            lines += [f'                <application path="/{path}">',
+                      f'                    <virtualDirectory path="/" physicalPath="{_esc(folder)}" />',
+                      "                </application>"]  # fmt: skip
+        lines.append("            </site>")
+    lines += ["        </sites>", "    </system.applicationHost>", "    <system.webServer>", "        <globalModules>"]
     planted_line = None
     for name, image in STOCK_NATIVE:
         lines.append(f'            <add name="{_esc(name)}" image="{_esc(image)}" />')
