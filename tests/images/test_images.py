@@ -120,7 +120,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     host = reference_tree(base / "synth", base / "ref")
     c = host / "C"
     shutil.move(c / "inetpub" / "logs" / "LogFiles", c / "IISLogs")  # only applicationHost.config says where
-    (c / "Windows/System32/inetsrv/config").mkdir(parents=True, exist_ok=True)  # the generator writes its own; this one says where the logs are
+    (c / "Windows/System32/inetsrv/config").mkdir(
+        parents=True, exist_ok=True
+    )  # the generator writes its own; this one says where the logs are
     (c / "Windows/System32/inetsrv/config/applicationHost.config").write_text(APPHOST)
     (c / "Windows/System32/config").mkdir(parents=True)
     setup = {"MsiInstallPath": "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\", "MsiProductMajor": 15,
