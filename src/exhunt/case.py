@@ -434,6 +434,32 @@ class CaseWriter:
         finally:
             self._con.unregister("_rows")
 
+    def forget_artifacts(self, ids: list[int]) -> None:
+        """Remove the given artifacts and every record, directive and line offset read from them, all
+        stored problems and NTFS records (an incremental rescan stores them again for the whole
+        collection), so changed or removed files can be read anew into a kept case."""
+        self.flush()
+        self._con.execute("CREATE OR REPLACE TEMP TABLE _forget (id INTEGER)")
+        try:
+            self._insert_rows("_forget", ["id"], [(i,) for i in ids])
+            for table in sorted(self.reader.tables()):
+                cols = {c.lower() for c in self.reader.columns(table)}
+                if table == "artifacts":
+                    column = "id"
+                elif "_artifact" in cols:
+                    column = "_artifact"
+                elif table in ("directives", "line_index"):
+                    column = "artifact"
+                else:
+                    continue
+                self._con.execute(f"DELETE FROM {quote(table)} WHERE {quote(column)} IN (SELECT id FROM _forget)")
+            self._con.execute("DELETE FROM errors")
+            ntfs = family("fs_records").table
+            if ntfs in self.reader.tables():
+                self._con.execute(f"DROP TABLE {quote(ntfs)}")
+        finally:
+            self._con.execute("DROP TABLE IF EXISTS _forget")
+
     # -- results -----------------------------------------------------------------------------
     def save_results(self, findings: pa.Table, evidence: pa.Table, coverage: pa.Table, doc: dict[str, Any]) -> None:
         """Keep findings, evidence, coverage and the result document, each table in one statement (a
