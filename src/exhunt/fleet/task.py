@@ -1,5 +1,9 @@
 """The per-host task a dask worker runs: one `exhunt.scan.scan` with a one-thread budget, then the hourly
-counts from the case file it wrote. Input and output are plain data (picklable, JSON-ready)."""
+counts from the case file it wrote. Input and output are plain data (picklable, JSON-ready).
+
+A task with `rescan` (the host's new, changed and removed files since its last run) updates the host's
+kept case instead of reading everything (exhunt.rescan). A marker file beside the case stands while it
+is being updated: a task that finds it (the last update died half-way) scans the host in full."""
 
 from __future__ import annotations
 
@@ -26,8 +30,12 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     path, case = Path(task["path"]), Path(task["case"])
     out: dict[str, Any] = {"key": task["key"], "worker_pid": os.getpid()}
+    marker = case.parent / UPDATING
     try:
         case.parent.mkdir(parents=True, exist_ok=True)
+        rescan = _rescan(task, case, marker)
+        out["rescan"] = "incremental" if rescan else "full"
+        marker.touch()
         rules = _rules()
         options = ScanOptions(
             case=case,
@@ -36,9 +44,11 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
             rules=rules,
             memory_limit=task.get("memory_limit", "512MB"),
             analytics=True,
+            rescan=rescan,
         )
         result = scan(path, options).to_dict()
         fp = fingerprint(path, task.get("previous_fingerprint"))
+        marker.unlink()
     except Exception as exc:  # the evidence decides: an unreadable zip is a failed host, not a failed fleet
         return {**out, "status": "failed", "reason": _why(exc), "trace": traceback.format_exc(limit=3)}
     try:  # the verdict stands even when the hourly view cannot be computed; the fleet shows why
@@ -54,6 +64,19 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
         "fingerprint": fp,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+UPDATING = "case.updating"  # present while a scan writes the host's case
+
+
+def _rescan(task: dict[str, Any], case: Path, marker: Path) -> Any:
+    """The incremental plan, when the kept case can be trusted (it exists, no update of it died)."""
+    from exhunt.rescan import Rescan
+
+    plan = task.get("rescan")
+    if not plan or not case.exists() or marker.exists():
+        return None
+    return Rescan(plan["changed"], plan["removed"], plan.get("problems") or [], plan.get("notes") or [])
 
 
 @functools.cache
