@@ -272,7 +272,7 @@ def _save_scanned(out_dir: Path, spec: HostSpec, out: dict[str, Any], attempts: 
         "key": spec.key, "tenant": spec.tenant, "name": spec.name, "path": str(spec.path), "status": "scanned",
         "reason": None, "attempts": attempts, "scanned_this_run": True, "result": out["result"],
         "hourly": out["hourly"], "hourly_error": out.get("hourly_error"), "fingerprint": out["fingerprint"], "seconds": out.get("seconds"),
-        "rescan": out.get("rescan"),
+        "rescan": out.get("rescan"), "files_read": out.get("files_read"), "cpu_seconds": out.get("cpu_seconds"),
     }  # fmt: skip
     _write_record(out_dir, rec)
     return rec
@@ -311,6 +311,8 @@ def _document(
             "scanned": len(scanned),
             "reused": sum(r["status"] == "reused" for r in records.values()),
             "incremental": sum(r.get("rescan") == "incremental" for r in scanned),
+            "files_read": sum(r.get("files_read") or 0 for r in scanned),
+            "cpu_seconds": round(sum(r.get("cpu_seconds") or 0 for r in scanned), 3),  # in the host tasks
             "failed": sum(r["status"] == "failed" for r in records.values()),
             "bytes_read": bytes_read,
             "seconds": round(seconds, 3),

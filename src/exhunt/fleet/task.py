@@ -27,7 +27,7 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
     from exhunt.fleet.state import fingerprint
     from exhunt.scan import ScanOptions, scan
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     path, case = Path(task["path"]), Path(task["case"])
     out: dict[str, Any] = {"key": task["key"], "worker_pid": os.getpid()}
     marker = case.parent / UPDATING
@@ -62,7 +62,9 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
         "result": result,
         "hourly": hourly,
         "fingerprint": fp,
+        "files_read": len(rescan.changed) if rescan else len(fp),
         "seconds": round(time.perf_counter() - started, 3),
+        "cpu_seconds": round(time.process_time() - cpu, 3),
     }
 
 
