@@ -4,6 +4,7 @@ gives the findings, evidence, coverage and verdict of a full scan of the grown c
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -85,3 +86,23 @@ def test_rescan_reads_only_new_and_changed_files_and_equals_a_full_scan(benign_h
     idle = scan(host, _options(kept, Rescan([], [], again["errors"], again["notes"]))).to_dict()
     assert idle["stats"]["bytes_read"] == 0
     assert _comparable(idle) == _comparable(full)
+
+
+def test_a_host_read_in_shards_and_merged_equals_a_one_task_scan(benign_host: Path, tmp_path: Path):
+    from exhunt.fleet.split import host_files, merge_shards, read_shard, shard_ranges
+
+    sizes = host_files(benign_host)
+    ranges = shard_ranges(sizes, 3)
+    assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == len(sizes)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    shards = [
+        read_shard({"path": str(benign_host), "shard": str(tmp_path / f"s{i}.duckdb"), "range": r})
+        for i, r in enumerate(ranges)
+    ]
+    plan = merge_shards(tmp_path / "merged.duckdb", shards)
+    assert not any(tmp_path.glob("s*.duckdb"))
+    merged = scan(benign_host, _options(tmp_path / "merged.duckdb", Rescan(**plan))).to_dict()
+    whole = scan(benign_host, _options(tmp_path / "whole.duckdb")).to_dict()
+    assert merged["stats"]["bytes_read"] == 0  # nothing read again after the shards
+    assert sum(s["bytes_read"] for s in shards) == whole["stats"]["bytes_read"]
+    assert whole["findings"] and _comparable(merged) == _comparable(whole)

@@ -20,6 +20,7 @@ import pytest
 from exhunt.fleet.analyse import analyse
 from exhunt.fleet.discover import discover
 from exhunt.fleet.runner import FleetOptions, host_dir, run_fleet
+from exhunt.fleet.state import listing
 from exhunt.fleet.task import TEST_KILL_ENV
 from exhunt.synth import generate
 from exhunt.synth.fleet import generate_fleet
@@ -180,8 +181,12 @@ def test_incremental_rescan_reads_only_changed_files_and_equals_a_full_run(tmp_p
     assert sorted(k for k, s in by_status.items() if s == "reused") == sorted(
         h.key for h in hosts if h.path not in changed
     )
-    full = run_fleet(root, FleetOptions(out_dir=tmp_path / "out-full", workers=2, full=True))
+    # the full run splits every host into shard tasks (exhunt.fleet.split): the same results again
+    full = run_fleet(root, FleetOptions(out_dir=tmp_path / "out-full", workers=2, full=True, split_bytes=1))
     assert full["stats"]["scanned"] == 4 and full["stats"]["incremental"] == 0
+    assert full["stats"]["bytes_read"] == sum(size for h in hosts for size, _ in listing(h.path).values())
+    split = [json.loads((host_dir(tmp_path / "out-full", h.key) / "host.json").read_text()) for h in hosts]
+    assert [r["rescan"] for r in split] == ["split"] * 4
     assert _without_bytes(second["fleet"]) == _without_bytes(full["fleet"])
     for h in hosts:  # per host: the same findings, evidence, coverage and verdict as a full scan
         inc = json.loads((host_dir(out, h.key) / "result.json").read_text())

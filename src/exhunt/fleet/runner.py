@@ -3,7 +3,8 @@
 The default is a `LocalCluster` of worker processes, one thread each, as many as cores; `scheduler=`
 sends the very same per-host tasks to an existing cluster (its workers must see ROOT and the output
 folder at the same paths). Hosts are submitted largest first, so one big server starts early instead of
-holding up the end of the run (hosts are not split further). A host seen before whose collection is a
+holding up the end of the run, and a host larger than `split_bytes` is read by up to one task per worker
+thread (contiguous ranges of its files, exhunt.fleet.split) before one task judges it. A host seen before whose collection is a
 folder is rescanned incrementally: only its new and changed files are read into its kept case, then its
 rules and analytics run again over the whole (a retry, a zip host, another exhunt version and `--full`
 read everything). A host whose task fails or whose worker dies
@@ -41,6 +42,7 @@ class FleetOptions:
     full: bool = False  # rescan every host, whatever the last run saw
     dashboard: bool = False  # LocalCluster dashboard on a loopback port (needs bokeh)
     memory_limit: str = "512MB"  # DuckDB's share inside each host scan
+    split_bytes: int | None = 512 * 1024**2  # a host larger than this is read by several tasks (None: never)
 
 
 def default_out_dir(root: Path) -> Path:
@@ -184,10 +186,12 @@ def _scan_all(
 
     def submit(key: str, size: int) -> Any:
         attempts[key] = attempts.get(key, 0) + 1
-        if attempts[key] > 1:  # a retry reads the host in full: its kept case may be half-updated
+        if attempts[key] > 1:  # a retry reads the host in full, in one task: its kept case may be half-updated
             tasks[key]["rescan"] = None
-        return client.submit(scan_host, tasks[key], key=f"exhunt-scan-{key}-{attempts[key]}-{time.time_ns()}",
-                             pure=False, retries=0, priority=size)  # fmt: skip
+        stamp = f"{key}-{attempts[key]}-{time.time_ns()}"
+        shards = _shards(client, tasks[key], specs[key], size, options, threads, stamp) if attempts[key] == 1 else []
+        return client.submit(scan_host, tasks[key], *shards, key=f"exhunt-scan-{stamp}", pure=False, retries=0,
+                             priority=size)  # fmt: skip
 
     sizes = {spec.key: size for spec, _, size in todo}
     live: dict[str, tuple[Any, str]] = {}  # dask key -> (future, host key)
@@ -224,6 +228,29 @@ def _scan_all(
         if cluster is not None:
             cluster.close()
     return interrupted
+
+
+def _shards(
+    client: Any, task: dict[str, Any], spec: HostSpec, size: int, options: FleetOptions, threads: int, stamp: str
+) -> list[Any]:
+    """Shard tasks for a large folder host scanned in full (none for a small, zip or incremental one)."""
+    from exhunt.fleet.split import host_files, read_shard, shard_ranges
+
+    if task.get("rescan") or not options.split_bytes or size <= options.split_bytes or threads < 2:
+        return []
+    if not spec.path.is_dir():
+        return []
+    parts = min(threads, max(2, -(-size // options.split_bytes)))
+    ranges = shard_ranges(host_files(spec.path), parts)
+    if len(ranges) < 2:
+        return []
+    folder = Path(task["case"]).parent / "shards"
+    return [
+        client.submit(read_shard, {"path": task["path"], "shard": str(folder / f"{i}.duckdb"), "range": r,
+                                   "memory_limit": task["memory_limit"]},
+                      key=f"exhunt-shard-{i}-{stamp}", pure=False, retries=0, priority=size)
+        for i, r in enumerate(ranges)
+    ]  # fmt: skip
 
 
 def _outcome(fut: Any) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import Any
 TEST_KILL_ENV = "EXHUNT_TEST_KILL_HOST"
 
 
-def scan_host(task: dict[str, Any]) -> dict[str, Any]:
-    """Scan one host collection; never raises for a problem of the evidence (it is returned as `failed`)."""
+def scan_host(task: dict[str, Any], *shards: dict[str, Any]) -> dict[str, Any]:
+    """Scan one host collection; never raises for a problem of the evidence (it is returned as `failed`).
+    With `shards` (exhunt.fleet.split), the host's files were read by shard tasks: merge, then judge."""
     if os.environ.get(TEST_KILL_ENV) and os.environ[TEST_KILL_ENV] == task["key"]:
         os._exit(70)
     from exhunt.fleet.hourly import hourly_counts
@@ -33,9 +34,17 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
     marker = case.parent / UPDATING
     try:
         case.parent.mkdir(parents=True, exist_ok=True)
-        rescan = _rescan(task, case, marker)
-        out["rescan"] = "incremental" if rescan else "full"
+        fp = fingerprint(path, task.get("previous_fingerprint"))  # before reading: a file changed meanwhile is new
+        trusted = not marker.exists()  # no earlier update of this case died half-way
         marker.touch()
+        if shards:
+            from exhunt.fleet.split import merge_shards
+            from exhunt.rescan import Rescan
+
+            rescan = Rescan(**merge_shards(case, list(shards), task.get("memory_limit", "512MB")))
+        else:
+            rescan = _rescan(task, case) if trusted else None
+        out["rescan"] = "split" if shards else "incremental" if rescan else "full"
         rules = _rules()
         options = ScanOptions(
             case=case,
@@ -47,7 +56,8 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
             rescan=rescan,
         )
         result = scan(path, options).to_dict()
-        fp = fingerprint(path, task.get("previous_fingerprint"))
+        if shards:  # what the shard tasks read
+            result["stats"]["bytes_read"] = sum(s["bytes_read"] for s in shards)
         marker.unlink()
     except Exception as exc:  # the evidence decides: an unreadable zip is a failed host, not a failed fleet
         return {**out, "status": "failed", "reason": _why(exc), "trace": traceback.format_exc(limit=3)}
@@ -62,21 +72,21 @@ def scan_host(task: dict[str, Any]) -> dict[str, Any]:
         "result": result,
         "hourly": hourly,
         "fingerprint": fp,
-        "files_read": len(rescan.changed) if rescan else len(fp),
+        "files_read": sum(s["files_read"] for s in shards) if shards else len(rescan.changed) if rescan else len(fp),
         "seconds": round(time.perf_counter() - started, 3),
-        "cpu_seconds": round(time.process_time() - cpu, 3),
+        "cpu_seconds": round(time.process_time() - cpu + sum(s["cpu_seconds"] for s in shards), 3),
     }
 
 
 UPDATING = "case.updating"  # present while a scan writes the host's case
 
 
-def _rescan(task: dict[str, Any], case: Path, marker: Path) -> Any:
-    """The incremental plan, when the kept case can be trusted (it exists, no update of it died)."""
+def _rescan(task: dict[str, Any], case: Path) -> Any:
+    """The incremental plan, when there is one and the kept case exists."""
     from exhunt.rescan import Rescan
 
     plan = task.get("rescan")
-    if not plan or not case.exists() or marker.exists():
+    if not plan or not case.exists():
         return None
     return Rescan(plan["changed"], plan["removed"], plan.get("problems") or [], plan.get("notes") or [])
 
