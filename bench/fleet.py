@@ -6,7 +6,9 @@ and their ratio are the numbers to quote, not wall time).
 The fleet (50 tiny synthetic servers, 3 tenants) is generated once into bench-data/ and reused.
 Each timed run is `exhunt fleet --full` into a fresh output folder; hosts/minute and MB/s are the
 fleet's own stats (bytes of evidence scanned / wall time, cluster start included).
-Usage: python bench/fleet.py [--hosts 50] [--users 3] [--days 3] [--incremental-only]
+Usage: python bench/fleet.py [--hosts 50] [--users 3] [--days 3] [--incremental-only] [--one-host-mb 150]
+(--one-host-mb: also one server of that size scanned in-process, its incremental rescan after one new
+day of IIS logs against a full scan of the grown collection: where reading, not judging, dominates.)
 """
 
 from __future__ import annotations
@@ -49,6 +51,37 @@ def run(root: Path, out: Path, workers: int, full: bool) -> dict:
     return stats
 
 
+def one_host(mb: int, work: Path) -> dict:
+    """Full scan, one new IIS day, incremental rescan vs full scan of the grown host (CPU s in this process)."""
+    from exhunt.fleet.state import changed_files, fingerprint
+    from exhunt.fleet.task import _rules
+    from exhunt.rescan import Rescan
+    from exhunt.scan import ScanOptions, scan
+    from exhunt.synth import generate
+
+    root = work / f"one-host-{mb}mb"
+    generate(root, seed=3, users=12, days=4, host="EXCH01", target_mb=mb)
+    host, rules = root / "EXCH01", _rules()
+
+    def timed(case: str, rescan: Rescan | None = None) -> tuple[dict, float]:
+        cpu = time.process_time()
+        opts = ScanOptions(case=work / case, threads=1, workers=1, rules=rules, analytics=True, rescan=rescan)
+        return scan(host, opts).to_dict(), time.process_time() - cpu
+
+    first, _ = timed("one-kept.duckdb")
+    fp = fingerprint(host)
+    w3 = host / "C" / "inetpub" / "logs" / "LogFiles" / "W3SVC1"
+    last = sorted(w3.glob("u_ex*.log"))[-1]
+    (w3 / "u_ex210301.log").write_text(last.read_text().replace("2021-02-27", "2021-03-01"))
+    inc, inc_cpu = timed("one-kept.duckdb", Rescan(changed_files(host, fp), [], first["errors"], first["notes"]))
+    full, full_cpu = timed("one-full.duckdb")
+    same = json.dumps(inc["findings"], default=str) == json.dumps(full["findings"], default=str)
+    print(f"one host of {full['stats']['bytes_read'] / 1e6:.0f} MB ({full['stats']['artifacts']} files): incremental "
+          f"{inc['stats']['bytes_read'] / 1e6:.2f} MB read, {inc_cpu:.2f} CPU s; full {full_cpu:.2f} CPU s; "
+          f"ratio {inc_cpu / full_cpu:.3f}; same findings: {same}", flush=True)  # fmt: skip
+    return {"mb": mb, "incremental_cpu": inc_cpu, "full_cpu": full_cpu, "same_findings": same}
+
+
 def _records(out: Path) -> dict[str, dict]:
     """Each host's record of a fleet output folder, with the bytes its last scan read."""
     recs = {}
@@ -65,6 +98,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=3)
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--incremental-only", action="store_true", help="skip the 1- and 2-worker throughput runs")
+    ap.add_argument("--one-host-mb", type=int, default=0, help="also measure one server of this size in-process")
     args = ap.parse_args()
     root = ensure_fleet(args.hosts, args.users, args.days)
     work = DATA / "fleet-bench-work"
@@ -106,6 +140,7 @@ def main() -> None:
     ratio = results[1]["seconds"] / results[2]["seconds"] if results else None
     if ratio:
         print(f"1 -> 2 workers: {ratio:.2f}x")
+    single = one_host(args.one_host_mb, work) if args.one_host_mb else None
     (work / "results.json").write_text(
         json.dumps(
             {
@@ -113,6 +148,7 @@ def main() -> None:
                 "incremental": s,
                 "grown_full": f,
                 "changed_hosts_full": hosts_full,
+                "one_host": single,
                 "speedup_1_to_2": ratio,
             },
             indent=1,
