@@ -182,6 +182,7 @@ def _scan_all(
             "previous_fingerprint": (prev or {}).get("fingerprint"), "rescan": (prev or {}).get("rescan_plan"),
         }  # fmt: skip
     attempts: dict[str, int] = {}
+    shard_futures: list[Any] = []  # a large host's shard tasks (exhunt.fleet.split)
     state = {"total": len(todo), "done": 0, "failed": 0, "bytes": 0, "dashboard": _dashboard(client, cluster)}
 
     def submit(key: str, size: int) -> Any:
@@ -190,6 +191,7 @@ def _scan_all(
             tasks[key]["rescan"] = None
         stamp = f"{key}-{attempts[key]}-{time.time_ns()}"
         shards = _shards(client, tasks[key], specs[key], size, options, threads, stamp) if attempts[key] == 1 else []
+        shard_futures.extend(shards)
         return client.submit(scan_host, tasks[key], *shards, key=f"exhunt-scan-{stamp}", pure=False, retries=0,
                              priority=size)  # fmt: skip
 
@@ -222,7 +224,7 @@ def _scan_all(
             _report(progress, state, started, threads, state["total"] - state["done"] - state["failed"])
     except KeyboardInterrupt:
         interrupted = True
-        client.cancel([f for f, _ in live.values()], force=True)
+        client.cancel([f for f, _ in live.values()] + shard_futures, force=True)
     finally:
         client.close()
         if cluster is not None:
