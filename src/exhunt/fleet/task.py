@@ -43,7 +43,7 @@ def scan_host(task: dict[str, Any], *shards: dict[str, Any]) -> dict[str, Any]:
 
             rescan = Rescan(**merge_shards(case, list(shards), task.get("memory_limit", "512MB")))
         else:
-            rescan = _rescan(task, case) if trusted else None
+            rescan = _rescan(task, case, fp) if trusted else None
         out["rescan"] = "split" if shards else "incremental" if rescan else "full"
         rules = _rules()
         options = ScanOptions(
@@ -81,14 +81,17 @@ def scan_host(task: dict[str, Any], *shards: dict[str, Any]) -> dict[str, Any]:
 UPDATING = "case.updating"  # present while a scan writes the host's case
 
 
-def _rescan(task: dict[str, Any], case: Path) -> Any:
+def _rescan(task: dict[str, Any], case: Path, now: dict[str, list]) -> Any:
     """The incremental plan, when there is one and the kept case exists."""
+    from exhunt.fleet.state import changes_between
     from exhunt.rescan import Rescan
 
-    plan = task.get("rescan")
-    if not plan or not case.exists():
+    plan, before = task.get("rescan"), task.get("previous_fingerprint")
+    if not plan or not before or not case.exists():
         return None
-    return Rescan(plan["changed"], plan["removed"], plan.get("problems") or [], plan.get("notes") or [])
+    changes = changes_between(before, now)  # from the fingerprint this task stores, not the runner's look
+    changed, removed = [c for c in changes if not c.startswith("-")], [c[1:] for c in changes if c.startswith("-")]
+    return Rescan(changed, removed, plan.get("problems") or [], plan.get("notes") or [])
 
 
 @functools.cache
