@@ -526,6 +526,57 @@ class CaseWriter:
         finally:
             self._con.unregister("_rows")
 
+    def forget_artifacts(self, ids: list[int]) -> None:
+        """Remove the given artifacts and every record, directive and line offset read from them, all
+        stored problems and NTFS records (an incremental rescan stores them again for the whole
+        collection), so changed or removed files can be read anew into a kept case."""
+        self.flush()
+        self._con.execute("CREATE OR REPLACE TEMP TABLE _forget (id INTEGER)")
+        try:
+            self._insert_rows("_forget", ["id"], [(i,) for i in ids])
+            for table in sorted(self.reader.tables()):
+                cols = {c.lower() for c in self.reader.columns(table)}
+                if table == "artifacts":
+                    column = "id"
+                elif "_artifact" in cols:
+                    column = "_artifact"
+                elif table in ("directives", "line_index"):
+                    column = "artifact"
+                else:
+                    continue
+                self._con.execute(f"DELETE FROM {quote(table)} WHERE {quote(column)} IN (SELECT id FROM _forget)")
+            self._con.execute("DELETE FROM errors")
+            ntfs = family("fs_records").table
+            if ntfs in self.reader.tables():
+                self._con.execute(f"DROP TABLE {quote(ntfs)}")
+        finally:
+            self._con.execute("DROP TABLE IF EXISTS _forget")
+
+    def absorb(self, shard: Path) -> None:
+        """Copy the records, inventory, directives and line offsets of a shard case (another process read
+        a range of the same collection's artifacts into it, with ids of their own) into this case."""
+        self.flush()
+        self._con.execute(f"ATTACH {_sql_text(str(shard))} AS shard (READ_ONLY)")
+        try:
+            mine = {r[0] for r in self._con.execute(_TABLES_OF, ["case_db"]).fetchall()}
+            for (table,) in self._con.execute(_TABLES_OF, ["shard"]).fetchall():
+                if table in _RESULT_TABLES:
+                    continue
+                source = f"shard.{quote(table)}"
+                if table not in mine:
+                    self._con.execute(f"CREATE TABLE {quote(table)} AS SELECT * FROM {source} LIMIT 0")
+                have = {c.lower() for c in self.reader.columns(table)}
+                for name, kind in self._con.execute(
+                    f"SELECT column_name, column_type FROM (DESCRIBE {source})"
+                ).fetchall():
+                    if name.lower() not in have:
+                        self._con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}")
+                self._con.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM {source}")
+        finally:
+            self._con.execute("DETACH shard")
+        if not self._con.execute("SELECT 1 FROM meta WHERE key = 'schema_id'").fetchall():  # an exhunt case
+            self._insert_rows("meta", ["key", "value"], [("schema_id", json.dumps(SCHEMA_ID))])
+
     # -- results -----------------------------------------------------------------------------
     def save_results(self, findings: pa.Table, evidence: pa.Table, coverage: pa.Table, doc: dict[str, Any]) -> None:
         """Keep findings, evidence, coverage and the result document, each table in one statement (a
@@ -557,6 +608,10 @@ class CaseWriter:
     def close(self) -> None:
         self.flush()
         self._con.close()
+
+
+_TABLES_OF = "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name"
+_RESULT_TABLES = frozenset({"meta", "findings", "evidence", "coverage", "errors"})  # the scan's, not the records'
 
 
 def _sql_text(text: str) -> str:

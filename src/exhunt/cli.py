@@ -607,8 +607,16 @@ def fleet(
         int | None, typer.Option(min=1, max=256, help="Local worker processes (default: one per core).")
     ] = None,
     full: Annotated[
-        bool, typer.Option("--full", help="Rescan every host, even those unchanged since the last run.")
+        bool,
+        typer.Option(
+            "--full",
+            help="Read every host in full (default: only hosts that changed, and only their new or changed files).",
+        ),
     ] = False,
+    split_mb: Annotated[
+        int,
+        typer.Option(min=0, help="Read a host larger than this many MB with several tasks at once (0: never split)."),
+    ] = 512,
     dashboard: Annotated[
         bool,
         typer.Option("--dashboard", help="Serve the local cluster's Dask dashboard on a loopback port (needs bokeh)."),
@@ -626,7 +634,7 @@ def fleet(
     from exhunt.writers.json_writer import dumps
 
     options = FleetOptions(out_dir=out_dir or default_out_dir(root), scheduler=scheduler, workers=workers, full=full,
-                           dashboard=dashboard)  # fmt: skip
+                           dashboard=dashboard, split_bytes=split_mb * 1024**2 or None)  # fmt: skip
     shown = {"dashboard": False}
 
     def progress(p: dict[str, Any]) -> None:

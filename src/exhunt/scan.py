@@ -49,7 +49,8 @@ from exhunt.families import family
 from exhunt.ingest import IngestReport, Progress, cpu_budget, ingest
 from exhunt.iocs import builtin_iocs, ioc_rules, load_iocs
 from exhunt.judge import judge
-from exhunt.outputs import prepare_case
+from exhunt.outputs import is_exhunt_case, prepare_case
+from exhunt.rescan import Rescan, ingest_changes
 from exhunt.result import Exposure, Finding, Problem, ScanResult, Stats
 from exhunt.rules.columns import columns_to_keep
 from exhunt.rules.model import Rule, load_rules
@@ -79,6 +80,7 @@ class ScanOptions:
     analytics: bool | None = None  # mailbox access, timeline, incident; default: unless the rules were chosen
     force: bool = False  # --case may replace an existing file that is not an exhunt case
     maps: list[Path] | None = None  # the user's field maps (YAML) for other CSV/JSON exports (`--map`)
+    rescan: Rescan | None = None  # update the kept `case` with only these changes (exhunt.rescan)
 
 
 def scan(path: Path | Collection, options: ScanOptions | None = None, progress: Progress | None = None) -> ScanResult:
@@ -93,6 +95,7 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
     collection = path if isinstance(path, Collection) else open_collection(path)
     label = collection.root if isinstance(path, Collection) else str(path)
     tmpdir = None
+    incremental = False
     case: CaseWriter | None = None
     try:  # whatever stops the scan (an error, Ctrl-C, SIGTERM via the CLI) removes the temporary case
         if options.case is None:
@@ -101,11 +104,14 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         else:
             db_path = options.case
             scanned = Path(collection.root) if isinstance(path, Collection) else Path(path)
-            prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
+            incremental = options.rescan is not None and db_path.exists() and is_exhunt_case(db_path)
+            if not incremental:
+                prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
         threads = cpu_budget(options.threads)
         case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads)
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
-        report = ingest(
+        read = _rescan_reader(options.rescan) if incremental and options.rescan else ingest
+        report = read(
             collection, case, content_rules=content_rules, keep=keep, threads=threads, readers=options.workers,
             progress=progress, maps=maps,
         )  # fmt: skip
@@ -152,6 +158,11 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _rescan_reader(rescan: Rescan) -> Any:
+    """`ingest`'s signature, reading only what `rescan` names into the kept case."""
+    return lambda collection, case, **kw: ingest_changes(collection, case, rescan, **kw)
 
 
 def store_filesystem_records(collection: Collection, case: CaseWriter, report: IngestReport) -> list[Problem]:

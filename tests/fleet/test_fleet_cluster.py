@@ -161,30 +161,78 @@ def _add_day(host: Path) -> Path:
     return new
 
 
-def test_incremental_rescan_reads_only_changed_hosts_and_equals_a_full_run(tmp_path: Path):
+def test_incremental_rescan_reads_only_changed_files_and_equals_a_full_run(tmp_path: Path):
     root = tmp_path / "fleet"
     generate_fleet(root, hosts=4, tenants=2, seed=4, hit=2)
     out = tmp_path / "out"
     first = run_fleet(root, FleetOptions(out_dir=out, workers=2))
     assert first["stats"]["scanned"] == 4
-    hosts = [h.path for h in discover(root).hosts]
-    changed = hosts[:3]
-    for h in changed:
-        _add_day(h)
+    hosts = discover(root).hosts
+    changed = [h.path for h in hosts[:3]]
+    touched = [_add_day(h) for h in changed]
+    # one host also gets an attack line in a new log and a changed (grown) older file
+    touched.append(_add_attack(changed[0]))
+    touched.append(_grow(changed[0]))
     second = run_fleet(root, FleetOptions(out_dir=out, workers=2))
     assert second["stats"]["scanned"] == 3 and second["stats"]["reused"] == 1
-    changed_bytes = sum(size for h in changed for size, _ in listing(h).values())
-    assert second["stats"]["bytes_read"] == changed_bytes < first["stats"]["bytes_read"]
+    assert second["stats"]["incremental"] == 3
+    assert second["stats"]["bytes_read"] == sum(p.stat().st_size for p in touched) < first["stats"]["bytes_read"]
     by_status = {h["key"]: h["status"] for h in second["fleet"]["hosts"]}
     assert sorted(k for k, s in by_status.items() if s == "reused") == sorted(
-        h.key for h in discover(root).hosts if h.path not in changed
+        h.key for h in hosts if h.path not in changed
     )
-    full = run_fleet(root, FleetOptions(out_dir=tmp_path / "out-full", workers=2, full=True))
-    assert full["stats"]["scanned"] == 4
-    assert _normal_fleet(second["fleet"]) == _normal_fleet(full["fleet"])
+    # the full run splits every host into shard tasks (exhunt.fleet.split): the same results again
+    full = run_fleet(root, FleetOptions(out_dir=tmp_path / "out-full", workers=2, full=True, split_bytes=1))
+    assert full["stats"]["scanned"] == 4 and full["stats"]["incremental"] == 0
+    assert full["stats"]["bytes_read"] == sum(size for h in hosts for size, _ in listing(h.path).values())
+    split = [json.loads((host_dir(tmp_path / "out-full", h.key) / "host.json").read_text()) for h in hosts]
+    assert [r["rescan"] for r in split] == ["split"] * 4
+    assert _without_bytes(second["fleet"]) == _without_bytes(full["fleet"])
+    for h in hosts:  # per host: the same findings, evidence, coverage and verdict as a full scan
+        inc = json.loads((host_dir(out, h.key) / "result.json").read_text())
+        ref = json.loads((host_dir(tmp_path / "out-full", h.key) / "result.json").read_text())
+        assert _comparable(inc) == _comparable(ref), h.key
+    attacked = json.loads((host_dir(out, hosts[0].key) / "result.json").read_text())
+    assert any(e["path"].endswith("u_ex210228.log") for f in attacked["findings"] for e in f["evidence"])
     # a third run with nothing new scans nothing
     third = run_fleet(root, FleetOptions(out_dir=out, workers=2))
     assert third["stats"]["scanned"] == 0 and third["stats"]["bytes_read"] == 0
+
+
+def _without_bytes(fleet: dict) -> dict:
+    """The fleet section without each host's bytes read by its last scan (an incremental one reads less)."""
+    fleet = _normal_fleet(fleet)
+    for h in fleet["hosts"]:
+        h.pop("bytes_read")
+    return fleet
+
+
+def _comparable(res: dict) -> dict:
+    """A host result without what differs by design (bytes read this run, timings, case path)."""
+    res = _normal_result(res)
+    res.pop("stats")
+    return res
+
+
+def _add_attack(host: Path) -> Path:
+    """A new front-end IIS log whose one line is a ProxyShell-style autodiscover request from outside."""
+    w3 = host / "C" / "inetpub" / "logs" / "LogFiles" / "W3SVC1"
+    header = "".join(line for line in (w3 / "u_ex210227.log").open(encoding="utf-8") if line.startswith("#"))
+    new = w3 / "u_ex210228.log"
+    new.write_text(header.replace("2021-02-27", "2021-02-28") + (
+        "2021-02-28 03:14:15 10.10.1.20 GET /autodiscover/autodiscover.json "
+        "@evil.example/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.example 443 - 203.0.113.66 "
+        "python-requests/2.25.1 - 200 0 0 31\n"
+    ), encoding="utf-8")  # fmt: skip
+    return new
+
+
+def _grow(host: Path) -> Path:
+    """An older log that changed since the last run (its last line once more)."""
+    w2 = sorted((host / "C" / "inetpub" / "logs" / "LogFiles" / "W3SVC2").glob("u_ex*.log"))[0]
+    text = w2.read_text(encoding="utf-8")
+    w2.write_text(text + text.splitlines(True)[-1], encoding="utf-8")
+    return w2
 
 
 def test_bad_hosts_are_listed_with_their_reason_and_the_fleet_finishes(tmp_path: Path):

@@ -11,7 +11,7 @@ from exhunt.errors import UsageError
 from exhunt.fleet.campaigns import campaigns, host_indicators, shared_indicators
 from exhunt.fleet.discover import discover
 from exhunt.fleet.spikes import host_spikes, poisson_tail, waves
-from exhunt.fleet.state import changed_files, fingerprint
+from exhunt.fleet.state import changed_files, changes_between, fingerprint
 
 
 def test_poisson_tail_matches_the_closed_form():
@@ -123,6 +123,12 @@ def test_fingerprint_sees_new_grown_and_copied_files(tmp_path: Path):
     assert changed_files(tmp_path, fp) == ["a.log"]
     (tmp_path / "b.log").write_text("new")
     assert "b.log" in changed_files(tmp_path, fp)
+    # the task's own answer, from the fingerprint it stores: the same
+    assert changes_between(fp, fingerprint(tmp_path, fp)) == changed_files(tmp_path, fp) == ["a.log", "b.log"]
+    (tmp_path / "a.log").unlink()
+    assert changes_between(fp, fingerprint(tmp_path, fp)) == changed_files(tmp_path, fp) == ["-a.log", "b.log"]
+    os.utime(tmp_path / "b.log", ns=(1, 1))
+    assert changes_between({"b.log": [3, 2, None]}, fingerprint(tmp_path)) == ["b.log"]  # new mtime, no hash kept
 
 
 def test_cli_refuses_an_empty_fleet_and_bad_synth_fleet_arguments(tmp_path: Path):

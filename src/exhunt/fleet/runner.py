@@ -3,7 +3,11 @@
 The default is a `LocalCluster` of worker processes, one thread each, as many as cores; `scheduler=`
 sends the very same per-host tasks to an existing cluster (its workers must see ROOT and the output
 folder at the same paths). Hosts are submitted largest first, so one big server starts early instead of
-holding up the end of the run (hosts are not split further). A host whose task fails or whose worker dies
+holding up the end of the run, and a host larger than `split_bytes` is read by up to one task per worker
+thread (contiguous ranges of its files, exhunt.fleet.split) before one task judges it. A host seen before whose collection is a
+folder is rescanned incrementally: only its new and changed files are read into its kept case, then its
+rules and analytics run again over the whole (a retry, a zip host, another exhunt version and `--full`
+read everything). A host whose task fails or whose worker dies
 is submitted once more; if it fails again it is reported with the reason and the rest of the fleet
 completes. Ctrl-C cancels what is still queued or running and keeps every finished host.
 """
@@ -38,6 +42,7 @@ class FleetOptions:
     full: bool = False  # rescan every host, whatever the last run saw
     dashboard: bool = False  # LocalCluster dashboard on a loopback port (needs bokeh)
     memory_limit: str = "512MB"  # DuckDB's share inside each host scan
+    split_bytes: int | None = 512 * 1024**2  # a host larger than this is read by several tasks (None: never)
 
 
 def default_out_dir(root: Path) -> Path:
@@ -65,10 +70,12 @@ def run_fleet(root: Path, options: FleetOptions, progress: Progress | None = Non
     for spec in disc.hosts:
         prev = _load_record(out_dir, spec)
         size = sum(s for s, _ in listing(spec.path).values()) if spec.path.exists() else 0
-        if not options.full and prev is not None and _unchanged(spec, prev):
+        changes = _changes(spec, prev)
+        if not options.full and prev is not None and changes == []:
             records[spec.key] = {**prev, "status": "reused", "scanned_this_run": False}
         else:
-            todo.append((spec, prev, size))
+            plan = None if options.full else _rescan_plan(spec, prev, changes)
+            todo.append((spec, {**prev, "rescan_plan": plan} if prev else None, size))
 
     interrupted = False
     if todo:
@@ -99,9 +106,25 @@ def _load_record(out_dir: Path, spec: HostSpec) -> dict[str, Any] | None:
     return rec if rec.get("path") == str(spec.path) and rec.get("status") in ("scanned", "reused") else None
 
 
-def _unchanged(spec: HostSpec, prev: dict[str, Any]) -> bool:
-    fp = prev.get("fingerprint")
-    return bool(fp) and spec.path.exists() and not changed_files(spec.path, fp)
+def _changes(spec: HostSpec, prev: dict[str, Any] | None) -> list[str] | None:
+    """The host's files new, changed or gone ('-path') since `prev`; None when there is nothing to compare."""
+    fp = (prev or {}).get("fingerprint")
+    if not fp or not spec.path.exists():
+        return None
+    return changed_files(spec.path, fp)
+
+
+def _rescan_plan(spec: HostSpec, prev: dict[str, Any] | None, changes: list[str] | None) -> dict[str, Any] | None:
+    """What an incremental rescan of a folder host needs, or None where only a full scan is right."""
+    result = (prev or {}).get("result") or {}
+    if changes is None or not spec.path.is_dir() or result.get("exhunt_version") != __version__:
+        return None
+    return {
+        "changed": [c for c in changes if not c.startswith("-")],
+        "removed": [c[1:] for c in changes if c.startswith("-")],
+        "problems": result.get("errors") or [],
+        "notes": result.get("notes") or [],
+    }
 
 
 def _failed(spec: HostSpec, reason: str, attempts: int) -> dict[str, Any]:
@@ -156,15 +179,21 @@ def _scan_all(
         case = host_dir(out_dir, spec.key) / "case.duckdb"
         tasks[spec.key] = {
             "key": spec.key, "path": str(spec.path), "case": str(case), "memory_limit": options.memory_limit,
-            "previous_fingerprint": (prev or {}).get("fingerprint"),
+            "previous_fingerprint": (prev or {}).get("fingerprint"), "rescan": (prev or {}).get("rescan_plan"),
         }  # fmt: skip
     attempts: dict[str, int] = {}
+    shard_futures: list[Any] = []  # a large host's shard tasks (exhunt.fleet.split)
     state = {"total": len(todo), "done": 0, "failed": 0, "bytes": 0, "dashboard": _dashboard(client, cluster)}
 
     def submit(key: str, size: int) -> Any:
         attempts[key] = attempts.get(key, 0) + 1
-        return client.submit(scan_host, tasks[key], key=f"exhunt-scan-{key}-{attempts[key]}-{time.time_ns()}",
-                             pure=False, retries=0, priority=size)  # fmt: skip
+        if attempts[key] > 1:  # a retry reads the host in full, in one task: its kept case may be half-updated
+            tasks[key]["rescan"] = None
+        stamp = f"{key}-{attempts[key]}-{time.time_ns()}"
+        shards = _shards(client, tasks[key], specs[key], size, options, threads, stamp) if attempts[key] == 1 else []
+        shard_futures.extend(shards)
+        return client.submit(scan_host, tasks[key], *shards, key=f"exhunt-scan-{stamp}", pure=False, retries=0,
+                             priority=size)  # fmt: skip
 
     sizes = {spec.key: size for spec, _, size in todo}
     live: dict[str, tuple[Any, str]] = {}  # dask key -> (future, host key)
@@ -195,12 +224,35 @@ def _scan_all(
             _report(progress, state, started, threads, state["total"] - state["done"] - state["failed"])
     except KeyboardInterrupt:
         interrupted = True
-        client.cancel([f for f, _ in live.values()], force=True)
+        client.cancel([f for f, _ in live.values()] + shard_futures, force=True)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     return interrupted
+
+
+def _shards(
+    client: Any, task: dict[str, Any], spec: HostSpec, size: int, options: FleetOptions, threads: int, stamp: str
+) -> list[Any]:
+    """Shard tasks for a large folder host scanned in full (none for a small, zip or incremental one)."""
+    from exhunt.fleet.split import host_files, read_shard, shard_ranges
+
+    if task.get("rescan") or not options.split_bytes or size <= options.split_bytes or threads < 2:
+        return []
+    if not spec.path.is_dir():
+        return []
+    parts = min(threads, max(2, -(-size // options.split_bytes)))
+    ranges = shard_ranges(host_files(spec.path), parts)
+    if len(ranges) < 2:
+        return []
+    folder = Path(task["case"]).parent / "shards"
+    return [
+        client.submit(read_shard, {"path": task["path"], "shard": str(folder / f"{i}.duckdb"), "range": r,
+                                   "memory_limit": task["memory_limit"]},
+                      key=f"exhunt-shard-{i}-{stamp}", pure=False, retries=0, priority=size)
+        for i, r in enumerate(ranges)
+    ]  # fmt: skip
 
 
 def _outcome(fut: Any) -> dict[str, Any]:
@@ -249,6 +301,7 @@ def _save_scanned(out_dir: Path, spec: HostSpec, out: dict[str, Any], attempts: 
         "key": spec.key, "tenant": spec.tenant, "name": spec.name, "path": str(spec.path), "status": "scanned",
         "reason": None, "attempts": attempts, "scanned_this_run": True, "result": out["result"],
         "hourly": out["hourly"], "hourly_error": out.get("hourly_error"), "fingerprint": out["fingerprint"], "seconds": out.get("seconds"),
+        "rescan": out.get("rescan"), "files_read": out.get("files_read"), "cpu_seconds": out.get("cpu_seconds"),
     }  # fmt: skip
     _write_record(out_dir, rec)
     return rec
@@ -286,6 +339,9 @@ def _document(
             "hosts": len(records),
             "scanned": len(scanned),
             "reused": sum(r["status"] == "reused" for r in records.values()),
+            "incremental": sum(r.get("rescan") == "incremental" for r in scanned),
+            "files_read": sum(r.get("files_read") or 0 for r in scanned),
+            "cpu_seconds": round(sum(r.get("cpu_seconds") or 0 for r in scanned), 3),  # in the host tasks
             "failed": sum(r["status"] == "failed" for r in records.values()),
             "bytes_read": bytes_read,
             "seconds": round(seconds, 3),

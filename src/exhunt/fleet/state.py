@@ -73,3 +73,13 @@ def changed_files(root: Path, previous: Fingerprint) -> list[str]:
             if not same:
                 changed.append(rel)
     return sorted(changed)
+
+
+def changes_between(previous: Fingerprint, now: Fingerprint) -> list[str]:
+    """`changed_files`' answer from two fingerprints (one listing, so no file can change in between)."""
+    out = [f"-{rel}" for rel in previous if rel not in now]
+    for rel, (size, mtime, digest) in now.items():
+        old = previous.get(rel)
+        if old is None or old[0] != size or (old[1] != mtime and (old[2] is None or digest != old[2])):
+            out.append(rel)
+    return sorted(out)
