@@ -21,7 +21,7 @@ from tests.conftest import SHARED, httpproxy_log, shared_path, write
 REAL = Path(__file__).parent / "data" / "real"
 EXPECTED: dict[str, Any] = yaml.safe_load((REAL / "expected.yaml").read_text(encoding="utf-8"))
 SEVERE = ("high", "critical")
-KEYS = {"source", "origin", "shows", "must", "must_not", "no_severe", "needs", "covered_by"}
+KEYS = {"source", "origin", "shows", "must", "must_not", "no_severe", "needs", "covered_by", "map"}
 
 
 @cache
@@ -30,9 +30,9 @@ def builtin_rules() -> tuple:
     return tuple(select_rules(ScanOptions()))
 
 
-def scan_sample(path: Path, extra_rules: tuple = ()) -> ScanResult:
-    """What `exhunt scan PATH` gives: the default rules and the analytics."""
-    return scan(path, ScanOptions(rules=[*builtin_rules(), *extra_rules], analytics=True))
+def scan_sample(path: Path, extra_rules: tuple = (), maps: list[Path] | None = None) -> ScanResult:
+    """What `exhunt scan PATH [--map FILE]` gives: the default rules and the analytics."""
+    return scan(path, ScanOptions(rules=[*builtin_rules(), *extra_rules], analytics=True, maps=maps))
 
 
 def check(result: ScanResult, spec: dict[str, Any]) -> None:
@@ -66,7 +66,8 @@ def cases(section: dict[str, dict[str, Any]]) -> list:
 
 @pytest.mark.parametrize("name", cases(EXPECTED["samples"]))
 def test_real_sample_gives_its_expected_findings(name: str) -> None:
-    check(scan_sample(REAL / name), EXPECTED["samples"][name])
+    spec = EXPECTED["samples"][name]
+    check(scan_sample(REAL / name, maps=[REAL / spec["map"]] if spec.get("map") else None), spec)
 
 
 def test_every_sample_is_listed_described_and_small() -> None:
@@ -75,6 +76,9 @@ def test_every_sample_is_listed_described_and_small() -> None:
     readme = (REAL / "README.md").read_text(encoding="utf-8")
     samples = EXPECTED["samples"]
     files = [p for p in REAL.rglob("*") if p.is_file() and p.name not in ("README.md", "expected.yaml")]
+    maps = {spec["map"] for spec in samples.values() if spec.get("map")}
+    assert all((REAL / m).is_file() for m in maps), maps
+    files = [p for p in files if p.relative_to(REAL).as_posix() not in maps]  # a map belongs to its entries
     for p in files:
         rel = p.relative_to(REAL).as_posix()
         owner = [n for n in samples if rel == n or rel.startswith(n + "/")]
