@@ -156,3 +156,23 @@ def test_web_shells_are_joined_to_their_requests(planted):
     probes = [f for f in result.findings if f.rule.id == "webshell-probe-missing"]
     assert [f.group["cs-uri-stem"] for f in probes] == ["/owa/auth/gone.aspx"]
     assert {f.severity for f in result.findings if f.rule.id == "process-webworker-access"} == {"high"}
+
+
+def test_what_the_attacker_did_next_has_its_phase_in_the_timeline_and_the_incident(planted):
+    """Findings past the mail server (domain rights, logons to other hosts, ransomware, miners) are placed
+    in their phase, and the incident summary says the intrusion went beyond the server."""
+    _, result = planted
+    doc = result.to_dict()
+    phases = {e["rule"]: e["phase"] for e in doc["timeline"] if e.get("rule")}
+    expected = {
+        "ad-domain-acl-writedacl-grant": "privilege escalation", "ad-object-acl-takeover": "privilege escalation",
+        "logon-rdp-from-exchange": "lateral movement", "logon-network-from-exchange": "lateral movement",
+        "service-install-psexec": "lateral movement", "file-ransom-note": "impact",
+        "payload-scheduled-downloader": "impact",
+    }  # fmt: skip
+    assert {r: phases.get(r) for r in expected} == expected
+    beyond = doc["incident"]["beyond_the_server"]
+    assert {b["phase"] for b in beyond} == {"privilege escalation", "lateral movement", "impact"}
+    assert [b["phase"] for b in beyond] == sorted((b["phase"] for b in beyond), key=["impact", "lateral movement",
+                                                  "privilege escalation"].index)  # fmt: skip
+    assert any("went past the mail server" in t for t in doc["incident"]["what_to_do"])

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from exhunt.analytics.timeline import ties_of
+from exhunt.analytics.timeline import BEYOND_SERVER, phase_of, ties_of
 from exhunt.output.safe import terminal_text
 
 _FILE_RULES = ("file-webshell", "file-event-webshell", "config-vdir", "webshell-dormant")
@@ -53,6 +53,12 @@ def incident_summary(
         f.get("rule") == "ssrf-machine-account-backend" for f in strong
     )
     lead_accounts = sorted({x["value"] for x in leads if x["kind"] == "account"})
+    beyond = sorted(
+        ({"phase": phase, "rule": f.get("rule"), "title": f.get("title"), "host": f.get("host"),
+          "first_seen": f.get("first_seen")}
+         for f in strong if (phase := phase_of(f)[0]) in BEYOND_SERVER),
+        key=lambda b: (BEYOND_SERVER.index(b["phase"]), str(b["first_seen"] or "")),
+    )  # fmt: skip
     ips -= server_ips or set()
     summary = {
         "attacker_ips": sorted(ips),
@@ -69,6 +75,7 @@ def incident_summary(
         "mailboxes_taken": mailboxes,
         "forwarding_to": forwards,
         "permission_grants": grants,
+        "beyond_the_server": beyond,  # privilege escalation, lateral movement, impact: where it went next
         "leads": len(leads),
     }
     summary["what_to_do"] = _advice(summary, exposure)
@@ -141,6 +148,9 @@ def _advice(s: dict[str, Any], exposure: dict[str, Any] | None) -> list[str]:
                     + ", ".join(s["credentials_at_risk"]["accounts_seen_with_attacker"]) + ".")  # fmt: skip
     if s["credentials_at_risk"]["machine_account"]:
         todo.append("Rotate the Exchange server's machine account password (Reset-ComputerMachinePassword).")
+    for b in s["beyond_the_server"][:5]:
+        todo.append(f"The intrusion went past the mail server ({b['phase']}): {b['title']} on {b['host'] or 'a host'} "
+                    f"from {b['first_seen']}; investigate that host and the domain, not only Exchange.")  # fmt: skip
     if s["forwarding_to"]:
         todo.append("Remove mailbox forwarding and inbox rules sending mail to " + ", ".join(s["forwarding_to"]) + ".")
     if s["permission_grants"]:
@@ -167,7 +177,10 @@ def _advice(s: dict[str, Any], exposure: dict[str, Any] | None) -> list[str]:
 
 def render_incident(summary: dict[str, Any] | None, console: Console) -> None:
     """Print the incident summary as a panel (every log-derived value escaped)."""
-    if not summary or not (summary.get("attacker_ips") or summary.get("mailboxes_taken") or summary.get("shells")):
+    if not summary or not (
+        summary.get("attacker_ips") or summary.get("mailboxes_taken") or summary.get("shells")
+        or summary.get("beyond_the_server")
+    ):  # fmt: skip
         return
     e = terminal_text
     lines = []
@@ -179,6 +192,9 @@ def render_incident(summary: dict[str, Any] | None, console: Console) -> None:
         lines.append("[bold]accounts used[/] " + ", ".join(e(x) for x in summary["accounts"][:12]))
     for sh in summary.get("shells", [])[:10]:
         lines.append(f"[bold]shell[/] {e(sh['path'])} ({e(sh['status'])})")
+    for b in summary.get("beyond_the_server", [])[:6]:
+        lines.append(f"[bold]beyond the server[/] {e(b['phase'])}: {e(b['title'])} ({e(b['host'] or '')}, "
+                     f"{e(b['first_seen'] or '')})")  # fmt: skip
     cr = summary.get("credentials_at_risk") or {}
     if cr.get("dumps"):
         lines.append("[bold]credential dumps[/] " + ", ".join(e(x) for x in cr["dumps"][:6]))

@@ -22,15 +22,24 @@ from exhunt.analytics.sqlutil import HTTPPROXY, IIS, Table
 from exhunt.case import CaseReader
 
 PHASES = (
-    "reconnaissance", "initial access", "persistence", "execution", "credential access", "collection",
-    "exfiltration", "defence evasion",
+    "reconnaissance", "initial access", "persistence", "execution", "privilege escalation", "credential access",
+    "lateral movement", "collection", "exfiltration", "defence evasion", "impact",
 )  # fmt: skip
+# the phases that say the intrusion went past the mail server, most serious first: a finding with a
+# technique of one of them is placed there whatever its other techniques
+BEYOND_SERVER = ("impact", "lateral movement", "privilege escalation")
 TECHNIQUE_PHASE = {
     "T1595": "reconnaissance", "T1592": "reconnaissance", "T1190": "initial access", "T1078": "initial access",
     "T1505": "persistence", "T1098": "persistence", "T1136": "persistence", "T1059": "execution",
     "T1095": "execution", "T1572": "execution", "T1090": "execution", "T1003": "credential access",
     "T1560": "collection", "T1074": "collection", "T1114": "collection", "T1048": "exfiltration",
     "T1041": "exfiltration", "T1567": "exfiltration", "T1070": "defence evasion",
+    "T1222": "privilege escalation", "T1484": "privilege escalation", "T1134": "privilege escalation",
+    "T1068": "privilege escalation", "T1021": "lateral movement", "T1570": "lateral movement",
+    "T1550": "lateral movement", "T1557": "credential access", "T1558": "credential access",
+    "T1187": "credential access", "T1543": "persistence", "T1053": "persistence", "T1546": "persistence",
+    "T1547": "persistence", "T1569": "execution", "T1486": "impact", "T1490": "impact", "T1496": "impact",
+    "T1489": "impact", "T1485": "impact",
 }  # fmt: skip
 SESSION_PHASE = {
     "export-file-download": ("exfiltration", "T1048"),
@@ -48,7 +57,8 @@ RARE_UA_IPS = 3  # a user agent is pivoted on only when at most this many client
 QUIET_ACCOUNTS = {"nt authority\\system", "system", "-", ""}
 
 
-def _phase(f: dict[str, Any]) -> tuple[str, str | None]:
+def phase_of(f: dict[str, Any]) -> tuple[str, str | None]:
+    """A finding's phase of the intrusion and the ATT&CK technique that places it there."""
     attack = list(f.get("attack") or [])
     rule = f.get("rule", "")
     if f.get("kind") == "webshell":
@@ -58,6 +68,10 @@ def _phase(f: dict[str, Any]) -> tuple[str, str | None]:
         return "initial access", next((t for t in attack if t.startswith("T1190")), attack[0] if attack else None)
     if f.get("kind") == "scanning":
         return "reconnaissance", attack[0] if attack else "T1595.002"
+    for beyond in BEYOND_SERVER:
+        for t in attack:
+            if TECHNIQUE_PHASE.get(t.split(".")[0]) == beyond:
+                return beyond, t
     for t in attack:
         phase = TECHNIQUE_PHASE.get(t.split(".")[0])
         if phase:
@@ -139,7 +153,7 @@ def timeline(
     for f in findings:
         if f.get("rule", "").startswith("analytics-") or f.get("severity") in ("info", "low"):
             continue
-        phase, technique = _phase(f)
+        phase, technique = phase_of(f)
         ties = ties_of(f)
         entries.append({
             "host": f.get("host"), "time": _iso(_t(f.get("first_seen"))), "end": _iso(_t(f.get("last_seen"))),
