@@ -34,7 +34,7 @@ image-tools:
 
 ## test: the whole suite (unit, property, end-to-end); about a minute on 2 cores
 test: $(STAMP) chromium image-tools
-	@$(BIN)/python -m pytest -n 2 -p no:cacheprovider; rc=$$?; \
+	@$(BIN)/python -m pytest -n 2 -p no:cacheprovider --durations=15; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; exit 1; fi; exit $$rc
 
 ## chromium: Debian's headless browser for the HTML report tests (never a browser download)
