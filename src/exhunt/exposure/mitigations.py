@@ -345,26 +345,19 @@ def _normal_physical_path(value: str) -> str:
     return re.sub(r"\\{2,}", "\\\\", lowered)
 
 
-def suspicious_virtual_directories(text: str, path: str) -> list[SuspiciousVirtualDirectory]:
-    """Sites' virtual directories whose physicalPath points into C:\\ProgramData\\ or C:\\Users\\."""
-    text = _as_text(text)
-    root = _parse_xml(text)
-    vdirs = _xml_vdirs(root) if root is not None else _scan_vdirs(text)
+def suspicious_virtual_directories(
+    text: str, path: str, vdirs: list[tuple[str, str, str, str, int | None]] | None = None
+) -> list[SuspiciousVirtualDirectory]:
+    """Sites' virtual directories whose physicalPath points into C:\\ProgramData\\ or C:\\Users\\
+    (`vdirs`: the file's `virtual_directories(text)` when the caller has them already)."""
     found = []
-    cursor = 0
-    for vdir in vdirs:
-        offset = vdir.offset if vdir.offset is not None else _locate_attr(text, vdir.physical_path, cursor)
-        cursor = offset + 1 if offset is not None else cursor
-        where = _DRIVE_DIRS.match(_normal_physical_path(vdir.physical_path))
+    for site, application, vdir, physical_path, line in virtual_directories(text) if vdirs is None else vdirs:
+        where = _DRIVE_DIRS.match(_normal_physical_path(physical_path))
         if not where:
             continue
         folder = "ProgramData" if where.group(1) == "programdata" else "Users"
         reason = f"physicalPath points into C:\\{folder}\\ (ProxyShell-era IIS configuration tampering)"
-        found.append(
-            SuspiciousVirtualDirectory(
-                vdir.site, vdir.application, vdir.vdir, vdir.physical_path, reason, path, _line(text, offset)
-            )
-        )
+        found.append(SuspiciousVirtualDirectory(site, application, vdir, physical_path, reason, path, line))
     return found
 
 

@@ -59,7 +59,8 @@ class IisConfigSource(Source):
             ]  # fmt: skip
             info.records += len(rows)
             yield MITIGATIONS, _table(rows)
-        vdirs = suspicious_virtual_directories(text, info.path)
+        every_vdir = virtual_directories(text)  # the XML is parsed once for both uses
+        vdirs = suspicious_virtual_directories(text, info.path, every_vdir)
         if vdirs:
             rows = [
                 {"_line": v.line, "site": v.site, "application": v.application, "virtual_directory": v.virtual_directory,
@@ -70,7 +71,7 @@ class IisConfigSource(Source):
             yield VDIRS, _table(rows)
         if "applicationhost" in info.path.lower():  # every virtual directory, to map request paths to files
             rows = [{"_line": line, "site": site, "application": app, "virtual_directory": vdir, "physical_path": phys}
-                    for site, app, vdir, phys, line in virtual_directories(text)]  # fmt: skip
+                    for site, app, vdir, phys, line in every_vdir]  # fmt: skip
             if rows:
                 info.records += len(rows)
                 yield SITE_VDIRS, _table(rows)
