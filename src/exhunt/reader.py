@@ -25,7 +25,7 @@ from exhunt.collection import Collection, Entry
 from exhunt.families import family_of_table
 from exhunt.layout import split_host_and_windows_path
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
-from exhunt.sources.base import ArtifactInfo, Source
+from exhunt.sources.base import ArtifactInfo, Replay, Source
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
@@ -137,7 +137,7 @@ class Reader:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
                     row["kind"] = source.kind
-                    stream = _Prepend(head, stream)
+                    stream = Replay(head, stream)
                     if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
                         stream = self._content_scanned(stream, info, row)
                     reading = source if isinstance(source, Source) else source(self.keep)
@@ -288,27 +288,6 @@ class _ByteBudget:
         with self.cond:
             self.used -= n
             self.cond.notify_all()
-
-
-class _Prepend:
-    """A stream that yields `head` again before the rest of `stream` (the head was sniffed)."""
-
-    def __init__(self, head: bytes, stream: Any) -> None:
-        self.head, self.stream = head, stream
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n < 0:
-                data, self.head = self.head + self.stream.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            if len(data) < n:
-                data += self.stream.read(n - len(data))
-            return data
-        return self.stream.read(n)
-
-    def seek(self, *args: Any) -> int:  # pragma: no cover - sources read forward only
-        raise OSError("not seekable")
 
 
 class _HashAfter:

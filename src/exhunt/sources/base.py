@@ -59,8 +59,9 @@ def text_head(head: bytes) -> str:
 
 
 class Replay:
-    """A stream that gives `head` again before the rest: a source that read ahead to decide how to
-    read (a field map, an inferred field list) hands this to the line splitter."""
+    """A stream that gives `head` again before the rest: the reader hands one to the source after
+    sniffing a file's head, and a source that read ahead to decide how to read (a field map, an
+    inferred field list) hands one to the line splitter. Forward only."""
 
     def __init__(self, head: bytes, stream: BinaryIO) -> None:
         self.head, self.stream = head, stream
@@ -75,3 +76,6 @@ class Replay:
         if len(data) < n:
             data += self.stream.read(n - len(data))
         return data
+
+    def seek(self, *args: object) -> int:  # pragma: no cover - sources read forward only
+        raise OSError("not seekable")
