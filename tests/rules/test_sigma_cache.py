@@ -73,6 +73,14 @@ def test_a_damaged_entry_or_unwritable_cache_only_costs_time(tmp_path, cache, mo
     entry = _entries(cache)[0]
     entry.write_text(json.dumps({"key": "another", "items": []}))  # an entry stored under the wrong name
     assert load_sigma([tmp_path / "sigma"]).rules == cold.rules
+    for entry in _entries(cache):  # the right key, but contents that do not read back as rules
+        key = json.loads(entry.read_text())["key"]
+        entry.write_text(json.dumps({"key": key, "items": [{"title": "x", "rules": [{"id": 1, "bogus": 2}]}]}))
+    assert load_sigma([tmp_path / "sigma"]).rules == cold.rules
+    for entry in _entries(cache):
+        key = json.loads(entry.read_text())["key"]
+        entry.write_text(json.dumps({"key": key, "items": [{"title": "x", "rules": []}]}))
+    assert load_sigma([tmp_path / "sigma"]).rules == cold.rules
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("EXHUNT_CACHE", str(blocker / "cache"))  # below a file: nothing can be written there

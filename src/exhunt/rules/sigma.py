@@ -760,24 +760,43 @@ def _load_file(path: Path, out: SigmaLoad, seen: dict[str, str]) -> None:
     """Convert one file (or take its earlier conversion from the cache) into `out`; raise
     _Malformed for a file that is not Sigma."""
     key = _cache_key(path)
-    outcome = sigma_cache.load(key) if key else None
-    if outcome is None:
+    cached = sigma_cache.load(key) if key else None
+    items = _cached_items(cached, path) if cached is not None else None
+    if items is None:  # not cached, or an entry that does not read back: convert again
         outcome = _convert_file(path)
         if key:
             sigma_cache.store(key, outcome)
-    if outcome.get("malformed"):
-        raise _Malformed(outcome["malformed"])
-    for item in outcome["items"]:
-        if "skip" in item:
-            out.skipped.append((str(path), item["title"], item["skip"]))
+        if outcome.get("malformed"):
+            raise _Malformed(outcome["malformed"])
+        items = [_item(x, path) for x in outcome["items"]]
+    for title, skip, converted in items:
+        if skip is not None:
+            out.skipped.append((str(path), title, skip))
             continue
-        converted = [sigma_cache.rule_from_json(r, str(path)) for r in item["rules"]]
         if converted[0].id in seen:
             dup = converted[0].id
-            out.skipped.append((str(path), item["title"], f"duplicate rule id {dup!r} (also in {seen[dup]})"))
+            out.skipped.append((str(path), title, f"duplicate rule id {dup!r} (also in {seen[dup]})"))
             continue
         seen[converted[0].id] = str(path)
         out.rules.extend(converted)
+
+
+def _item(doc: dict[str, Any], path: Path) -> tuple[str, str | None, list[Rule]]:
+    """(title, reason it was skipped, rules) of one converted Sigma rule."""
+    if "skip" in doc:
+        return str(doc["title"]), str(doc["skip"]), []
+    return str(doc["title"]), None, [sigma_cache.rule_from_json(r, str(path)) for r in doc["rules"]]
+
+
+def _cached_items(cached: dict[str, Any], path: Path) -> list[tuple[str, str | None, list[Rule]]] | None:
+    """A cache entry's items, or None when it does not read back as one (never trust it further)."""
+    if cached.get("malformed"):
+        raise _Malformed(str(cached["malformed"]))
+    try:
+        items = [_item(x, path) for x in cached["items"]]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return items if all(skip is not None or rules for _, skip, rules in items) else None
 
 
 def _cache_key(path: Path) -> str | None:
