@@ -190,12 +190,13 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
     case.fetch(f"CREATE TEMP TABLE {name} AS {events_view_sql(views[0].sources, lowered, plain)}")
     try:
         hit = _any_match(case, name, rules)
+        columns = case.columns(fam.table)
         out = []
         for rule, view, matched in zip(rules, views, hit, strict=True):
             if not matched:  # most rules match nothing: one pass told, no grouping query needed
                 out.append([])
                 continue
-            comp = Compiler(fam, case.columns(fam.table), {})
+            comp = Compiler(fam, columns, {})
             comp.args.extend(rule.sql_params)
             where = f"t.rowid IN (SELECT s._rid FROM {name} s WHERE {view.where})"
             out.append(_grouped(case, comp, rule, where, samples))
