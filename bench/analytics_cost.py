@@ -35,7 +35,7 @@ print(json.dumps({"wall": time.perf_counter() - t, "analytics": (d.get("incident
 VARIANTS = ("full", "noanalytics", "nocols")
 
 
-def main(collection: str, variants: tuple[str, ...] = VARIANTS, runs: int = 3) -> None:
+def main(collection: str, variants: tuple[str, ...] = VARIANTS, runs: int = int(os.environ.get("RUNS", "3"))) -> None:
     res: dict[str, list[dict]] = {}
     for _ in range(runs):
         for variant in variants:

@@ -41,8 +41,8 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
             table = fam.table
             if table not in keep or keep[table] is None:
                 continue
-            if rule.where is None or "text" in used:
-                keep[table] = None  # generated SQL or free-text search: keep everything
+            if (rule.where is None and not rule.reads) or "text" in used:
+                keep[table] = None  # generated SQL, undeclared logic or free-text search: keep everything
                 continue
             read = {c for name in used | _union_extra(rule) for c in columns_read(fam, name)}
             keep[table] |= {c.lower() for c in read}  # type: ignore[operator]
@@ -66,6 +66,6 @@ def rule_columns(rule: Rule) -> dict[str, set[str]]:
 
 
 def _used(rule: Rule) -> set[str]:
-    out: set[str] = set(rule.group_by)
+    out: set[str] = set(rule.group_by) | set(rule.reads)
     _fields(rule.where, out)
     return out

@@ -32,7 +32,7 @@ SOURCES = RULE_SOURCES  # the families a rule can name (exhunt.families)
 OPS = ("equals", "like", "contains", "startswith", "endswith", "regex", "gte", "lte", "exists")
 _KEYS = {
     "id", "title", "description", "severity", "confidence", "kind", "campaign", "cves", "attack", "source",
-    "where", "group_by", "false_positives", "references", "escalate_to", "python",
+    "where", "group_by", "false_positives", "references", "escalate_to", "python", "reads",
 }  # fmt: skip
 _REQUIRED = {"id", "title", "description", "severity", "kind", "source"}
 
@@ -67,6 +67,7 @@ class Rule:
     references: tuple[str, ...] = ()
     escalate_to: str | None = None  # context rules: severity when the host shows exploitation
     python: str | None = None  # "module:function" for logic that cannot be data
+    reads: tuple[str, ...] = ()  # python rules: the fields their logic reads (else every column is kept)
     sql: str | None = None  # a generated SQL condition over table alias `t` (Sigma backend), never from YAML
     sql_params: tuple[object, ...] = ()
     view: FieldView | None = None  # generated rules on events: the shared extraction their `sql` also does
@@ -78,7 +79,7 @@ class Rule:
             "confidence": self.confidence, "kind": self.kind, "campaign": self.campaign, "cves": list(self.cves),
             "attack": list(self.attack), "source": self.source, "where": self.where, "group_by": list(self.group_by),
             "false_positives": self.false_positives, "references": list(self.references),
-            "escalate_to": self.escalate_to, "python": self.python,
+            "escalate_to": self.escalate_to, "python": self.python, "reads": list(self.reads),
         }  # fmt: skip
 
 
@@ -167,6 +168,8 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
         module, _, name = str(doc["python"]).partition(":")
         if module != "exhunt.rules.logic" or not callable(getattr(logic, name, None)):
             raise RuleError(origin, f"python: {doc['python']!r} is not a function of exhunt.rules.logic")
+    if "reads" in doc and "python" not in doc:
+        raise RuleError(origin, "'reads' names what python logic reads; a 'where' rule's fields are its own")
     try:
         if "where" in doc:
             _check_condition(doc["where"], "where")
@@ -193,7 +196,8 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
         severity=doc["severity"], kind=doc["kind"], source=doc["source"], where=doc.get("where"),
         confidence=str(doc.get("confidence", "medium")), campaign=doc.get("campaign"), cves=tup("cves"),
         attack=tup("attack"), group_by=tup("group_by"), false_positives=str(doc.get("false_positives", "")).strip(),
-        references=tup("references"), escalate_to=doc.get("escalate_to"), python=doc.get("python"), origin=origin,
+        references=tup("references"), escalate_to=doc.get("escalate_to"), python=doc.get("python"), reads=tup("reads"),
+        origin=origin,
     )  # fmt: skip
 
 
