@@ -56,6 +56,7 @@ lint: $(STAMP)
 bench: $(STAMP) chromium image-tools
 	@command -v rg >/dev/null && test -x /usr/bin/time || { apt-get update -qq && apt-get install -y -qq ripgrep time hyperfine; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/analytics_cost.py bench-data/collection-1000mb-s11
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/fleet.py

@@ -1,8 +1,9 @@
-"""What the analytics (issue 12) add to a scan: median wall time, CPU time and peak RSS of 3 scans each
-of the same collection with the analytics, without them, and without them and their extra columns.
+"""What the analytics add to a scan: median wall time, reading time, CPU time and peak RSS of RUNS
+(default 5) scans each of the same collection with the analytics, without them, and without them and
+their extra columns. `make bench` runs it on its 1 GB collection (bench/run.py makes it).
 
     exhunt synth /tmp/an150 --plant all --target-mb 150
-    python bench/analytics_cost.py /tmp/an150 [VARIANT ...]   # default: full noanalytics nocols
+    RUNS=7 python bench/analytics_cost.py /tmp/an150 [VARIANT ...]   # default: full noanalytics nocols
 
 Each scan runs in its own process (peak RSS from wait4); variants alternate so that load spikes on a
 shared machine hit all of them. Without `--case`, as users run it.
@@ -44,7 +45,7 @@ print(json.dumps({"wall": time.perf_counter() - t, "ingest": sum(spent), "analyt
 VARIANTS = ("full", "noanalytics", "nocols")
 
 
-def main(collection: str, variants: tuple[str, ...] = VARIANTS, runs: int = int(os.environ.get("RUNS", "3"))) -> None:
+def main(collection: str, variants: tuple[str, ...] = VARIANTS, runs: int = int(os.environ.get("RUNS", "5"))) -> None:
     res: dict[str, list[dict]] = {}
     for _ in range(runs):
         for variant in variants:
