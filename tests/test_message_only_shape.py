@@ -18,6 +18,7 @@ from exhunt.synth.shape_message_only import write_message_only
 from exhunt.synth.shape_sentinel_events import write_sentinel_events
 from tests.conftest import SHARED
 
+EVENT_SOURCES = ("events", "cmdlet")  # cmdlet rules read the MSExchange Management events too
 SIGMA_RULES = (
     "rules/windows/process_creation/proc_creation_win_webshell_susp_process_spawned_from_webserver.yml",
     "rules/windows/builtin/msexchange/win_exchange_proxylogon_oabvirtualdir.yml",
@@ -30,7 +31,7 @@ def sigma_files() -> list[Path]:
     return [root / r for r in SIGMA_RULES if (root / r).exists()]
 
 
-EVENT_RULES = [r for r in load_rules() if r.source == "events"]  # the web and file rules read no event
+EVENT_RULES = [r for r in load_rules() if r.source in EVENT_SOURCES]  # the web and file rules read no event
 OPTIONS = ScanOptions(rules=EVENT_RULES, analytics=False, all_evidence=True, sigma=sigma_files() or None)
 
 
@@ -53,7 +54,7 @@ def shapes(original) -> tuple[dict, Path, ScanResult, ScanResult]:
 def rule_counts(result: ScanResult) -> dict[str, int]:
     out: dict[str, int] = {}
     for f in result.findings:
-        if f.rule.source == "events":
+        if f.rule.source in EVENT_SOURCES:
             out[f.rule.id] = out.get(f.rule.id, 0) + f.count
     return out
 
@@ -61,7 +62,7 @@ def rule_counts(result: ScanResult) -> dict[str, int]:
 def event_evidence(result: ScanResult, prefix: str = "") -> dict[str, set[tuple[str, int | None]]]:
     out: dict[str, set[tuple[str, int | None]]] = {}
     for f in result.findings:
-        if f.rule.id.startswith(prefix) and f.rule.source == "events":
+        if f.rule.id.startswith(prefix) and f.rule.source in EVENT_SOURCES:
             out.setdefault(f.rule.id, set()).update((e.path, e.line) for e in f.evidence)
     return out
 

@@ -22,7 +22,7 @@ from exhunt.collection import Collection
 from exhunt.families import Family, family
 from exhunt.result import Evidence, Finding, Problem
 from exhunt.rules.native import RawFinding
-from exhunt.sources.delimited import column_names
+from exhunt.sources.delimited import column_names, fit_values
 
 MAX_RAW_CHARS = 16_384
 FETCH_CHUNK = 1 << 20
@@ -218,7 +218,7 @@ def _evidence(fam: Family, rec: dict[str, Any], lines: dict[tuple[str, int], str
 def record_from_line(raw: str, fields_directive: str, fam: Family) -> dict[str, str] | None:
     """The parsed fields of one raw log line, bound to the `#Fields` in force at that line."""
     names = column_names(fields_directive)
-    values = fam.split_line(raw) if fam.split_line else []
+    values = fit_values(fam.split_line(raw), names) if fam.split_line else []
     if not names or not values:
         return None
     return {n: v for n, v in zip(names, values, strict=False) if v not in fam.empty_values}

@@ -50,18 +50,26 @@ class Family:
     folders: tuple[str, ...] = ()  # path parts that name it when a file has no `#Log-type`
     projected: bool = False  # wide table: the default scan keeps only the columns rules read
     expected: str | None = None  # coverage: what is missing when the collection has none
-    web: bool = False  # records web requests: the exploitation checks can run on it
     version_directive: bool = False  # files carry the Exchange build in `#Version`
     build_columns: tuple[str, ...] = ()  # per-row build columns (major, minor, build, revision)
     split_line: Callable[[str], list[str]] | None = None  # raw line -> values, bound to `#Fields`
     empty_values: tuple[str, ...] = ("",)  # values that mean "no value" in a raw line
     artifact_column: str = "_artifact"  # the column naming the artifact a record came from
     host_column: str | None = None  # records that name their host themselves (not every one has an artifact)
-    web_fields: dict[str, Alias] = field(default_factory=dict)  # the normalised web fields (WEB_FIELDS)
+    unions: dict[str, dict[str, Alias]] = field(default_factory=dict)  # union source -> its normalised fields
 
     @property
     def line_based(self) -> bool:
         return self.kind == "log"
+
+    @property
+    def web(self) -> bool:
+        """Records web requests: the exploitation checks can run on it."""
+        return WEB_SOURCE in self.unions
+
+    @property
+    def web_fields(self) -> dict[str, Alias]:
+        return self.unions.get(WEB_SOURCE, {})
 
 
 def _iis_site(c: Col) -> str:
@@ -71,13 +79,20 @@ def _iis_site(c: Col) -> str:
     )
 
 
-# The normalised fields of a web request, which every `web=True` family declares in `web_fields`:
-# a rule with `source: web` is written once on these and runs on every web family (UNION ALL).
+# Union sources: a rule with `source: web` (or `cmdlet`) is written once on that union's normalised
+# fields and runs on every family that declares them in `unions` (UNION ALL), so the same request, or
+# the same cmdlet, seen in several logs is one finding with evidence from each.
 WEB_SOURCE = "web"
 WEB_FIELDS = (
     "ts", "client_ip", "method", "url_stem", "url_query", "url", "status", "user_agent", "user", "host", "bytes",
     "site", "protocol", "request_id",
 )  # fmt: skip
+# An Exchange cmdlet run: in the MSExchange Management event log and in the Rps_Cmdlet log of remote
+# PowerShell (ProxyShell's cmdlets are often only in the latter). `result` is success or error.
+CMDLET_SOURCE = "cmdlet"
+CMDLET_FIELDS = ("ts", "cmdlet", "parameters", "user", "result")
+UNIONS: dict[str, tuple[str, ...]] = {WEB_SOURCE: WEB_FIELDS, CMDLET_SOURCE: CMDLET_FIELDS}
+UNION_GROUP: dict[str, tuple[str, ...]] = {WEB_SOURCE: ("client_ip",), CMDLET_SOURCE: ("cmdlet",)}  # default group_by
 
 
 def _iis_request_id(c: Col) -> str:
@@ -127,6 +142,36 @@ HTTPPROXY_WEB_FIELDS: dict[str, Alias] = {
 }
 
 
+def _management(sql: Alias) -> Alias:
+    """A cmdlet field of the events table: set on MSExchange Management events only. Their EventData
+    is positional: param1 the cmdlet, param2 its parameters, param3 the caller; 1 = success, 6 = failure
+    (8: unhandled exception in the task)."""
+    return lambda c: f"CASE WHEN {c('channel')} = 'MSExchange Management' THEN {sql(c)} END"
+
+
+EVENTS_CMDLET_FIELDS: dict[str, Alias] = {
+    "ts": lambda c: "t.ts",
+    "cmdlet": _management(lambda c: f"json_extract_string({c('data')}, '$.param1')"),
+    # the whole event text: message-only exports carry the parameters in the message
+    "parameters": _management(
+        lambda c: f"coalesce(CAST({c('data')} AS VARCHAR), '') || ' ' || coalesce({c('message')}, '')"
+    ),
+    "user": _management(lambda c: f"json_extract_string({c('data')}, '$.param3')"),
+    "result": _management(
+        lambda c: f"CASE {c('event_id')} WHEN 1 THEN 'success' WHEN 6 THEN 'error' WHEN 8 THEN 'error' END"
+    ),
+}
+RPS_CMDLET_FIELDS: dict[str, Alias] = {
+    "ts": lambda c: "t._ts",
+    "cmdlet": lambda c: f"coalesce(nullif({c('Cmdlet')}, ''), nullif({c('CommandName')}, ''))",
+    "parameters": lambda c: c("Parameters"),
+    "user": lambda c: c("AuthenticatedUser"),
+    "result": lambda c: (
+        f"CASE lower({c('ExecutionResult')}) WHEN 'success' THEN 'success' WHEN 'error' THEN 'error' END"
+    ),
+}
+
+
 def _leaves_domain(c: Col) -> str:
     """Message Tracking: does a recipient sit outside the domain of the related recipient (or the sender)?"""
     rcpt = f"lower(coalesce({c('recipient-address')}, '')) || ';'"
@@ -154,15 +199,15 @@ FAMILIES: tuple[Family, ...] = (
             "url": lambda c: f"{c('cs-uri-stem')} || coalesce('?' || {c('cs-uri-query')}, '')",
             "site": _iis_site,
         },
-        expected="IIS logs (inetpub/logs/LogFiles/W3SVC1 and W3SVC2)", web=True,
-        split_line=split_w3c_line, empty_values=("-", ""), web_fields=IIS_WEB_FIELDS,
+        expected="IIS logs (inetpub/logs/LogFiles/W3SVC1 and W3SVC2)",
+        split_line=split_w3c_line, empty_values=("-", ""), unions={WEB_SOURCE: IIS_WEB_FIELDS},
     ),
     _exchange(
         "httpproxy", "log_httpproxy", "HttpProxy", log_types=("httpproxy logs",), folders=("/httpproxy/",),
-        default_group=("ClientIpAddress",), projected=True, web=True,
+        default_group=("ClientIpAddress",), projected=True,
         expected="HttpProxy logs (V15/Logging/HttpProxy/<protocol>/HttpProxy_*.LOG)",
         build_columns=("MajorVersion", "MinorVersion", "BuildVersion", "RevisionVersion"),
-        web_fields=HTTPPROXY_WEB_FIELDS,
+        unions={WEB_SOURCE: HTTPPROXY_WEB_FIELDS},
     ),
     _exchange(
         "ecp_server", "log_ecp_server", "ECP Server", log_types=("ecp server log",), folders=("/ecp/server/",),
@@ -183,7 +228,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
     _exchange(
         "rps_cmdlet", "log_rps_cmdlet", "Rps_Cmdlet", log_types=("rps cmdlet logs",),
-        default_group=("AuthenticatedUser",), projected=True,
+        default_group=("AuthenticatedUser",), projected=True, unions={CMDLET_SOURCE: RPS_CMDLET_FIELDS},
     ),
     _exchange("rps_authz", "log_rps_authz", "Rps_Authz", log_types=("rps authz logs",)),
     _exchange(
@@ -195,6 +240,7 @@ FAMILIES: tuple[Family, ...] = (
         "events", "events", "Windows events", "events", time_sql="t.ts", default_group=("computer",),
         aliases={"text": lambda c: "coalesce(CAST(data AS VARCHAR), '') || ' ' || coalesce(message, '')"},
         expected="Windows event logs (Application, MSExchange Management, Security; EVTX or JSON lines)",
+        unions={CMDLET_SOURCE: EVENTS_CMDLET_FIELDS},
     ),
     Family("files", "artifacts", "Files", "files", time_sql="t.mtime", default_group=("win_path",),
            artifact_column="id"),
@@ -216,31 +262,39 @@ _BY_TABLE = {f.table: f for f in FAMILIES}
 _BY_LOG_TYPE = {lt: f for f in FAMILIES for lt in f.log_types}
 RULE_SOURCES = (
     *(f.name for f in FAMILIES if f.name not in ("config_mitigations", "config_extended_protection")),
-    WEB_SOURCE,
+    *UNIONS,
 )
-assert all(set(f.web_fields) == set(WEB_FIELDS) for f in FAMILIES if f.web), "a web family lacks a web field"
+assert all(set(f.unions[u]) == set(UNIONS[u]) for f in FAMILIES for u in f.unions), "a union member lacks a field"
 
 
 def family(name: str) -> Family:
-    """The family a rule's `source:` names (`source_families` also knows the `web` union)."""
+    """The family a rule's `source:` names (`source_families` also knows the unions)."""
     return _BY_NAME[name]
 
 
 def source_families(source: str) -> tuple[Family, ...]:
-    """The families a rule's `source:` runs on: every web family for `web`, else the one it names."""
-    if source == WEB_SOURCE:
-        return tuple(f for f in FAMILIES if f.web)
+    """The families a rule's `source:` runs on: every member of a union (`web`, `cmdlet`), else the one it names."""
+    if source in UNIONS:
+        return tuple(f for f in FAMILIES if source in f.unions)
     return (_BY_NAME[source],)
 
 
 def is_union(source: str) -> bool:
     """Does `source` name several families (a rule on it runs on their UNION ALL)?"""
-    return source == WEB_SOURCE
+    return source in UNIONS
 
 
-def columns_read(fam: Family, name: str) -> set[str]:
-    """The source columns a rule field reads in `fam` (through its aliases or web fields)."""
-    alias = fam.aliases.get(name) or fam.web_fields.get(name)
+def field_alias(fam: Family, name: str, union: str | None = None) -> Alias | None:
+    """The SQL of a rule field in `fam`: the union's normalised field for a union rule, else the
+    family's alias (or its web field: a rule on IIS alone may use `user_agent`); None for a column."""
+    if union is not None and name in fam.unions.get(union, {}):
+        return fam.unions[union][name]
+    return fam.aliases.get(name) or fam.web_fields.get(name)
+
+
+def columns_read(fam: Family, name: str, union: str | None = None) -> set[str]:
+    """The source columns a rule field reads in `fam` (through its aliases or union fields)."""
+    alias = field_alias(fam, name, union)
     if alias is None:
         return {name}
     seen: set[str] = set()

@@ -17,5 +17,7 @@ ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {  # case table -> columns
         "RequestId", "AuthenticatedUser", "ClientIpAddress", "UserAgent", "SoapAction", "HttpStatus",
         "ResponseSize", "ImpersonatedUser", "ProxyAsUser", "ActAsUser", "GenericInfo",
     }),
-    family("rps_cmdlet").table: frozenset({"CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress"}),
+    family("rps_cmdlet").table: frozenset({
+        "CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress", "ExecutionResult",
+    }),
 }  # fmt: skip

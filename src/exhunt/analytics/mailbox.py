@@ -160,9 +160,10 @@ def create_views(case: CaseReader) -> list[str]:
         FROM {ev.name} WHERE channel = 'MSExchange Management' AND event_id = 1""")
     if rps.exists and (rps.has("Cmdlet") or rps.has("CommandName")):
         name = f"coalesce({rps.nonempty('Cmdlet')}, {rps.nonempty('CommandName')})"
+        failed = f"lower(coalesce({rps.col('ExecutionResult')}, '')) IN ('error', 'failure', 'failed')"
         cmd_sources.append(f"""
         SELECT t._artifact, t._line, t._ts, {name}, {rps.col("Parameters")}, {rps.col("AuthenticatedUser")}
-        FROM {rps.name} t""")
+        FROM {rps.name} t WHERE NOT {failed}""")  # a cmdlet that failed was attempted, nothing was taken
     has_cmdlet_log = ev.exists and bool(
         case.fetch(f"SELECT 1 FROM {ev.name} WHERE channel = 'MSExchange Management' LIMIT 1")
     )

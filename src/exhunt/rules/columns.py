@@ -13,7 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from exhunt.analytics.columns import ANALYTICS_COLUMNS
-from exhunt.families import EXCHANGE_BASE_COLUMNS, FAMILIES, columns_read, family, is_union, source_families
+from exhunt.families import (
+    EXCHANGE_BASE_COLUMNS,
+    FAMILIES,
+    UNION_GROUP,
+    UNIONS,
+    columns_read,
+    family,
+    is_union,
+    source_families,
+)
 from exhunt.rules.model import Rule
 
 
@@ -44,14 +53,17 @@ def columns_to_keep(rules: list[Rule]) -> dict[str, set[str] | None]:
             if (rule.where is None and not rule.reads) or "text" in used:
                 keep[table] = None  # generated SQL, undeclared logic or free-text search: keep everything
                 continue
-            read = {c for name in used | _union_extra(rule) for c in columns_read(fam, name)}
+            union = rule.source if is_union(rule.source) else None
+            read = {c for name in used | _union_extra(rule) for c in columns_read(fam, name, union)}
             keep[table] |= {c.lower() for c in read}  # type: ignore[operator]
     return keep
 
 
 def _union_extra(rule: Rule) -> set[str]:
     """Fields a union rule reads besides its own: the request id that counts requests once, the default group."""
-    return {"request_id", "client_ip"} if is_union(rule.source) else set()
+    if not is_union(rule.source):
+        return set()
+    return set(UNION_GROUP[rule.source]) | ({"request_id"} & set(UNIONS[rule.source]))
 
 
 def rule_columns(rule: Rule) -> dict[str, set[str]]:
@@ -62,7 +74,8 @@ def rule_columns(rule: Rule) -> dict[str, set[str]]:
         return {}
     fams = source_families(rule.source) if is_union(rule.source) else [family(rule.source)]
     used = _used(rule) - {"text"}
-    return {fam.name: {c.lower() for name in used for c in columns_read(fam, name)} for fam in fams}
+    union = rule.source if is_union(rule.source) else None
+    return {fam.name: {c.lower() for name in used for c in columns_read(fam, name, union)} for fam in fams}
 
 
 def _used(rule: Rule) -> set[str]:

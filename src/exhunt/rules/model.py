@@ -9,8 +9,9 @@ Condition tree: a mapping with one of `all: [..]`, `any: [..]`, `none: [..]`, `n
 `{field: NAME, <op>: VALUE}` with ops `equals`, `like` (glob: `*` and `?`), `contains`, `startswith`,
 `endswith`, `regex`, `gte`, `lte`, `exists`, and optional `case_sensitive: true`. A list VALUE means
 "any of". Fields are the log's own column names; events use `data.<Name>` for EventData fields.
-`source: web` rules use only the normalised web fields (`exhunt.families.WEB_FIELDS`) and run on every
-web family at once (IIS front and back end, every HttpProxy protocol log).
+Union sources use only their normalised fields (`exhunt.families.UNIONS`) and run on every member at
+once: `source: web` on every web family (IIS front and back end, every HttpProxy protocol log),
+`source: cmdlet` on the MSExchange Management events and the Rps_Cmdlet log.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 
 from exhunt import safe_yaml
 from exhunt.errors import RuleError
-from exhunt.families import RULE_SOURCES, WEB_FIELDS, WEB_SOURCE
+from exhunt.families import RULE_SOURCES, UNIONS
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
@@ -175,14 +176,15 @@ def rule_from_dict(doc: Any, origin: str) -> Rule:
             _check_condition(doc["where"], "where")
     except ValueError as exc:
         raise RuleError(origin, str(exc)) from None
-    if doc["source"] == WEB_SOURCE:
+    if doc["source"] in UNIONS:
+        union, fields = doc["source"], UNIONS[doc["source"]]
         if "python" in doc:
-            raise RuleError(origin, "a source web rule needs 'where' (python logic reads one family's table)")
+            raise RuleError(origin, f"a source {union} rule needs 'where' (python logic reads one family's table)")
         named = set(_leaf_fields(doc.get("where"))) | set(_as_list(doc.get("group_by")))
-        foreign = sorted(named - set(WEB_FIELDS))
+        foreign = sorted(named - set(fields))
         if foreign:
             raise RuleError(
-                origin, f"source web takes only the normalised web fields ({', '.join(WEB_FIELDS)}), not {foreign}"
+                origin, f"source {union} takes only the normalised {union} fields ({', '.join(fields)}), not {foreign}"
             )
 
     def tup(key: str) -> tuple[str, ...]:

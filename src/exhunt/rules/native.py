@@ -5,10 +5,11 @@ the rule's `group_by` fields (the client IP by default), so a scanner flooding a
 requests costs one row per client, not 100,000 Python objects. Values are bound as parameters, never
 pasted into SQL, so rule values (and user rules) cannot inject SQL.
 
-A rule on a union source (`source: web`) is compiled once per member family, each on that family's
-declared web fields, and runs on their UNION ALL: the same request seen in the IIS front end, the IIS
-back end and its HttpProxy protocol log falls in one group (one finding with evidence from each log),
-and its count is of distinct requests (by the front end's request id), not of log rows.
+A rule on a union source (`source: web`, `source: cmdlet`) is compiled once per member family, each on
+that family's declared union fields, and runs on their UNION ALL: the same request seen in the IIS
+front end, the IIS back end and its HttpProxy protocol log falls in one group (one finding with
+evidence from each log), and its count is of distinct requests (by the front end's request id), not
+of log rows; the same cmdlet in the MSExchange Management event log and the Rps_Cmdlet log likewise.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from exhunt.case import CaseReader, quote
-from exhunt.families import Family, family, is_union, source_families
+from exhunt.families import UNION_GROUP, UNIONS, Family, family, field_alias, is_union, source_families
 from exhunt.rules.field_view import events_view_sql
 from exhunt.rules.model import Rule
 
@@ -56,8 +57,9 @@ def glob_to_like(pattern: str) -> str:
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
-    def __init__(self, family: Family, columns: list[str], params: dict[str, str]) -> None:
+    def __init__(self, family: Family, columns: list[str], params: dict[str, str], union: str | None = None) -> None:
         self.family = family
+        self.union = union  # a union rule reads that union's normalised fields first
         self.columns = {c.lower(): c for c in columns}
         self.template = params
         self.args: list[Any] = []
@@ -70,10 +72,9 @@ class Compiler:
         if name.startswith("data."):
             key = name[5:].replace('"', "")
             return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
-        if name in self.family.aliases:
-            return self.family.aliases[name](self.col)
-        if name in self.family.web_fields:
-            return self.family.web_fields[name](self.col)
+        alias = field_alias(self.family, name, self.union)
+        if alias is not None:
+            return alias(self.col)
         if name == "text":  # every column of the row, for free-text logs
             cols = [f"t.{quote(c)}" for c in self.columns.values() if not c.startswith("_")]
             return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
@@ -259,16 +260,17 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
     tables = case.tables()
     parts: list[str] = []
     args: list[Any] = []
-    groups = rule.group_by or ("client_ip",)
+    groups = rule.group_by or UNION_GROUP[rule.source]
     for fam in source_families(rule.source):
         if fam.table not in tables:
             continue
-        comp = Compiler(fam, case.columns(fam.table), params)
+        comp = Compiler(fam, case.columns(fam.table), params, rule.source)
         where = comp.compile(rule.where)
         grp = "struct_pack(" + ", ".join(f"{quote(g)} := CAST({comp.field(g)} AS VARCHAR)" for g in groups) + ")"
+        req = comp.field("request_id") if "request_id" in UNIONS[rule.source] else "NULL"  # one request, counted once
         parts.append(
             f"SELECT ? AS fam, t.rowid AS rid, t.{quote(fam.artifact_column)} AS art, {fam.time_sql} AS ts, "
-            f"{grp} AS grp, CAST({comp.field('request_id')} AS VARCHAR) AS req "
+            f"{grp} AS grp, CAST({req} AS VARCHAR) AS req "
             f"FROM {quote(fam.table)} t WHERE {where}"
         )
         args += [fam.name, *comp.args]

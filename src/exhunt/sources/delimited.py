@@ -298,7 +298,10 @@ def parse_batch(raws: list[RawRows], keep: set[str] | None = None, note: bool = 
     parsed_whole[np.array([num for num, _ in bad], dtype=np.int64) - 1] = False
     table = table.append_column("_row", pa.array(np.flatnonzero(parsed_whole), pa.int64()))
     if bad:  # rows with another field count: padded or cut, on their own line
-        extra = _rows_to_table([(num - 1, fmt.split_fields(text)) for num, text in bad], fields, fmt.null_values)
+        split = fmt.split_fields
+        extra = _rows_to_table(
+            [(num - 1, fit_values(split(text), fields)) for num, text in bad], fields, fmt.null_values
+        )
         extra = extra.rename_columns([*fields, "_row"]).select(table.column_names)
         table = pa.concat_tables([table, extra]).sort_by("_row")
     table = _drop_repeated_headers(_drop_empty_lines(table, data), fields[0])
@@ -414,7 +417,7 @@ def _slow_rows(data: bytes, line: int, fields: list[str], fmt: DelimitedFormat) 
         for i, raw in enumerate(text.split("\n")):
             raw = raw.rstrip("\r")
             if raw:
-                rows.append((line + i, fmt.split_fields(raw)))
+                rows.append((line + i, fit_values(fmt.split_fields(raw), fields)))
     return _rows_to_table(rows, fields, fmt.null_values)
 
 
@@ -437,6 +440,21 @@ def split_csv_line(text: str) -> list[str]:
         return next(csv.reader([text]), [])
     except csv.Error:
         return next(csv.reader([text.replace("\r", "\\r")]), [])
+
+
+_UA = "cs(User-Agent)"
+
+
+def fit_values(values: list[str], names: list[str]) -> list[str]:
+    """A W3C row with more values than fields, as hand-copied excerpts and some exporters write them:
+    the user agent is the one default field whose spaces they leave unencoded, so the surplus is
+    joined back into it (with IIS's own `+`), the fields before it read from the start and those after
+    it from the end. Any other row is returned as it is (cut or padded later)."""
+    surplus = len(values) - len(names)
+    if surplus <= 0 or _UA not in names:
+        return values
+    k = names.index(_UA)
+    return [*values[:k], "+".join(values[k : k + surplus + 1]), *values[k + surplus + 1 :]]
 
 
 def split_w3c_line(text: str) -> list[str]:

@@ -8,12 +8,15 @@ empty; spaces inside values are written as `+`; times are UTC. W3SVC1 is the Exc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import W3C, RawRows, ReadState, split_rows
+
+_FIELDS_DATE_TIME = re.compile(r"(?:^|\n)\ufeff?#\s?Fields:\s*date time")
 
 
 class W3CSource(Source):
@@ -24,7 +27,7 @@ class W3CSource(Source):
         text = text_head(head)
         if text.startswith("#Software: Microsoft Internet Information Services"):
             return True
-        return "\n#Fields: date time" in "\n" + text or "#Fields: date time" in text[:4096]
+        return bool(_FIELDS_DATE_TIME.search(text[:4096]))  # `# Fields:` too, as excerpts quote it
 
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         state = ReadState()
