@@ -101,3 +101,22 @@ def test_rows_whose_time_the_reader_left_to_sql_still_get_it(tmp_path: Path):
     assert got[:3] == [datetime(2021, 3, 3, 1, 0, i) for i in range(3)]
     assert got[3] == datetime(2021, 3, 3, 1, 0, 0, 123456) and got[4] is None
     st.close()
+
+
+def test_the_writer_keeps_a_small_share_while_reading_and_never_loses_a_wide_batch_to_it(tmp_path, monkeypatch):
+    """While the readers run DuckDB gets WRITE_MEMORY (its cache of written blocks grew the peak with
+    the input); a row group too wide for that share is stored with the whole limit, not refused."""
+    monkeypatch.setattr(store_mod, "WRITE_MEMORY", "8MB")
+    writer = Store(tmp_path / "c.duckdb", memory_limit="512MB")
+    limit = lambda: writer._con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # noqa: E731
+    small = limit()
+    n = store_mod.ROW_GROUP_ROWS
+    cols = {f"c{i}": pa.array(np.full(n, "v" * 40, dtype=object)) for i in range(60)}
+    cols |= {"_artifact": pa.array(np.ones(n, np.int32)), "_line": pa.array(np.arange(n))}
+    writer.append("log_httpproxy", pa.table(cols))
+    writer.flush()
+    assert writer.failed == []
+    assert writer.reader.fetch("SELECT count(*) FROM log_httpproxy")[0][0] == n
+    assert small != limit()  # the wide batch needed, and got, the whole limit
+    writer.ready_for_queries()
+    writer.close()

@@ -402,7 +402,9 @@ class CaseWriter:
         self.memory_limit = memory_limit
         # while reading, DuckDB only writes: the blocks it keeps cached after writing them are never
         # read back, and they grew the peak with the input (2 M wide rows: 763 MB peak at 512 MB,
-        # 408 MB at 128 MB, the same speed). The queries get the whole limit (`ready_for_queries`).
+        # 408 MB at 128 MB, the same speed). The queries get the whole limit (`ready_for_queries`), and
+        # so does an insert that the smaller share cannot hold.
+        self._write_memory = WRITE_MEMORY
         self._con.execute(f"SET memory_limit={_sql_text(WRITE_MEMORY)}; SET threads=1;")
         self._con.execute("SET preserve_insertion_order=false")
         self._con.execute(SCHEMA)
@@ -475,7 +477,16 @@ class CaseWriter:
                 select = f"SELECT *, {ts} AS _ts FROM _batch"
         self._con.register("_batch", batch)
         try:
-            self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
+            try:
+                self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
+            except duckdb.OutOfMemoryException:
+                if self._write_memory == self.memory_limit:
+                    raise
+                # a row group of very wide rows needs more than the writing share: from here on the
+                # writer has the whole limit, and this batch is tried again (never lost to the cap)
+                self._write_memory = self.memory_limit
+                self._con.execute(f"SET memory_limit={_sql_text(self.memory_limit)}")
+                self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
         finally:
             self._con.unregister("_batch")
 
@@ -606,6 +617,7 @@ class CaseWriter:
     def ready_for_queries(self) -> CaseReader:
         """Reading is done: the last inserts and the queries use the scan's CPU budget (while the
         readers run, inserts stay on one thread beside them)."""
+        self._write_memory = self.memory_limit
         self._con.execute(f"SET threads={self.threads}; SET memory_limit={_sql_text(self.memory_limit)}")
         self.flush()
         return self.reader
