@@ -235,3 +235,24 @@ def test_an_export_with_a_hostile_header_is_refused_not_widened(collection: Path
     result = _scan(collection)
     assert any("5,004 columns" in p.reason for p in result.problems if p.path == "wide.csv")
     assert not any(c.family == "log_iis" for c in result.coverage)
+
+
+ECP_EXCERPT = """#Software: Microsoft Exchange Server
+#Log-type: ECP Server Log
+Columns kept: time, command
+lines of the session below
+2021-03-03T06:49:51.389Z,S:CMD=Get-OabVirtualDirectory.ADPropertiesOnly=$true;;S:EX=
+2021-03-03T06:49:53.772Z,'S:CMD=Set-OabVirtualDirectory.ExternalUrl=''http://f/<script language="JScript" runat="server">x</script>'''
+2021-03-03T06:49:58.420Z,'S:CMD=Get-ExchangeServer.Identity=''ex1''';;S:EX=
+"""
+
+
+def test_an_excerpt_that_kept_two_columns_binds_the_command_by_its_shape(collection: Path):
+    """Notes where `#Fields` was, and only the time and the command kept: the command column is the
+    ECP Server log's EventData (its values look like `S:CMD=`), not the second default column."""
+    path = "EXCH01/C/Program Files/Microsoft/Exchange Server/V15/Logging/ECP/Server/ECPServer2.LOG"
+    write(collection, path, ECP_EXCERPT)
+    result = _scan(collection)
+    assert _hits(result)["proxylogon-vdir-script-ecp"] == {(path, 6)}
+    assert any("column 2 bound to EventData by the shape of its values" in n for n in _notes(result))
+    assert any("2 line(s) that are not log rows" in n for n in _notes(result))

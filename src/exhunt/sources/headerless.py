@@ -132,9 +132,9 @@ def _exchange_family(head: bytes, path: str) -> Family | None:
     text = text_head(head)
     if "#Fields:" in text:
         return None
-    lines = _data_lines(head)
-    if not lines or not _EXCHANGE_ROW.match(lines[0]):
-        return None
+    lines = _data_lines(head)[:SAMPLE_LINES]
+    if not lines or sum(bool(_EXCHANGE_ROW.match(ln)) for ln in lines) * 2 < len(lines):
+        return None  # most lines are rows: a note where `#Fields` was is skipped, not a reason to give up
     log_type = _directive(text, "Log-type")
     if log_type is None and not text.startswith("#Software: Microsoft Exchange"):
         low = path.lower()
@@ -142,6 +142,27 @@ def _exchange_family(head: bytes, path: str) -> Family | None:
             return None
     fam = for_log_type(log_type, path)
     return fam if fam.name in default_fields()["exchange"] else None
+
+
+# Exchange columns whose values have a shape of their own: an excerpt that kept only some columns
+# (the rest cut away by whoever quoted it) gets these bound by what its values look like.
+_EXCHANGE_SHAPES: dict[str, re.Pattern[str]] = {
+    "EventData": re.compile(r"^'?S:[A-Za-z]+="),  # ECP Server: S:CMD=...;S:EX=...
+}
+
+
+def _bind_by_shape(fields: list[str], default: list[str], rows: list[list[str]]) -> list[tuple[int, str]]:
+    """Rows shorter than the default list: a column (not the first, the time) whose values fit the
+    shape of a default column it was not bound to is bound to that one instead. Returns the moves."""
+    moved = []
+    for i in range(1, min(len(fields), len(default))):
+        values = [r[i] for r in rows if r[i]]
+        for name, shape in _EXCHANGE_SHAPES.items():
+            if name in default and name not in fields and values:
+                if sum(bool(shape.match(v)) for v in values) / len(values) >= MIN_SCORE:
+                    fields[i] = name
+                    moved.append((i, name))
+    return moved
 
 
 class _FragmentSource(Source):
@@ -321,6 +342,7 @@ class HeaderlessExchangeSource(_FragmentSource):
         width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else len(default)
         # an earlier CU writes a prefix of the list: bind that many columns, so its rows parse whole
         fields = default[:width] + [f"extra{i}" for i in range(1, width - len(default) + 1)]
+        moved = _bind_by_shape(fields, default, [r for r in rows if len(r) == width])
         text = text_head(head)
         info.table = fam.table
         info.version = _directive(text, "Version")
@@ -329,6 +351,7 @@ class HeaderlessExchangeSource(_FragmentSource):
             f"no #Fields line: columns bound to the first {min(width, len(default))} of exhunt's default {fam.name} "
             f"list of {len(default)} columns"
             + (f" plus {width - len(default)} unnamed ones (extra1..)" if width > len(default) else "")
+            + "".join(f"; column {i + 1} bound to {name} by the shape of its values" for i, name in moved)
             + "; rows with another column count are padded or cut"
         )
         yield from self._rows(stream, info, hasher, fields, fam)
