@@ -158,10 +158,10 @@ def _bind_by_shape(fields: list[str], default: list[str], rows: list[list[str]])
     for i in range(1, min(len(fields), len(default))):
         values = [r[i] for r in rows if r[i]]
         for name, shape in _EXCHANGE_SHAPES.items():
-            if name in default and name not in fields and values:
-                if sum(bool(shape.match(v)) for v in values) / len(values) >= MIN_SCORE:
-                    fields[i] = name
-                    moved.append((i, name))
+            fits = sum(bool(shape.match(v)) for v in values) / len(values) if values else 0.0
+            if name in default and name not in fields and fits >= MIN_SCORE:
+                fields[i] = name
+                moved.append((i, name))
     return moved
 
 
