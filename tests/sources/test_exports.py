@@ -82,6 +82,7 @@ def test_a_reduced_export_is_read_and_says_which_rules_it_cannot_feed(collection
         ("family: nosuch\ncolumns: {a: b}\n", "not a log family"),
         ("family: iis\n", "columns"),
         ("a: &x [1]\nb: *x\n", "aliases"),
+        ("family: httpproxy\ncolumns: {UrlStem: a}\nfields: [a, A]\n", "distinct field names"),
     ],
 )
 def test_a_bad_user_map_is_a_usage_error(collection: Path, tmp_path: Path, text: str, why: str):

@@ -70,7 +70,7 @@ class ReadState:
     notes: list[str] = field(default_factory=list)  # remarks that lose no record
 
 
-def _safe_names(names: list[str]) -> list[str]:
+def safe_names(names: list[str]) -> list[str]:
     """Column names for one `#Fields` list, which the log's writer (or an attacker) chose.
 
     Names starting with `_` are exhunt's provenance columns (`_line`, `_artifact`, `_ts`), so a field
@@ -96,7 +96,7 @@ def column_names(fields_value: str) -> list[str]:
     """The columns a `#Fields:` value names (comma-separated in Exchange logs, spaces in W3C), made
     safe as above. The reader and the evidence builder both bind rows through this one function."""
     names = fields_value.split(",") if "," in fields_value else fields_value.split()
-    return _safe_names([n.strip() for n in names])
+    return safe_names([n.strip() for n in names])
 
 
 def iter_lines_chunks(
@@ -244,7 +244,7 @@ def _data_lines(
             return
         eol = buf.find(b"\n", start, end)
         head = buf[start : eol if eol != -1 else end].decode("utf-8", "backslashreplace").rstrip("\r")
-        state.fields = _safe_names([f.strip() for f in fmt.split_fields(head)])
+        state.fields = safe_names([f.strip() for f in fmt.split_fields(head)])
         if eol == -1:
             return
         start, line, breaks = eol + 1, line + 1, breaks - 1

@@ -15,6 +15,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -29,6 +30,7 @@ from exhunt.sources.delimited import (
     ReadState,
     iter_lines_chunks,
     parse_batch,
+    safe_names,
     split_csv_line,
     split_rows,
 )
@@ -164,6 +166,7 @@ class MappedSource(Source):
     def _csv(stream: BinaryIO, info: ArtifactInfo, hasher: object, fmap: FieldMap) -> Iterator[pa.Table]:
         state = ReadState()
         state.errors, state.notes = info.errors, info.notes
+        by_position, told = (safe_names(list(fmap.fields)) if fmap.fields else []), False
         try:
             for raw in split_rows(stream, EXCHANGE_CSV, state, hasher):
                 if len(raw.fields) > MAX_FIELDS:  # a hostile header must not widen the family's table
@@ -172,6 +175,14 @@ class MappedSource(Source):
                     )
                     return
                 info.runs.append((raw.first_line, raw.offset))
+                if fmap.fields:  # the map's own field list, by position: the header names the rows wrongly
+                    if not told:
+                        told = True
+                        info.notes.append(
+                            f"rows bound by position to field map {fmap.name}'s {len(by_position)} fields "
+                            f"(the header names {len(raw.fields)})"
+                        )
+                    raw = replace(raw, fields=by_position)
                 table, _ = parse_batch([raw])
                 yield table
         finally:

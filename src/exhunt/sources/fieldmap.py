@@ -17,6 +17,8 @@ columns:                          # family column <- export field (or a list of 
 time: [_time, timestamp]          # a time field, when the family's own time columns are not mapped
 constants: {}                     # family column <- fixed value
 note: ...                         # optional caveat, repeated in the file's notes
+fields: [a, b, c]                 # optional (CSV): the rows' fields by position, when the header
+                                  # names them wrongly (a column added without a name)
 ```
 
 Names are matched without case. A field present in neither spelling stays empty. The family's time
@@ -59,6 +61,7 @@ class FieldMap:
     constants: dict[str, str] = field(default_factory=dict)
     root: str | None = None
     note: str | None = None
+    fields: tuple[str, ...] = ()  # CSV: the rows' fields by position, when the header names them wrongly
     origin: str = ""  # the file it was loaded from
 
     def describe(self) -> str:
@@ -106,6 +109,7 @@ def parse_map(doc: Any, origin: str) -> FieldMap:
         "constants",
         "root",
         "note",
+        "fields",
     }
     if unknown:
         raise ValueError(f"unknown key(s): {', '.join(sorted(map(str, unknown)))}")
@@ -128,6 +132,9 @@ def parse_map(doc: Any, origin: str) -> FieldMap:
         detected = tuple(_names(d, "detect") for d in detect)
     else:
         raise ValueError("detect: a list of field names (each may be a list of spellings)")
+    fields = _names(doc["fields"], "fields") if doc.get("fields") else ()
+    if len(fields) > 1024 or len({f.lower() for f in fields}) != len(fields):
+        raise ValueError("fields: up to 1,024 distinct field names, one per column of the rows in order")
     constants = doc.get("constants") or {}
     if not isinstance(constants, dict):
         raise ValueError("constants: a mapping of family column -> value")
@@ -142,6 +149,7 @@ def parse_map(doc: Any, origin: str) -> FieldMap:
         constants={str(k): str(v) for k, v in constants.items()},
         root=str(doc["root"]) if doc.get("root") else None,
         note=str(doc["note"]) if doc.get("note") else None,
+        fields=fields,
         origin=origin,
     )
 
