@@ -307,7 +307,7 @@ def test_rules_are_compact_valid_data_and_ids_unique(tmp_path: Path):
     rules = ioc_rules(iocs)
     ids = [r.id for r in rules]
     assert len(ids) == len(set(ids))
-    assert {"ioc:feed:ip:iis", "ioc:feed-2:ip:httpproxy", "ioc:misp-event:hash:files"} <= set(ids)
+    assert {"ioc:feed:ip:web", "ioc:feed-2:ip:web", "ioc:misp-event:hash:files"} <= set(ids)
     for r in rules:
         assert r.to_dict()["where"] == r.where and str(tmp_path) in r.description
         if r.id.split(":")[2] in ("ip", "url", "domain"):
@@ -336,13 +336,27 @@ def test_ioc_ip_in_iis_and_httpproxy_is_context_not_compromise(collection: Path,
     ]))  # fmt: skip
     write(collection, HP, httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "ClientIpAddress": "198.51.100.7"}]))
     result = run(collection, [feed])
-    (iis,) = by_rule(result, "ioc:ips:ip:iis")
-    assert (iis.group, iis.count, iis.severity) == ({"c-ip": "103.77.192.219"}, 1, "medium")
+    iis, hp = sorted(by_rule(result, "ioc:ips:ip:web"), key=lambda f: f.group["client_ip"])
+    assert (iis.group, iis.count, iis.severity) == ({"client_ip": "103.77.192.219"}, 1, "medium")
     assert [(e.path, e.line) for e in iis.evidence] == [(W3, 5)]
-    (hp,) = by_rule(result, "ioc:ips:ip:httpproxy")
-    assert hp.group == {"ClientIpAddress": "198.51.100.7"}
+    assert hp.group == {"client_ip": "198.51.100.7"} and [e.path for e in hp.evidence] == [HP]
     assert all(SEVERITIES.index(f.severity) <= SEVERITIES.index("medium") for f in result.findings)
     assert result.verdict == "SUSPICIOUS"
+
+
+def test_one_request_from_a_listed_ip_in_iis_and_httpproxy_is_one_hit(collection: Path, tmp_path: Path):
+    """The IP rule runs on every web log at once: the front end's request id ties the IIS line and
+    the HttpProxy row of one request, so it is one finding, counted once, with evidence from each."""
+    feed = tmp_path / "ips.txt"
+    feed.write_text("103.77.192.219\n")
+    req = "2f7d0d61-2d7b-4f44-9f5b-0c3c1b9a7e11"
+    write(collection, W3, iis_log([
+        f"2021-03-03 01:00:00 10.0.0.5 GET /owa/auth/logon.aspx &cafeReqId={req}; 443 - 103.77.192.219 Mozilla/5.0 - 200 0 0 9",
+    ]))  # fmt: skip
+    write(collection, HP, httpproxy_log([{"DateTime": "2021-03-03T01:00:00.000Z", "ClientIpAddress": "103.77.192.219",
+                                          "RequestId": req, "UrlStem": "/owa/auth/logon.aspx", "HttpStatus": "200"}]))  # fmt: skip
+    (hit,) = by_rule(run(collection, [feed]), "ioc:ips:ip:web")
+    assert hit.count == 1 and sorted(e.path for e in hit.evidence) == sorted([W3, HP])
 
 
 def test_ioc_hashes_and_names_find_files(collection: Path, tmp_path: Path):
@@ -437,7 +451,7 @@ def test_builtin_pack_loads_with_sources_and_rules_match_its_counts():
     assert not {"redirsuiteserviceproxy.aspx", "timeoutlogout.aspx"} & names  # legitimate files, hash only
     assert builtin_pack_path().name == "builtin.yaml"
     rules = {r.id: r for r in ioc_rules(iocs)}
-    assert _values_in(rules["ioc:builtin:ip:iis"].where) == 37
+    assert _values_in(rules["ioc:builtin:ip:web"].where) == 37
     assert _values_in(rules["ioc:builtin:ip:events"].where) == 3 * 37
     assert (
         _values_in(rules["ioc:builtin:hash:files"].where) + _values_in(rules["ioc:builtin:tool-hash:files"].where) == 31

@@ -12,8 +12,9 @@ binds as one list parameter however long it is; long `contains`/`endswith` lists
 regular-expression alternation). Rule ids are `ioc:<feed>:<group>:<source>`:
 
     group         matches                                                   severity / kind
-    ip            iis c-ip, httpproxy ClientIpAddress, event IpAddress,     medium / indicator (context:
-                  SourceIp, DestinationIp                                   IPs are shared VPS/VPN/Tor)
+    ip            web client_ip (IIS and HttpProxy as one union rule),      medium / indicator (context:
+                  EWS/Rps_Http ClientIpAddress, event IpAddress,            IPs are shared VPS/VPN/Tor)
+                  SourceIp, DestinationIp
     hash          files sha256; event Hashes `SHA256=`/`SHA1=`/`MD5=`       critical / webshell
     tool-hash     the same, for hashes the feed marks as tools (DLL, EXE)   high / indicator
     webshell-file files named .aspx/.ashx/.asp (name, or path suffix);     high / webshell
@@ -148,8 +149,9 @@ def _values(items: list[Indicator], *types: str) -> list[str]:
 # ---- ip
 
 
-def _ip_iis(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
-    return _match("c-ip", "equals", _values(items, "ip")), ["c-ip"]
+def _ip_web(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
+    """Every web log at once (IIS and each HttpProxy protocol): one request seen in both is one hit."""
+    return _match("client_ip", "equals", _values(items, "ip")), ["client_ip"]
 
 
 def _ip_httpproxy(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
@@ -299,8 +301,7 @@ _GROUPS = (
         lambda i: i.type == "ip",
         {
             "titles": {
-                "iis": "Web request from a listed IP address",
-                "httpproxy": "Exchange proxy request from a listed IP address",
+                "web": "Web request from a listed IP address",
                 "ews": "EWS request from a listed IP address",
                 "rps_http": "Remote PowerShell request from a listed IP address",
                 "events": "Windows event naming a listed IP address",
@@ -314,8 +315,7 @@ _GROUPS = (
         },
         # EWS and Rps_Http rows carry the client address when the request reached the back end directly
         {
-            "iis": _ip_iis,
-            "httpproxy": _ip_httpproxy,
+            "web": _ip_web,
             "ews": _ip_httpproxy,
             "rps_http": _ip_httpproxy,
             "events": _ip_events,
