@@ -152,10 +152,8 @@ def _management(sql: Alias) -> Alias:
 EVENTS_CMDLET_FIELDS: dict[str, Alias] = {
     "ts": lambda c: "t.ts",
     "cmdlet": _management(lambda c: f"json_extract_string({c('data')}, '$.param1')"),
-    # the whole event text: message-only exports carry the parameters in the message
-    "parameters": _management(
-        lambda c: f"coalesce(CAST({c('data')} AS VARCHAR), '') || ' ' || coalesce({c('message')}, '')"
-    ),
+    # an export that kept only the rendered text (and whose message could not be parsed) has them there
+    "parameters": _management(lambda c: f"coalesce(json_extract_string({c('data')}, '$.param2'), {c('message')})"),
     "user": _management(lambda c: f"json_extract_string({c('data')}, '$.param3')"),
     "result": _management(
         lambda c: f"CASE {c('event_id')} WHEN 1 THEN 'success' WHEN 6 THEN 'error' WHEN 8 THEN 'error' END"

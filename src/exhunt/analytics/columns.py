@@ -6,7 +6,9 @@ The cost is measured in docs/research/mailbox-access.md.
 
 from __future__ import annotations
 
-from exhunt.families import family
+from exhunt.families import CMDLET_FIELDS, CMDLET_SOURCE, columns_read, family
+
+RPS = family("rps_cmdlet")
 
 ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {  # case table -> columns
     family("httpproxy").table: frozenset({
@@ -17,7 +19,6 @@ ANALYTICS_COLUMNS: dict[str, frozenset[str]] = {  # case table -> columns
         "RequestId", "AuthenticatedUser", "ClientIpAddress", "UserAgent", "SoapAction", "HttpStatus",
         "ResponseSize", "ImpersonatedUser", "ProxyAsUser", "ActAsUser", "GenericInfo",
     }),
-    family("rps_cmdlet").table: frozenset({
-        "CommandName", "Cmdlet", "Parameters", "AuthenticatedUser", "ClientIpAddress", "ExecutionResult",
-    }),
+    # the cmdlet union's fields (name, parameters, caller, result), which the mailbox analytics read
+    RPS.table: frozenset({"ClientIpAddress"}.union(*(columns_read(RPS, name, CMDLET_SOURCE) for name in CMDLET_FIELDS))),
 }  # fmt: skip

@@ -17,8 +17,9 @@ Sources (docs/research/mailbox-access.md says which field carries the mailbox in
 
 from __future__ import annotations
 
-from exhunt.analytics.sqlutil import EVENTS, EWS, HTTPPROXY, IIS, RPS_CMDLET, TRACKING, Table
+from exhunt.analytics.sqlutil import EVENTS, EWS, HTTPPROXY, IIS, TRACKING, Table
 from exhunt.case import CaseReader
+from exhunt.families import CMDLET_SOURCE, columns_read, source_families
 
 EWS_CONTENT = (
     "GetItem", "FindItem", "GetFolder", "FindFolder", "GetAttachment", "ExportItems", "SyncFolderItems",
@@ -52,7 +53,7 @@ def create_views(case: CaseReader) -> list[str]:
     that were present (ews, httpproxy, iis, cmdlets, tracking)."""
     case.define(MACROS)
     ews, hp = Table(case, EWS), Table(case, HTTPPROXY)
-    iis, mt, rps = Table(case, IIS), Table(case, TRACKING), Table(case, RPS_CMDLET)
+    iis, mt = Table(case, IIS), Table(case, TRACKING)
     present: list[str] = []
     parts: list[str] = []
     hp_part: str | None = None
@@ -152,18 +153,17 @@ def create_views(case: CaseReader) -> list[str]:
         FROM _mx_hpg g LEFT JOIN _mx_anchor_owner o ON o.anchor = g.anchor
         WHERE g.access"""
     cmd_sources = []
+    for fam in source_families(CMDLET_SOURCE):  # the cmdlet union's own fields: MSExchange Management, Rps_Cmdlet
+        tbl = Table(case, fam)
+        if not tbl.exists or not tbl.has_any(*columns_read(fam, "cmdlet", CMDLET_SOURCE)):
+            continue
+        f = {name: alias(tbl.col) for name, alias in fam.unions[CMDLET_SOURCE].items()}
+        cmd_sources.append(f"""
+        SELECT t._artifact AS art, t._line AS line, {f["ts"]} AS ts, {f["cmdlet"]} AS name, {f["parameters"]} AS params,
+               {f["user"]} AS caller
+        FROM {tbl.name} t WHERE {f["cmdlet"]} IS NOT NULL AND {f["result"]} IS DISTINCT FROM 'error'""")
+        # a cmdlet that failed was attempted: nothing was taken
     ev = Table(case, EVENTS)
-    if ev.exists:
-        cmd_sources.append(f"""
-        SELECT _artifact AS art, _line AS line, ts, json_extract_string(data, '$.param1') AS name,
-               json_extract_string(data, '$.param2') AS params, json_extract_string(data, '$.param3') AS caller
-        FROM {ev.name} WHERE channel = 'MSExchange Management' AND event_id = 1""")
-    if rps.exists and (rps.has("Cmdlet") or rps.has("CommandName")):
-        name = f"coalesce({rps.nonempty('Cmdlet')}, {rps.nonempty('CommandName')})"
-        failed = f"lower(coalesce({rps.col('ExecutionResult')}, '')) IN ('error', 'failure', 'failed')"
-        cmd_sources.append(f"""
-        SELECT t._artifact, t._line, t._ts, {name}, {rps.col("Parameters")}, {rps.col("AuthenticatedUser")}
-        FROM {rps.name} t WHERE NOT {failed}""")  # a cmdlet that failed was attempted, nothing was taken
     has_cmdlet_log = ev.exists and bool(
         case.fetch(f"SELECT 1 FROM {ev.name} WHERE channel = 'MSExchange Management' LIMIT 1")
     )

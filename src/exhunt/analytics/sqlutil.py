@@ -25,6 +25,9 @@ class Table:
     def has(self, *names: str) -> bool:
         return all(n.lower() in self.columns for n in names)
 
+    def has_any(self, *names: str) -> bool:
+        return any(n.lower() in self.columns for n in names)
+
     def col(self, name: str, alias: str = "t") -> str:
         """`alias."Name"` as VARCHAR, or a NULL of that type when the column is absent."""
         real = self.columns.get(name.lower())
