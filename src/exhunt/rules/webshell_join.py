@@ -6,7 +6,7 @@ the applicationHost.config of an Exchange 2019 server that microsoft/CSS-Exchang
 HealthChecker test fixture, Diagnostics/HealthChecker/Tests/DataCollection/E19/Exchange/IIS/).
 "Flagged as a web shell" means matched by one of the file rules in `FLAGGING_RULES` (content or
 location), so the join follows those rules as they change. Web requests are read from every family
-that records them (`Family.web`: IIS and HttpProxy), each through its own path and status columns.
+that records them (`Family.web`: IIS and HttpProxy), each through its own web fields (`url_stem`, `status`, `site`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from exhunt.case import CaseReader, quote
 from exhunt.families import FAMILIES, Family, family
 
 FLAGGING_RULES = ("file-webshell-content", "file-webshell-pst-or-certreq", "file-webshell-location", "file-yara-user")
-# path and status columns of each web family's records
-WEB_FIELDS = {"iis": ("cs-uri-stem", "sc-status"), "httpproxy": ("UrlStem", "HttpStatus")}
 SCRIPT_EXTENSIONS = (".aspx", ".ashx", ".asmx", ".asp", ".cshtml", ".vbhtml")
 
 _V15 = "c:\\program files\\microsoft\\exchange server\\v15"
@@ -42,7 +40,7 @@ LOCAL_FRONTEND = r"^c:\\inetpub\\wwwroot\\|\\frontend\\httpproxy\\(owa|ecp)\\aut
 
 def _web_families(case: CaseReader) -> list[Family]:
     tables = case.tables()
-    return [f for f in FAMILIES if f.web and f.name in WEB_FIELDS and f.table in tables]
+    return [f for f in FAMILIES if f.web and f.table in tables]
 
 
 @lru_cache(maxsize=1)
@@ -87,13 +85,11 @@ def _normal_folder(path: str) -> str:
 
 
 def _requests_sql(case: CaseReader, fam: Family) -> str:
-    """rid, host, site, lower-case path and status of every record of a web family."""
-    path_col, status_col = WEB_FIELDS[fam.name]
+    """rid, host, site, lower-case path and status of every record of a web family (its web fields)."""
     cols = {c.lower(): c for c in case.columns(fam.table)}
-    path = f"lower(t.{quote(cols[path_col.lower()])})" if path_col.lower() in cols else "NULL"
-    status = f"t.{quote(cols[status_col.lower()])}" if status_col.lower() in cols else "NULL"
     col = lambda name: f"t.{quote(cols[name.lower()])}" if name.lower() in cols else "NULL"  # noqa: E731
-    site = fam.aliases["site"](col) if "site" in fam.aliases else "'frontend'"
+    web = fam.web_fields
+    path, status, site = f"lower({web['url_stem'](col)})", web["status"](col), web["site"](col)
     return (
         f"SELECT t.rowid AS rid, a.host, coalesce({site}, 'frontend') AS site, "
         f"regexp_replace(split_part({path}, '?', 1), '/+$', '') AS path, {status} AS status "
