@@ -154,7 +154,7 @@ def _ip_web(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
     return _match("client_ip", "equals", _values(items, "ip")), ["client_ip"]
 
 
-def _ip_httpproxy(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
+def _ip_client_address(items: list[Indicator]) -> tuple[dict[str, Any] | None, list[str]]:
     return _match("ClientIpAddress", "equals", _values(items, "ip")), ["ClientIpAddress"]
 
 
@@ -316,8 +316,8 @@ _GROUPS = (
         # EWS and Rps_Http rows carry the client address when the request reached the back end directly
         {
             "web": _ip_web,
-            "ews": _ip_httpproxy,
-            "rps_http": _ip_httpproxy,
+            "ews": _ip_client_address,
+            "rps_http": _ip_client_address,
             "events": _ip_events,
         },
     ),
