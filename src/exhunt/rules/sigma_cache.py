@@ -12,9 +12,6 @@ rules or the evidence.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -22,26 +19,17 @@ from typing import Any
 
 from exhunt import __version__
 from exhunt.rules.model import FieldView, Rule
+from exhunt.user_cache import cache_root, code_digest, read_entry, write_entry
 
 _TUPLES = ("cves", "attack", "group_by", "references", "sql_params")
-
-
-def cache_root() -> Path:
-    """The folder the converted rules are kept in."""
-    if os.environ.get("EXHUNT_CACHE"):
-        return Path(os.environ["EXHUNT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "exhunt"
 
 
 @cache
 def converter_key() -> str:
     """A digest of everything a conversion depends on besides the rule file."""
     here = Path(__file__).parent
-    parts = [__version__, metadata.version("pysigma"), metadata.version("duckdb")]
-    for source in (here / "sigma.py", here / "model.py", here.parent / "families.py"):
-        parts.append(hashlib.sha256(source.read_bytes()).hexdigest())
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+    versions = (__version__, metadata.version("pysigma"), metadata.version("duckdb"))
+    return code_digest(here / "sigma.py", here / "model.py", here.parent / "families.py", extra=versions)
 
 
 def file_key(data: bytes) -> str:
@@ -54,24 +42,12 @@ def _entry(key: str) -> Path:
 
 def load(key: str) -> dict[str, Any] | None:
     """The stored outcome of converting the file with this key, or None."""
-    try:
-        doc = json.loads(_entry(key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+    return read_entry(_entry(key), key)
 
 
 def store(key: str, outcome: dict[str, Any]) -> None:
-    """Keep an outcome; written to a temporary file and renamed, so readers never see half of one."""
-    path = _entry(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({**outcome, "key": key}, out)
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError):
-        return  # a cache that cannot be written only costs the next load its time
+    """Keep an outcome."""
+    write_entry(_entry(key), key, outcome)
 
 
 def rule_to_json(rule: Rule) -> dict[str, Any]:

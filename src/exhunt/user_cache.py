@@ -1,0 +1,51 @@
+"""The user's cache folder: results that depend only on some input's bytes and exhunt's code, kept
+under a digest of both, so a stale entry is never read.
+
+Entries are JSON (never pickle) under `$EXHUNT_CACHE`, else `$XDG_CACHE_HOME/exhunt`, else
+`~/.cache/exhunt`. A folder that cannot be written, or an entry that cannot be read, only means
+doing the work again. Nothing is written near the rules or the evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    """The folder the cached results are kept in."""
+    if os.environ.get("EXHUNT_CACHE"):
+        return Path(os.environ["EXHUNT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "exhunt"
+
+
+def code_digest(*files: Path, extra: tuple[str, ...] = ()) -> str:
+    """A digest of the code (and versions) a cached result depends on."""
+    parts = [*extra, *(hashlib.sha256(f.read_bytes()).hexdigest() for f in files)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def read_entry(path: Path, key: str) -> dict[str, Any] | None:
+    """The entry stored at `path` under `key`, or None (missing, unreadable or another key's)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("key") == key else None
+
+
+def write_entry(path: Path, key: str, doc: dict[str, Any]) -> None:
+    """Keep `doc` under `key`; written to a temporary file and renamed, so readers never see half of one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({**doc, "key": key}, out)
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        return  # a cache that cannot be written only costs the next load its time
