@@ -12,7 +12,7 @@ import pytest
 
 from exhunt import case as store_mod
 from exhunt.case import CaseWriter as Store
-from exhunt.families import family
+from exhunt.families import family, family_of_table
 
 EXCHANGE, W3C = family("httpproxy"), family("iis")
 
@@ -120,3 +120,52 @@ def test_the_writer_keeps_a_small_share_while_reading_and_never_loses_a_wide_bat
     assert small != limit()  # the wide batch needed, and got, the whole limit
     writer.ready_for_queries()
     writer.close()
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_spooled_and_stored_records_read_the_same(tmp_path: Path, spooled: bool):
+    """Without a case file the log records go to Parquet files read through views; every question the
+    rules and analytics ask (tables, columns, row ids, times, records) gets the answer a table gives,
+    with columns that differ between files joined by name."""
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool" if spooled else None)
+    fast = _rows(0, 3, 1)
+    fast = fast.append_column("_ts", store_mod.log_time(fast, EXCHANGE))
+    slow = _rows(3, 2, 2).set_column(0, "DateTime", pa.array(["2021-03-03T01:00:00.1234567Z", "junk"]))
+    wider = _rows(5, 2, 3).append_column("Extra", pa.array(["e1", "e2"]))
+    for batch in (fast, slow, wider):
+        st.append("log_x", batch)
+    st.add_artifacts([{"id": i, "path": f"f{i}.log", "host": "EXCH01"} for i in (1, 2, 3)])
+    reader = st.ready_for_queries()
+    assert "log_x" in reader.tables()
+    assert set(reader.columns("log_x")) == {"DateTime", "Value", "_line", "_artifact", "_ts", "Extra"}
+    assert "rowid" not in reader.column_map("log_x")
+    rows = reader.query("SELECT rowid AS rid, Value, Extra, _ts FROM log_x ORDER BY _line")
+    assert [r["Value"] for r in rows] == [f"v{i}" for i in range(7)]
+    assert len({r["rid"] for r in rows}) == 7
+    assert rows[3]["_ts"] == datetime(2021, 3, 3, 1, 0, 0, 123456) and rows[4]["_ts"] is None
+    assert [r["Extra"] for r in rows][-3:] == [None, "e1", "e2"]
+    (record,) = reader.records(family_of_table("log_x"), [rows[6]["rid"]])
+    assert record["Extra"] == "e2" and record["_rowid"] == rows[6]["rid"] and "rowid" not in record
+    st.close()
+    assert not spooled or any((tmp_path / "spool").glob("*.parquet"))
+
+
+def test_a_log_field_named_rowid_never_stands_for_the_stores_row_id(tmp_path: Path):
+    """A `#Fields` list naming `rowid` (the attacker writes the log) gets its own column name: a rule's
+    hits are still found by the store's row ids, in the default scan and with a case file."""
+    from exhunt.scan import ScanOptions, scan
+
+    log = tmp_path / "coll" / "C" / "inetpub" / "logs" / "LogFiles" / "W3SVC1" / "u_ex210303.log"
+    log.parent.mkdir(parents=True)
+    lines = [
+        "#Software: Microsoft Internet Information Services 10.0",
+        "#Fields: date time rowid cs-method cs-uri-stem cs-uri-query s-port c-ip cs(User-Agent) sc-status",
+        *[f"2021-03-03 01:00:{i:02d} 999 GET /owa/ - 443 10.0.0.{i} Mozilla 200" for i in range(30)],
+        "2021-03-03 02:00:00 0 POST /ecp/y.js - 443 203.0.113.9 python-requests/2.25 200",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    for options in (ScanOptions(), ScanOptions(case=tmp_path / "c.duckdb")):
+        result = scan(tmp_path / "coll", options)
+        hits = [f for f in result.findings if f.rule.id == "proxylogon-ecp-js-post"]
+        assert hits and [e.line for e in hits[0].evidence] == [33], options
+        assert "203.0.113.9" in hits[0].evidence[0].raw

@@ -108,7 +108,8 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             if not incremental:
                 prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
         threads = cpu_budget(options.threads)
-        case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads)
+        spool = Path(tmpdir) / "records" if tmpdir else None  # a case file keeps its records in its tables
+        case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads, spool=spool)
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         read = _rescan_reader(options.rescan) if incremental and options.rescan else ingest
         report = read(

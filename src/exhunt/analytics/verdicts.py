@@ -103,7 +103,8 @@ def attach_records(case: CaseReader, evidence: list[dict[str, Any]]) -> None:
         if source == "cmdlet":
             fam, cols = EVENTS, "t.data"
         elif source in SOURCE_FAMILIES and Table(case, SOURCE_FAMILIES[source]).exists:
-            fam, cols = SOURCE_FAMILIES[source], "t.* EXCLUDE (_artifact, _line, _ts)"
+            fam = SOURCE_FAMILIES[source]
+            cols = case.fields_sql(fam.table)
         else:
             continue
         got = case.rows_at(fam, [(e["artifact"], e["line"]) for e in items], cols)
