@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := demo
 
-.PHONY: demo test lint bench venv clean chromium image-tools fuzz bench-fleet
+.PHONY: demo test lint bench venv clean chromium image-tools fuzz bench-fleet bench-zircolite
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -61,6 +61,15 @@ bench: $(STAMP) chromium image-tools
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/sigma_events.py
+
+## bench-zircolite: Sigma on events against Zircolite on the same flat JSON lines, in the same run;
+## ZIRCOLITE=DIR names a checkout of https://github.com/wagga40/Zircolite, installed into a virtual
+## environment of its own under bench-data/ (never into exhunt's)
+bench-zircolite: $(STAMP)
+	@test -n "$(ZIRCOLITE)" || { echo "make bench-zircolite ZIRCOLITE=/path/to/Zircolite checkout"; exit 2; }
+	test -x bench-data/zircolite-venv/bin/python || { python3 -m venv bench-data/zircolite-venv && \
+		bench-data/zircolite-venv/bin/pip install -q -r $(ZIRCOLITE)/requirements.txt; }
+	$(BIN)/python bench/zircolite.py --zircolite $(ZIRCOLITE) --python bench-data/zircolite-venv/bin/python
 
 ## bench-fleet: 50 tiny servers on dask.distributed: hosts/minute and MB/s for 1 and 2 workers, incremental rerun
 bench-fleet: $(STAMP)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from exhunt.sources.base import ArtifactInfo, Source, text_head
-from exhunt.sources.events import BATCH, TABLE, _Batcher, _int, _level, message_note, parse_time
+from exhunt.sources.events import BATCH, TABLE, _Batcher, _int, _level, dumps, message_note, parse_time
 from exhunt.sources.message_fields import fill_from_message
 from exhunt.sources.sentinel_events import normalise, sentinel_map
 
@@ -118,7 +117,7 @@ class SentinelEventCsvSource(Source):
             event_id=event_id,
             level=_level(row.get("level")),
             computer=row.get("computer") or None,
-            data=json.dumps(data, ensure_ascii=False),
+            data=dumps(data),
             message=message or None,
         )
         info.records += 1

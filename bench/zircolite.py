@@ -1,0 +1,110 @@
+"""Sigma on events, side by side with Zircolite (Sigma on SQLite) on the same files in the same run.
+
+The events are the synthetic servers' Windows events of bench/event_rules.py (--copies times),
+written as flat JSON lines (`Channel`, `EventID`, `Computer`, the event data as top-level keys), the
+shape of public security datasets, which both tools read. The rules are a folder of Sigma YAML: the
+shared SigmaHQ subset beside the repository by default, or --rules DIR (e.g. SigmaHQ's rules/windows).
+Zircolite runs from a checkout in a virtual environment of its own (never exhunt's), given by
+--zircolite DIR and --python PATH; the runs alternate and each figure is a median.
+Usage: python bench/zircolite.py --zircolite DIR --python PY [--copies 10] [--runs 3] [--rules DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent / "bench-data"
+SHARED_SIGMA = HERE.parents[1] / "shared" / "data" / "sigma" / "rules"
+EXHUNT = str(Path(sys.executable).parent / "exhunt")
+
+
+def flat_events(copies: int) -> tuple[Path, int]:
+    """The bench events as flat JSON lines (one folder per copy), and how many there are."""
+    sys.path.insert(0, str(HERE))
+    from event_rules import build
+
+    build(copies)
+    source = DATA / f"events-x{copies}"
+    out = DATA / f"events-flat-x{copies}"
+    count = 0
+    for path in sorted(source.rglob("*.ndjson")):
+        dest = out / path.relative_to(source).with_suffix(".jsonl")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with path.open(encoding="utf-8") as src, dest.open("w", encoding="utf-8") as sink:
+            for line in src:
+                if line.strip():
+                    sink.write(json.dumps(_flat(json.loads(line))) + "\n")
+                    count += 1
+    return out, count
+
+
+def _flat(doc: dict) -> dict:
+    """A Winlogbeat document as a flat event: system fields, then the event data beside them."""
+    log = doc.get("winlog", {})
+    flat = {
+        "EventTime": doc.get("@timestamp"), "Channel": log.get("channel"), "EventID": log.get("event_id"),
+        "Computer": log.get("computer_name"), "SourceName": log.get("provider_name"),
+        "RecordNumber": log.get("record_id"), "Message": doc.get("message"),
+    }  # fmt: skip
+    flat.update({k: v for k, v in (log.get("event_data") or {}).items() if k not in flat})
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MiB) and output of one run, from GNU time -v."""
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=cwd)
+    if res.returncode not in (0, 1):
+        sys.exit(f"bench: {cmd[0]} failed with {res.returncode}:\n{res.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    assert wall and rss, res.stderr[-500:]
+    h, m, s = wall.groups()
+    return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1)) // 1024, res.stdout + res.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zircolite", type=Path, required=True, help="a checkout of Zircolite")
+    ap.add_argument("--python", type=Path, required=True, help="the Python of Zircolite's own virtual environment")
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rules", type=Path, default=SHARED_SIGMA)
+    args = ap.parse_args()
+    events, count = flat_events(args.copies)
+    out = DATA / "zircolite-out.json"
+    zircolite = [
+        str(args.python), "zircolite.py", "--events", str(events), "--jsonl", "--fileext", "jsonl", "--ruleset", str(args.rules),
+        "--pipeline", "sysmon", "--pipeline", "windows-logsources", "--outfile", str(out),
+    ]  # fmt: skip
+    exhunt = [EXHUNT, "scan", str(events), "--sigma", str(args.rules), "--quiet", "--force"]
+    exhunt += ["--json", str(DATA / "exhunt-out.json")]
+    timed(exhunt)  # the first run converts the Sigma rules into exhunt's cache; later runs load them from it
+    runs: dict[str, list[tuple[float, int]]] = {"Zircolite": [], "exhunt": []}
+    for _ in range(args.runs):
+        wall, rss, _ = timed(zircolite, cwd=args.zircolite)
+        runs["Zircolite"].append((wall, rss))
+        wall, rss, _ = timed(exhunt)
+        runs["exhunt"].append((wall, rss))
+    print(
+        f"{count:,} events ({sum(p.stat().st_size for p in events.rglob('*.jsonl')) / 1e6:.0f} MB), rules {args.rules}"
+    )
+    print(f"{'tool':10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}")
+    med = {}
+    for tool, pairs in runs.items():
+        wall = statistics.median(w for w, _ in pairs)
+        rss = statistics.median(r for _, r in pairs)
+        med[tool] = (wall, rss)
+        print(f"{tool:10} {wall:8.1f} {count / wall:10,.0f} {rss:9,}")
+    ratio = med["Zircolite"][0] / med["exhunt"][0]
+    print(f"exhunt events/s = {ratio:.2f}x Zircolite's; memory {med['exhunt'][1] / med['Zircolite'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
