@@ -1,5 +1,6 @@
-"""make bench: throughput and peak memory of `exhunt scan --case` on a ~1 GB synthetic collection,
-next to ripgrep counting the same literal indicators over the same files (the I/O floor).
+"""make bench: throughput and peak memory of `exhunt scan` (default, `--case`, the foundation rules
+alone, one thread) on a ~1 GB synthetic collection, next to ripgrep counting the same literal
+indicators over the same files (the I/O floor), and what a second thread gives.
 
 The collection is generated once into bench-data/ and reused while the generator settings are the
 same. Timings are medians over --runs runs: these machines are shared and noisy.
@@ -84,6 +85,7 @@ def main() -> None:
         "scan --case (every column kept)": ["--case", str(case)],
         "scan (default)": [],
         "scan, foundation rules only": [a for r in FOUNDATION for a in ("--rule", r)],
+        "scan (default), --threads 1": ["--threads", "1"],
     }
     times: dict[str, list[tuple[float, int]]] = {m: [] for m in modes}
     rgs = []
@@ -93,7 +95,7 @@ def main() -> None:
             case.unlink(missing_ok=True)
             times[mode].append(timed([*EXHUNT, "scan", str(coll), *extra, "--json", str(out), "-q"]))
         rgs.append(timed(rg, ok=(0, 1)))
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text())  # the last mode's: the default scan with every rule
     records = result["stats"]["records"]
     mb = size / 1e6
     rg_s = statistics.median(s for s, _ in rgs)
@@ -109,6 +111,10 @@ def main() -> None:
         print(f"{mode:34s} median {med:6.2f} s  {mb / med:6.1f} MB/s  {records / med:9,.0f} records/s  "
               f"peak RSS {peak:5,.0f} MB  ({', '.join(f'{s:.1f}' for s, _ in runs)}; {med / rg_s:.0f}x ripgrep)")  # fmt: skip
     print(f"{'rg -c -i -F (' + str(len(INDICATORS)) + ' literals)':34s} median {rg_s:6.2f} s  {mb / rg_s:6.0f} MB/s")
+    one, default = (
+        statistics.median(s for s, _ in times[m]) for m in ("scan (default), --threads 1", "scan (default)")
+    )
+    print(f"default scan, {os.cpu_count()} threads against 1: {one / default:.2f}x faster")
     print(f"cpu: {os.cpu_count()} cores")
     if not args.keep_case:
         case.unlink(missing_ok=True)
