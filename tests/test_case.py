@@ -169,3 +169,23 @@ def test_a_log_field_named_rowid_never_stands_for_the_stores_row_id(tmp_path: Pa
         hits = [f for f in result.findings if f.rule.id == "proxylogon-ecp-js-post"]
         assert hits and [e.line for e in hits[0].evidence] == [33], options
         assert "203.0.113.9" in hits[0].evidence[0].raw
+
+
+def test_a_spool_that_cannot_be_written_costs_those_files_only(tmp_path: Path, monkeypatch):
+    """A full disk under the temporary folder refuses a batch: its artifacts are named as not stored,
+    the rest of the family is stored and queryable."""
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+    real = store_mod.pq.ParquetWriter.write_table
+
+    def full_disk(self, table, *args, **kwargs):
+        if 2 in table.column("_artifact").to_pylist():
+            raise OSError(28, "No space left on device")
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(store_mod.pq.ParquetWriter, "write_table", full_disk)
+    st.append("log_x", _rows(0, 3, 1))
+    st.append("log_x", _rows(3, 2, 2))
+    reader = st.ready_for_queries()
+    assert [ids for ids, _ in st.failed] == [{2}] and "No space left" in st.failed[0][1]
+    assert [r["Value"] for r in reader.query("SELECT Value FROM log_x ORDER BY _line")] == ["v0", "v1", "v2"]
+    st.close()

@@ -453,14 +453,14 @@ class CaseWriter:
             return
         try:
             self._insert(table, parts)
-        except (duckdb.Error, pa.ArrowException) as exc:
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # OSError: a full disk under the spool
             if len(parts) == 1:
                 self._refused(parts[0], exc)
                 return
             for part in parts:  # find the batches at fault: the others are stored
                 try:
                     self._insert(table, [part])
-                except (duckdb.Error, pa.ArrowException) as one:
+                except (duckdb.Error, pa.ArrowException, OSError) as one:
                     self._refused(part, one)
 
     def _refused(self, part: pa.Table, exc: Exception) -> None:
