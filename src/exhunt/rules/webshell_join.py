@@ -86,7 +86,7 @@ def _normal_folder(path: str) -> str:
 
 def _requests_sql(case: CaseReader, fam: Family) -> str:
     """rid, host, site, lower-case path and status of every record of a web family (its web fields)."""
-    cols = {c.lower(): c for c in case.columns(fam.table)}
+    cols = case.column_map(fam.table)
     col = lambda name: f"t.{quote(cols[name.lower()])}" if name.lower() in cols else "NULL"  # noqa: E731
     web = fam.web_fields
     path, status, site = f"lower({web['url_stem'](col)})", web["status"](col), web["site"](col)
