@@ -189,3 +189,26 @@ def test_a_spool_that_cannot_be_written_costs_those_files_only(tmp_path: Path, m
     assert [ids for ids, _ in st.failed] == [{2}] and "No space left" in st.failed[0][1]
     assert [r["Value"] for r in reader.query("SELECT Value FROM log_x ORDER BY _line")] == ["v0", "v1", "v2"]
     st.close()
+
+
+def test_a_spool_file_that_cannot_be_finished_costs_its_own_artifacts_only(tmp_path: Path, monkeypatch):
+    """A Parquet file whose footer cannot be written (a full disk at the end of reading) is left out of
+    its table's view and its artifacts are named as not stored; the other tables are read as usual."""
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+    st.append("log_x", _rows(0, 3, 1))
+    st.append("log_y", _rows(0, 2, 2))
+    st.flush()
+    real = store_mod.pq.ParquetWriter.close
+    broken = st.spool.writers[next(k for k in st.spool.writers if k[0] == "log_y")][0]
+
+    def close(self):
+        real(self)
+        if self is broken:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_mod.pq.ParquetWriter, "close", close)
+    reader = st.ready_for_queries()
+    assert [ids for ids, _ in st.failed] == [{2}] and "No space left" in st.failed[0][1]
+    assert "log_x" in reader.tables() and "log_y" not in reader.tables()
+    assert reader.fetch("SELECT count(*) FROM log_x")[0][0] == 3
+    st.close()

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -154,9 +155,10 @@ class CaseReader:
     def columns(self, table: str) -> list[str]:
         return [r[0] for r in self._con.execute(f"DESCRIBE {quote(table)}").fetchall() if r[0] != SPOOL_ROWID]
 
-    def fields_sql(self, table: str, alias: str = "t") -> str:
-        """SQL for a record's own fields (no provenance column, no spooled row id), as `alias.*` would be."""
-        cols = [f"{alias}.{quote(c)}" for c in self.columns(table) if not c.startswith("_")]
+    def fields_sql(self, table: str, alias: str = "t", provenance: bool = False) -> str:
+        """SQL for a record's columns as `alias.*` would list them, without a spooled view's row id, and
+        without the provenance columns (`_artifact`, `_line`, `_ts`) unless asked."""
+        cols = [f"{alias}.{quote(c)}" for c in self.columns(table) if provenance or not c.startswith("_")]
         return ", ".join(cols) or "NULL AS nothing"
 
     def record_families(self) -> list[Family]:
@@ -202,7 +204,7 @@ class CaseReader:
     # -- evidence ----------------------------------------------------------------------------
     def records(self, family: Family, rowids: list[int]) -> list[dict[str, Any]]:
         """The stored records with these row ids, each with `_rowid` and its artifact's `_path`."""
-        every = ", ".join(f"t.{quote(c)}" for c in self.columns(family.table))  # a spooled view's rowid is not a field
+        every = self.fields_sql(family.table, provenance=True)
         if family.kind == "files":
             head, join = f"t.rowid AS _rowid, t.path AS _path, {every}", ""
         else:
@@ -465,7 +467,7 @@ class CaseWriter:
 
     def _refused(self, part: pa.Table, exc: Exception) -> None:
         ids = {int(i) for i in part.column("_artifact").unique().to_pylist()}
-        self.failed.append((ids, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"))
+        self.failed.append((ids, _why(exc)))
 
     def _insert(self, table: str, parts: list[pa.Table]) -> None:
         batch = pa.concat_tables(parts, promote_options="permissive")
@@ -475,22 +477,17 @@ class CaseWriter:
             # they are, which spares a copy (peak memory 1.39 GB -> 1.21 GB for 1 GB scanned)
             batch = batch.combine_chunks()
         family = family_of_table(table)
-        if self.spool is not None and family.line_based:
-            self.spool.write(table, self._with_time(family, batch))
-            return
-        if family.kind == "events":  # the schema's own table and columns
-            select = "SELECT * FROM _batch"
-        else:
+        if family.kind != "events":  # events carry their own `ts`; every other record gets its `_ts` here
+            batch = self._with_time(family, batch)
+            if self.spool is not None and family.line_based:
+                self.spool.write(table, batch)
+                return
             self._ensure_columns(table, batch.schema)
-            ts = _ts_sql(family, batch.column_names)
-            if "_ts" in batch.column_names:  # read by the readers; batches they left to SQL have NULLs
-                select = f"SELECT * REPLACE (coalesce(_ts, {ts}) AS _ts) FROM _batch"
-            else:
-                select = f"SELECT *, {ts} AS _ts FROM _batch"
+        insert = f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _batch"
         self._con.register("_batch", batch)
         try:
             try:
-                self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
+                self._con.execute(insert)
             except duckdb.OutOfMemoryException:
                 if self._write_memory == self.memory_limit:
                     raise
@@ -498,22 +495,21 @@ class CaseWriter:
                 # writer has the whole limit, and this batch is tried again (never lost to the cap)
                 self._write_memory = self.memory_limit
                 self._con.execute(f"SET memory_limit={_sql_text(self.memory_limit)}")
-                self._con.execute(f"INSERT INTO {quote(table)} BY NAME {select}")
+                self._con.execute(insert)
         finally:
             self._con.unregister("_batch")
 
     def _with_time(self, family: Family, batch: pa.Table) -> pa.Table:
-        """The batch with every `_ts` the log's time columns give (what the insert's SQL does for a table)."""
+        """The batch with a `_ts` for every row whose time columns give one: the readers' own where they
+        read them (`log_time`), DuckDB's TRY_CAST for the rest (one query, only when some are missing)."""
         have = "_ts" in batch.column_names
         if have and batch.column("_ts").null_count == 0:
             return batch
         ts = _ts_sql(family, batch.column_names)
-        self._con.register("_batch", batch)
-        try:
-            sql = f"SELECT {f'coalesce(_ts, {ts})' if have else ts} AS _ts FROM _batch"
-            times = self._con.sql(sql).to_arrow_table().column("_ts").cast(pa.timestamp("us"))
-        finally:
-            self._con.unregister("_batch")
+        sql = f"SELECT {f'coalesce(_ts, {ts})' if have else ts} AS _ts FROM _batch"
+        with self._con.cursor() as cur:  # a result of its own, whatever the writer's connection has open
+            cur.register("_batch", batch)
+            times = cur.sql(sql).to_arrow_table().column("_ts").cast(pa.timestamp("us"))
         if have:
             return batch.set_column(batch.column_names.index("_ts"), "_ts", times)
         return batch.append_column("_ts", times)
@@ -649,7 +645,7 @@ class CaseWriter:
         self._con.execute(f"SET threads={self.threads}; SET memory_limit={_sql_text(self.memory_limit)}")
         self.flush()
         if self.spool is not None:
-            self.spool.create_views(self._con)
+            self.failed.extend(self.spool.create_views(self._con))
         return self.reader
 
     def close(self) -> None:
@@ -672,38 +668,61 @@ class _Spool:
     table. DuckDB stored wide all-text tables at 122 MB/s of Arrow on one core; Parquet with LZ4 takes
     the same batches at 460 MB/s. Each table's batches with one column list go to one file (a row
     group per insert), so a view reads a few files. Each row gets a `_rid`, which the view names
-    `rowid`, as a table's own."""
+    `rowid`, as a table's own. A file that cannot be finished or read costs its own artifacts only."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.writers: dict[tuple[str, pa.Schema], pq.ParquetWriter] = {}
+        self.writers: dict[tuple[str, pa.Schema], tuple[pq.ParquetWriter, Path]] = {}
         self.files: dict[str, list[Path]] = {}
+        self.artifacts: dict[Path, set[int]] = {}  # the artifacts whose rows each file holds
         self.rows: dict[str, int] = {}
 
     def write(self, table: str, batch: pa.Table) -> None:
         first = self.rows.get(table, 0)
         self.rows[table] = first + batch.num_rows
-        batch = batch.append_column("_rid", pa.array(range(first, first + batch.num_rows), pa.int64()))
-        writer = self.writers.get((table, batch.schema))
-        if writer is None:
+        batch = batch.append_column("_rid", pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)))
+        if (table, batch.schema) not in self.writers:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"{len(self.writers)}.parquet"  # never the table's name: the log chose it
-            writer = pq.ParquetWriter(path, batch.schema, compression="lz4")
-            self.writers[(table, batch.schema)] = writer
+            self.writers[(table, batch.schema)] = pq.ParquetWriter(path, batch.schema, compression="lz4"), path
             self.files.setdefault(table, []).append(path)
+            self.artifacts[path] = set()
+        writer, path = self.writers[(table, batch.schema)]
         writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
+        self.artifacts[path].update(pc.unique(batch.column("_artifact")).to_pylist())
 
-    def create_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        for writer in self.writers.values():
-            writer.close()
+    def create_views(self, con: duckdb.DuckDBPyConnection) -> list[tuple[set[int], str]]:
+        """One view per table over its files; (artifact ids, why) of every file that could not be used."""
+        failed: list[tuple[set[int], str]] = []
+        bad: set[Path] = set()
+        for writer, path in self.writers.values():
+            try:
+                writer.close()
+            except (OSError, pa.ArrowException) as exc:  # a full disk, say
+                bad.add(path)
+                failed.append((self.artifacts[path], _why(exc)))
         self.writers.clear()
         for table, files in self.files.items():
-            listed = ", ".join(_sql_text(str(p)) for p in files)
+            usable = []
+            for path in (p for p in files if p not in bad):
+                try:
+                    con.execute(f"SELECT 1 FROM read_parquet({_sql_text(str(path))}) LIMIT 0")
+                    usable.append(path)
+                except duckdb.Error as exc:
+                    failed.append((self.artifacts[path], _why(exc)))
+            if not usable:
+                continue
+            listed = ", ".join(_sql_text(str(p)) for p in usable)
             con.execute(
                 f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT _rid AS {SPOOL_ROWID}, * EXCLUDE (_rid) "
                 f"FROM read_parquet([{listed}], union_by_name = true)"
             )
             con.execute(f"COMMENT ON VIEW {quote(table)} IS '{_SPOOLED}'")
+        return failed
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
 
 
 def _sql_text(text: str) -> str:
