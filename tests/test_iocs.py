@@ -359,6 +359,32 @@ def test_one_request_from_a_listed_ip_in_iis_and_httpproxy_is_one_hit(collection
     assert hit.count == 1 and sorted(e.path for e in hit.evidence) == sorted([W3, HP])
 
 
+@pytest.mark.parametrize("logs", ["both", "httpproxy only"])
+def test_url_and_domain_indicators_run_on_every_web_log_as_one_rule(collection: Path, tmp_path: Path, logs: str):
+    """A listed path or host seen by IIS and by HttpProxy for one request is one finding with evidence
+    from each; with the IIS logs deleted, the HttpProxy row still gives it."""
+    feed = tmp_path / "web.txt"
+    feed.write_text("/owa/auth/x.js\nc2.example.net\n")
+    req = "2f7d0d61-2d7b-4f44-9f5b-0c3c1b9a7e11"
+    if logs == "both":
+        write(collection, W3, iis_log([
+            f"2021-03-03 01:00:00 10.0.0.5 GET /owa/auth/x.js &cafeReqId={req}; 443 - 203.0.113.9 Mozilla/5.0 - 200 0 0 9",
+        ]))  # fmt: skip
+    write(collection, HP, httpproxy_log([
+        {"DateTime": "2021-03-03T01:00:00.000Z", "ClientIpAddress": "203.0.113.9", "RequestId": req,
+         "UrlStem": "/owa/auth/x.js", "UrlHost": "mail.corp.example", "HttpStatus": "200"},
+        {"DateTime": "2021-03-03T01:00:05.000Z", "ClientIpAddress": "203.0.113.10", "RequestId": "r2",
+         "UrlStem": "/owa/", "UrlHost": "www.c2.example.net", "HttpStatus": "200"},
+    ]))  # fmt: skip
+    result = run(collection, [feed])
+    assert not [f for f in result.findings if f.rule.source in ("iis", "httpproxy") and f.rule.id.startswith("ioc:")]
+    (url,) = by_rule(result, "ioc:web:url:web")
+    paths = [W3, HP] if logs == "both" else [HP]
+    assert url.count == 1 and sorted(e.path for e in url.evidence) == sorted(paths)
+    (domain,) = by_rule(result, "ioc:web:domain:web")
+    assert domain.group == {"client_ip": "203.0.113.10"} and [(e.path, e.line) for e in domain.evidence] == [(HP, 8)]
+
+
 def test_ioc_hashes_and_names_find_files(collection: Path, tmp_path: Path):
     write(collection, SHELL, SHELL_BODY)
     write(collection, "EXCH01/C/Users/Public/tool.bin", TOOL_BODY)
@@ -511,5 +537,5 @@ def test_url_indicators_in_iis_stem_query_referer_and_across_the_question_mark(c
     ]
     write(collection, "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log", iis_log(lines))
     result = run(collection, [feed])
-    hits = sorted(e.line for f in by_rule(result, "ioc:urls:url:iis") for e in f.evidence)
+    hits = sorted(e.line for f in by_rule(result, "ioc:urls:url:web") for e in f.evidence)
     assert hits == [5, 6, 7, 8, 10]

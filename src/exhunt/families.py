@@ -85,7 +85,7 @@ def _iis_site(c: Col) -> str:
 WEB_SOURCE = "web"
 WEB_FIELDS = (
     "ts", "client_ip", "method", "url_stem", "url_query", "url", "status", "user_agent", "user", "host", "bytes",
-    "site", "protocol", "request_id",
+    "site", "protocol", "request_id", "referer",
 )  # fmt: skip
 # An Exchange cmdlet run: in the MSExchange Management event log and in the Rps_Cmdlet log of remote
 # PowerShell (ProxyShell's cmdlets are often only in the latter). `result` is success or error.
@@ -121,6 +121,7 @@ IIS_WEB_FIELDS: dict[str, Alias] = {
     "site": _iis_site,
     "protocol": lambda c: "NULL::VARCHAR",
     "request_id": _iis_request_id,
+    "referer": lambda c: c("cs(Referer)"),
 }
 
 # HttpProxy logs the front end's view of the request, one folder per protocol (Ecp, Owa, Autodiscover...).
@@ -139,6 +140,7 @@ HTTPPROXY_WEB_FIELDS: dict[str, Alias] = {
     "site": lambda c: "'frontend'",
     "protocol": lambda c: c("Protocol"),
     "request_id": lambda c: c("RequestId"),
+    "referer": lambda c: "NULL::VARCHAR",  # HttpProxy does not log the referrer
 }
 
 

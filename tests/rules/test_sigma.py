@@ -30,10 +30,9 @@ def shared() -> tuple[Path, SigmaLoad]:
 
 
 def sigma_rule(root: Path, rel: str):
-    """The rule of one Sigma file (for web rules: the IIS one; the HttpProxy twin has an @httpproxy id)."""
+    """The rule of one Sigma file (a web rule is one `web` rule over IIS and HttpProxy)."""
     load = load_sigma([root / rel])
-    assert load.skipped == [] and len({r.origin for r in load.rules}) == 1
-    assert [r.id for r in load.rules[1:]] == [f"{load.rules[0].id}@httpproxy"] * (len(load.rules) - 1)
+    assert load.skipped == [] and len(load.rules) == 1
     return load.rules[0]
 
 
@@ -70,9 +69,9 @@ def test_every_shared_rule_loads_or_is_listed_with_a_reason(shared, capfd):
     assert len(files) == 137 == len([m for m in manifest if m.endswith(".yml") and "regression_data/" not in m])
     assert len({r.origin for r in load.rules}) + len(load.skipped) == 137
     assert {r.origin for r in load.rules} | {s[0] for s in load.skipped} == {str(f) for f in files}
-    web = [r for r in load.rules if r.source == "iis"]
-    twins = {r.id for r in load.rules if r.source == "httpproxy"}
-    assert len(web) == 24 and {f"{r.id}@httpproxy" for r in web} >= twins and len(twins) >= 15
+    web = [r for r in load.rules if r.source == "web"]
+    on = [{name for name, _, _ in r.by_family} for r in web]
+    assert len(web) == 24 and all("iis" in fams for fams in on) and sum("httpproxy" in fams for fams in on) >= 15
     assert all(reason for _, _, reason in load.skipped)
     # only what exhunt cannot read is skipped: Linux sources and SigmaHQ's deprecated rules
     skipped = {Path(p).relative_to(root).as_posix(): why for p, _, why in load.skipped}
@@ -85,8 +84,9 @@ def test_every_shared_rule_loads_or_is_listed_with_a_reason(shared, capfd):
     }
     assert len(skipped) == 9
     assert len({r.id for r in load.rules}) == len(load.rules)
-    assert all(r.id.startswith("sigma:") and r.sql and r.source in ("events", "iis", "httpproxy") for r in load.rules)
-    assert sum(r.source == "iis" for r in load.rules) == 24  # 22 webserver + 2 proxy rules
+    assert all(r.id.startswith("sigma:") and (r.sql or r.by_family) for r in load.rules)
+    assert {r.source for r in load.rules} == {"events", "web"}
+    assert sum(r.source == "web" for r in load.rules) == 24  # 22 webserver + 2 proxy rules
     capfd.readouterr()
     again = load_sigma([root / d for d in RULE_DIRS])  # the fixture loaded before output was captured
     assert capfd.readouterr() == ("", "") and [r.id for r in again.rules] == [r.id for r in load.rules]
@@ -100,7 +100,7 @@ def test_rule_metadata_is_mapped(shared):
         "Exchange ProxyShell Pattern",
         "high",
         "exploitation",
-        "iis",
+        "web",
     )
     assert shell.attack == ("T1190",) and shell.confidence == "medium"
     assert shell.origin.endswith("web_exchange_proxyshell.yml") and shell.references
@@ -391,20 +391,32 @@ def test_values_are_bound_and_odd_rules_are_listed_not_fatal(tmp_path, collectio
     assert hits(collection, [rule]) == [(rule.id, EVENTS, 1)]
 
 
-def test_webserver_rule_also_runs_on_httpproxy(shared, collection: Path):
+@pytest.mark.parametrize("logs", ["both", "httpproxy only"])
+def test_webserver_rule_is_one_rule_on_iis_and_httpproxy(shared, collection: Path, logs: str):
+    """A Sigma web rule runs once on every web log: the request both logs saw (tied by the front
+    end's request id) is one finding with evidence from each; with IIS deleted, HttpProxy still gives it."""
     from tests.conftest import INSTALL, httpproxy_log
 
     root, _ = shared
-    load = load_sigma(
-        [root / "rules-emerging-threats/2021/Exploits/ProxyShell-Exploit/web_exchange_proxyshell_successful.yml"]
-    )
-    (proxy,) = [r for r in load.rules if r.source == "httpproxy"]
+    rel = "rules-emerging-threats/2021/Exploits/ProxyShell-Exploit/web_exchange_proxyshell_successful.yml"
+    rule = sigma_rule(root, rel)
+    assert rule.source == "web" and [name for name, _, _ in rule.by_family] == ["iis", "httpproxy"]
+    req = "2f7d0d61-2d7b-4f44-9f5b-0c3c1b9a7e11"
+    query = "@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp"
+    w3 = "EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210810.log"
+    if logs == "both":
+        write(collection, w3, iis_log([
+            f"2021-08-10 01:00:00 10.0.0.5 GET /autodiscover/autodiscover.json {query}&cafeReqId={req}; 443 - "
+            "203.0.113.9 python-requests/2.25 - 200 0 0 9",
+        ]))  # fmt: skip
     path = f"{INSTALL}/Logging/HttpProxy/Autodiscover/HttpProxy_2021081001-1.LOG"
     rows = [
-        {"DateTime": "2021-08-10T01:00:00.000Z", "UrlStem": "/autodiscover/autodiscover.json",
-         "UrlQuery": "?@evil.corp/mapi/nspi/?&Email=autodiscover/autodiscover.json%3F@evil.corp", "HttpStatus": "200",
-         "Method": "GET", "ClientIpAddress": "203.0.113.9"},
+        {"DateTime": "2021-08-10T01:00:00.000Z", "UrlStem": "/autodiscover/autodiscover.json", "RequestId": req,
+         "UrlQuery": f"?{query}", "HttpStatus": "200", "Method": "GET", "ClientIpAddress": "203.0.113.9"},
         {"DateTime": "2021-08-10T01:00:01.000Z", "UrlStem": "/autodiscover/autodiscover.xml", "HttpStatus": "200"},
     ]  # fmt: skip
     write(collection, path, httpproxy_log(rows))
-    assert hits(collection, [proxy]) == [(proxy.id, path, 7)]
+    result = scan(collection, ScanOptions(rules=[rule], all_evidence=True))
+    (finding,) = result.findings
+    expected = sorted([(w3, 5), (path, 7)]) if logs == "both" else [(path, 7)]
+    assert finding.count == 1 and sorted((e.path, e.line) for e in finding.evidence) == expected

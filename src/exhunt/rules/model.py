@@ -77,6 +77,8 @@ class Rule:
     sql: str | None = None  # a generated SQL condition over table alias `t` (Sigma backend), never from YAML
     sql_params: tuple[object, ...] = ()
     view: FieldView | None = None  # generated rules on events: the shared extraction their `sql` also does
+    # a generated union rule (Sigma on web logs): (family, SQL condition over `t`, its params) per family
+    by_family: tuple[tuple[str, str, tuple[object, ...]], ...] = ()
     origin: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

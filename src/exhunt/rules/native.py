@@ -255,17 +255,23 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
 
     Samples alternate between families (the first hit of each, then the second of each...), so a
     finding seen in several logs shows evidence from each even when only a few samples are kept."""
-    if rule.where is None:
+    generated = {name: (sql, sql_params) for name, sql, sql_params in rule.by_family}
+    if rule.where is None and not generated:
         return []
     tables = case.tables()
     parts: list[str] = []
     args: list[Any] = []
     groups = rule.group_by or UNION_GROUP[rule.source]
     for fam in source_families(rule.source):
-        if fam.table not in tables:
+        if fam.table not in tables or (rule.where is None and fam.name not in generated):
             continue
         comp = Compiler(fam, case.columns(fam.table), params, rule.source)
-        where = comp.compile(rule.where)
+        if rule.where is not None:
+            where = comp.compile(rule.where)
+        else:
+            sql, sql_params = generated[fam.name]
+            where = f"coalesce(({sql}), false)"
+            comp.args.extend(sql_params)
         grp = "struct_pack(" + ", ".join(f"{quote(g)} := CAST({comp.field(g)} AS VARCHAR)" for g in groups) + ")"
         req = comp.field("request_id") if "request_id" in UNIONS[rule.source] else "NULL"  # one request, counted once
         parts.append(

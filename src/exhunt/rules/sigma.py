@@ -24,8 +24,9 @@ Log sources (Sigma `logsource` -> exhunt table, channel, event ids; see `targets
       iis-configuration, powershell, powershell-classic, sysmon, taskscheduler, wmi, ntlm,
       codeintegrity-operational, bits-client, firewall-as, dns-server, smbclient-security,
       terminalservices-localsessionmanager, openssh, applocker: any event id of that channel
-  webserver, proxy (no product, or windows)    IIS W3C logs (table log_iis, rule id sigma:<id>) and
-                                               Exchange HttpProxy logs (log_httpproxy, sigma:<id>@httpproxy)
+  webserver, proxy (no product, or windows)    one `web` union rule (id sigma:<id>) over IIS W3C logs
+                                               (log_iis) and Exchange HttpProxy logs (log_httpproxy):
+                                               a request both logs saw is one finding, evidence from each
   Anything else (linux, macos, cloud, other services) is listed as skipped with the reason.
 
 Fields
@@ -62,7 +63,7 @@ Rule fields: id `sigma:<Sigma id>` (or `sigma:<file stem>` when the rule has non
 `level` (informational -> info); confidence from `status` (stable high, test medium, experimental
 low); kind `exploitation` for cve.* / attack.initial-access / attack.t1190 tags, else `webshell` for
 attack.t1505.003 or "web shell" in the title or description, else `post-exploitation`; attack from
-attack.tNNNN[.NNN] tags, upper-cased; cves from cve.* tags; source `events` or `iis`; origin = the
+attack.tNNNN[.NNN] tags, upper-cased; cves from cve.* tags; source `events` or `web`; origin = the
 file. Rules with status deprecated or unsupported, or inside a folder named `deprecated` (SigmaHQ's
 layout), are skipped as deprecated.
 
@@ -71,7 +72,8 @@ names must match a strict pattern before they appear in SQL text. A rule's `sql`
 
     t.rowid IN (SELECT s._rid FROM (SELECT <each field once> FROM (<table>) b) s WHERE <condition>)
 
-so each event's JSON is parsed once per rule, not once per comparison, and for IIS the table is
+(a web rule has one such condition per family in `Rule.by_family`, run as a union rule), so each
+event's JSON is parsed once per rule, not once per comparison, and for IIS the table is
 unioned BY NAME with an empty row holding every column the rule names, so an absent column is NULL
 rather than a binder error. Each rule's SQL is run once on an empty in-memory database at load time;
 a rule whose SQL DuckDB refuses is skipped with DuckDB's message.
@@ -121,7 +123,7 @@ from sigma.types import (
 
 from exhunt import safe_yaml
 from exhunt.errors import RuleError
-from exhunt.families import family
+from exhunt.families import WEB_SOURCE, family
 from exhunt.rules import sigma_cache
 from exhunt.rules.field_view import events_base
 from exhunt.rules.model import FieldView, Rule
@@ -213,6 +215,7 @@ IIS_FIELDS = {
     "cs(User-Agent)": "@user_agent", "cs-referer": "cs(Referer)", "cs-cookie": "cs(Cookie)",
     "cs-content-type": "cs(Content-Type)", "r-dns": "cs-host", "src_ip": "c-ip", "dst_ip": "s-ip", "dst_port": "s-port",
 }  # fmt: skip
+WEB_TARGETS = {"iis", "httpproxy"}  # a rule on these runs as one `web` union rule
 W3C_NAME = re.compile(r"^(date|time|time-taken|(s|c|cs|sc|r|x)-[a-z0-9-]+|(cs|sc)\([A-Za-z0-9-]+\))$")
 
 
@@ -648,7 +651,13 @@ def _kind(rule: SigmaRule) -> str:
 
 
 def _to_rule(
-    rule: SigmaRule, path: Path, source: str, sql: str, params: tuple[object, ...], view: FieldView | None
+    rule: SigmaRule,
+    path: Path,
+    source: str,
+    sql: str | None,
+    params: tuple[object, ...],
+    view: FieldView | None,
+    by_family: tuple[tuple[str, str, tuple[object, ...]], ...] = (),
 ) -> Rule:
     tags = _tags(rule)
     level = rule.level.name.lower() if rule.level else "medium"
@@ -661,7 +670,7 @@ def _to_rule(
         attack=tuple(name.upper() for ns, name in tags if ns == "attack" and ATTACK_ID.match(name)),
         false_positives="; ".join(str(f) for f in rule.falsepositives or []),
         references=tuple(str(r) for r in rule.references or []), sql=sql, sql_params=params, view=view,
-        origin=str(path),
+        by_family=by_family, origin=str(path),
     )  # fmt: skip
 
 
@@ -710,8 +719,9 @@ def _one_line(exc: Exception) -> str:
 
 
 def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
-    """One exhunt rule per table the log source lives in (web rules: IIS and HttpProxy). A table that
-    cannot express the rule is left out; the rule is not applicable only when no table can."""
+    """One exhunt rule per source the log source lives in. A web rule is one `web` union rule over
+    IIS and HttpProxy, so a request both logs saw is one finding with evidence from each. A table
+    that cannot express the rule is left out; the rule is not applicable only when no table can."""
     status = rule.status.name.lower() if rule.status else ""
     if status in ("deprecated", "unsupported"):
         raise NotApplicable(f"{status} rule (status: {status})")
@@ -720,20 +730,23 @@ def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
     by_source: dict[str, list[Target]] = {}
     for target in targets_for(rule.logsource):
         by_source.setdefault(target.source, []).append(target)
-    rules: list[Rule] = []
+    converted: list[tuple[str, str, tuple[object, ...], FieldView | None]] = []
     first_problem: NotApplicable | None = None
-    for n, (source, targets) in enumerate(by_source.items()):
+    for source, targets in by_source.items():
         try:
             sql, params, view = _convert_for(rule, targets)
             _check_sql(source, sql, params)
         except NotApplicable as exc:
             first_problem = first_problem or exc
             continue
-        made = _to_rule(rule, path, source, sql, params, view)
-        rules.append(made if n == 0 else dataclasses.replace(made, id=f"{made.id}@{source}"))
-    if not rules:
+        converted.append((source, sql, params, view))
+    if not converted:
         raise first_problem or NotApplicable("no exhunt table for this rule")
-    return rules
+    if set(by_source) <= WEB_TARGETS:
+        parts = tuple((source, sql, params) for source, sql, params, _ in converted)
+        return [_to_rule(rule, path, WEB_SOURCE, None, (), None, parts)]
+    rules = [_to_rule(rule, path, *c) for c in converted]
+    return [rules[0], *(dataclasses.replace(r, id=f"{r.id}@{r.source}") for r in rules[1:])]
 
 
 def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...], FieldView | None]:

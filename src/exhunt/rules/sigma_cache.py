@@ -29,7 +29,9 @@ def converter_key() -> str:
     """A digest of everything a conversion depends on besides the rule file."""
     here = Path(__file__).parent
     versions = (__version__, metadata.version("pysigma"), metadata.version("duckdb"))
-    return code_digest(here / "sigma.py", here / "model.py", here.parent / "families.py", extra=versions)
+    return code_digest(
+        here / "sigma.py", here / "sigma_cache.py", here / "model.py", here.parent / "families.py", extra=versions
+    )
 
 
 def file_key(data: bytes) -> str:
@@ -56,6 +58,7 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
         "kind": rule.kind, "source": rule.source, "confidence": rule.confidence, "cves": list(rule.cves),
         "attack": list(rule.attack), "false_positives": rule.false_positives, "references": list(rule.references),
         "sql": rule.sql, "sql_params": list(rule.sql_params),
+        "by_family": [[name, sql, list(params)] for name, sql, params in rule.by_family],
         "view": None if rule.view is None else {
             "sources": rule.view.sources, "lowered": list(rule.view.lowered), "plain": list(rule.view.plain),
             "where": rule.view.where,
@@ -66,6 +69,7 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
 def rule_from_json(doc: dict[str, Any], origin: str) -> Rule:
     values = {k: tuple(v) if k in _TUPLES else v for k, v in doc.items()}
     view = values.pop("view", None)
+    values["by_family"] = tuple((str(n), str(sql), tuple(p)) for n, sql, p in values.pop("by_family", ()))
     if view is not None:
         view = FieldView(view["sources"], tuple(view["lowered"]), tuple(view["plain"]), view["where"])
     return Rule(**values, view=view, origin=origin)
