@@ -117,3 +117,20 @@ def test_flat_jsonl_keeps_sysmon_source_image():
             "SourceImage": "C:\\Windows\\System32\\rundll32.exe", "TargetImage": "C:\\Windows\\System32\\lsass.exe"}  # fmt: skip
     rows, _ = read(JsonLinesEventSource(), (json.dumps(line) + "\n").encode())
     assert json.loads(rows[0]["data"])["SourceImage"].endswith("rundll32.exe")
+
+
+def test_flattened_dotted_keys_are_read_like_nested_ones():
+    """Some exports flatten the Winlogbeat document (`"winlog.channel": ...`): same event, same row."""
+    nested = {"@timestamp": "2021-03-03T04:12:01Z", "message": "m",
+              "winlog": {"channel": "Security", "event_id": 4688, "record_id": 5, "computer_name": "EXCH01",
+                         "provider_name": "Microsoft-Windows-Security-Auditing",
+                         "event_data": {"NewProcessName": "C:\\\\w\\\\cmd.exe"}}}  # fmt: skip
+    flat = {"@timestamp": "2021-03-03T04:12:01Z", "message": "m", "winlog.channel": "Security",
+            "winlog.event_id": 4688, "winlog.record_id": 5, "winlog.computer_name": "EXCH01",
+            "winlog.provider_name": "Microsoft-Windows-Security-Auditing",
+            "winlog.event_data": {"NewProcessName": "C:\\\\w\\\\cmd.exe"}}  # fmt: skip
+    (a,), _ = read(JsonLinesEventSource(), (json.dumps(nested) + "\n").encode())
+    (b,), _ = read(JsonLinesEventSource(), (json.dumps(flat) + "\n").encode())
+    assert a == b
+    assert (b["channel"], b["event_id"], b["computer"]) == ("Security", 4688, "EXCH01")
+    assert json.loads(b["data"]) == {"NewProcessName": "C:\\\\w\\\\cmd.exe"}

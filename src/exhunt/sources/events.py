@@ -234,10 +234,12 @@ _FLAT_NON_DATA = {k for keys in _JSONL_KEYS.values() for k in keys if "." not in
 
 
 def _dig(obj: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path (`winlog.channel`): nested objects, else the flattened key that
+    some exports write (`{"winlog.channel": ...}`)."""
     cur: Any = obj
     for part in dotted.split("."):
         if not isinstance(cur, dict) or part not in cur:
-            return obj.get(dotted) if cur is not obj else None
+            return obj.get(dotted)
         cur = cur[part]
     return cur
 
