@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exhunt.sources.base import ArtifactInfo
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource, flatten_event_data, parse_time
@@ -134,3 +136,37 @@ def test_flattened_dotted_keys_are_read_like_nested_ones():
     assert a == b
     assert (b["channel"], b["event_id"], b["computer"]) == ("Security", 4688, "EXCH01")
     assert json.loads(b["data"]) == {"NewProcessName": "C:\\\\w\\\\cmd.exe"}
+
+
+def test_hostile_values_cost_no_row():
+    """A value that does not fit its column or is not text Arrow can hold becomes null or U+FFFD in
+    its own row; the other rows of the batch are kept."""
+    lines = [
+        '{"EventTime": "2021-03-03 05:00:00", "Channel": "Security", "EventID": 99999999999, "RecordNumber": 1e400}',
+        '{"EventTime": "2021-03-03 05:00:00", "Channel": "Security", "EventID": 4688, "x": "a\\ud800b"}',
+        '{"EventTime": "2021-03-03 05:00:00", "Channel": "Security", "EventID": 4624, "Level": "Information"}',
+    ]
+    rows, info = read(JsonLinesEventSource(), ("\n".join(lines) + "\n").encode())
+    assert [r["_line"] for r in rows] == [1, 2, 3] and info.errors == []
+    assert rows[0]["event_id"] is None and rows[0]["record_id"] is None
+    assert json.loads(rows[1]["data"])["x"] == "a\ufffdb"
+    assert (rows[2]["event_id"], rows[2]["level"]) == (4624, 4)
+
+
+_scalars = st.one_of(st.text(max_size=12), st.integers(-(2**70), 2**70), st.floats(), st.booleans(), st.none())
+_values = st.one_of(
+    _scalars, st.lists(_scalars, max_size=3), st.dictionaries(st.text(max_size=5), _scalars, max_size=3)
+)
+_keys = st.one_of(
+    st.sampled_from(["Channel", "EventID", "EventTime", "Level", "Message", "Computer", "RecordNumber", "winlog",
+                     "EventData", "@timestamp", "host.name", "winlog.event_id", "CommandLine", "param1"]),
+    st.text(max_size=8),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(_keys, _values, max_size=8), min_size=1, max_size=6))
+def test_any_json_object_line_becomes_a_row(docs):
+    data = "".join(json.dumps(d) + "\n" for d in docs).encode()
+    rows, info = read(JsonLinesEventSource(), data)
+    assert [r["_line"] for r in rows] == list(range(1, len(docs) + 1)) and info.errors == []

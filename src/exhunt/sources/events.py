@@ -102,13 +102,16 @@ def flatten_event_data(section: Any) -> dict[str, str]:
     return out
 
 
-def _int(v: Any) -> int | None:
+def _int(v: Any, bits: int = 32) -> int | None:
+    """An integer field, or None when it is not one or does not fit its column (a hostile
+    `"EventID": 99999999999` must not cost the batch its rows)."""
     if isinstance(v, dict):
         v = v.get("#text")
     try:
-        return int(v)
-    except (TypeError, ValueError):
+        n = int(v)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         return None
+    return n if -(1 << (bits - 1)) <= n < 1 << (bits - 1) else None
 
 
 class _Batcher:
@@ -123,9 +126,19 @@ class _Batcher:
         return len(self.rows["ts"])
 
     def flush(self) -> pa.Table:
-        table = pa.Table.from_pydict(self.rows, schema=EVENT_SCHEMA)
+        try:
+            table = pa.Table.from_pydict(self.rows, schema=EVENT_SCHEMA)
+        except UnicodeEncodeError:  # a lone surrogate escape ("\ud800") decoded into a field
+            table = pa.Table.from_pydict({k: [_unicode(v) for v in col] for k, col in self.rows.items()}, EVENT_SCHEMA)
         self.rows = {name: [] for name in EVENT_SCHEMA.names}
         return table
+
+
+def _unicode(v: Any) -> Any:
+    """Text with lone surrogates replaced by U+FFFD (Arrow strings are UTF-8); anything else as is."""
+    if isinstance(v, str):
+        return v.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return v
 
 
 EVTX_HEADER_BYTES = 4096
@@ -204,7 +217,7 @@ class EvtxSource(Source):
         data.update(flatten_event_data(event.get("UserData")))
         created = (system.get("TimeCreated") or {}).get("#attributes", {}).get("SystemTime")
         batch.add(
-            record_id=_int(system.get("EventRecordID")) or rec.get("event_record_id"),
+            record_id=_int(system.get("EventRecordID"), 64) or rec.get("event_record_id"),
             ts=parse_time(created) or parse_time(rec.get("timestamp")),
             channel=_text(system.get("Channel")) or None,
             provider=pattrs.get("Name") or pattrs.get("EventSourceName"),
@@ -354,7 +367,7 @@ class JsonLinesEventSource(Source):
             self.parsed_from_message += 1
         batch.add(
             _line=line,
-            record_id=_int(row.get("record_id")),
+            record_id=_int(row.get("record_id"), 64),
             ts=parse_time(row.get("ts")),
             channel=channel,
             provider=provider,
