@@ -53,6 +53,7 @@ class FieldView:
     lowered: tuple[str, ...]
     plain: tuple[str, ...]
     where: str  # over alias `s`; its `?` are the rule's sql_params
+    needs: tuple[tuple[str, str], ...] | None = None  # (field, literal) pairs one of which a hit holds (literal_gate)
 
 
 @dataclass(frozen=True)

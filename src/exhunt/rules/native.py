@@ -23,6 +23,7 @@ from typing import Any
 from exhunt.case import CaseReader, quote
 from exhunt.families import UNION_GROUP, UNIONS, Family, family, field_alias, is_union, source_families
 from exhunt.rules.field_view import events_view_sql
+from exhunt.rules.literal_gate import possible
 from exhunt.rules.model import Rule
 
 
@@ -190,7 +191,7 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
     name = case.temp_name("view")
     case.fetch(f"CREATE TEMP TABLE {name} AS {events_view_sql(views[0].sources, lowered, plain)}")
     try:
-        hit = _any_match(case, name, rules)
+        hit = _gated_any_match(case, name, rules, set(lowered))
         columns = case.columns(fam.table)
         out = []
         for rule, view, matched in zip(rules, views, hit, strict=True):
@@ -207,6 +208,24 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
 
 
 ANY_MATCH_RULES = 100  # conditions tested in one pass over a field view
+LITERAL_GATE = True  # skip rules whose necessary literals occur nowhere in the view (literal_gate)
+
+
+def _gated_any_match(case: CaseReader, view: str, rules: list[Rule], lowered: set[str]) -> list[bool]:
+    """`_any_match`, asked only of the rules the literal gate leaves possible."""
+    if not LITERAL_GATE:
+        return _any_match(case, view, rules)
+
+    def values_of(field: str) -> list[str] | None:
+        if field not in lowered:
+            return None
+        col = quote("l:" + field)
+        return [r[0] for r in case.fetch(f"SELECT DISTINCT {col} FROM {view} WHERE {col} IS NOT NULL")]
+
+    maybe = possible(values_of, [r.view.needs if r.view else None for r in rules])
+    asked = [r for r, m in zip(rules, maybe, strict=True) if m]
+    answers = iter(_any_match(case, view, asked) if asked else [])
+    return [next(answers) if m else False for m in maybe]
 
 
 def _any_match(case: CaseReader, view: str, rules: list[Rule]) -> list[bool]:

@@ -126,7 +126,9 @@ from exhunt.errors import RuleError
 from exhunt.families import WEB_SOURCE, family
 from exhunt.rules import sigma_cache
 from exhunt.rules.field_view import events_base
+from exhunt.rules.literal_gate import Need
 from exhunt.rules.model import FieldView, Rule
+from exhunt.rules.sigma_needs import needs
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
 
@@ -370,6 +372,11 @@ class DuckDBBackend(TextQueryBackend):
         text = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
         return text, self.values
 
+    @staticmethod
+    def needs(rule: SigmaRule) -> Need | None:
+        """The literal gate's set of a rule `condition` converted (its tree as the pipeline left it)."""
+        return needs(c.parsed for c in rule.detection.parsed_condition)
+
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
         """A long `OR` of plain values of one field (`a`, `*a`, `a*`, `*a*`) becomes one RE2 pattern of
         escaped literals: DuckDB plans a rule with hundreds of such values 10-100x faster that way and
@@ -562,7 +569,9 @@ def _source_filter(target: Target) -> str:
     return " AND ".join(parts) or "true"
 
 
-def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple[object, ...], FieldView | None]:
+def _assemble(
+    parts: list[tuple[Target, str, list[object]]], needs: Need | None = None
+) -> tuple[str, tuple[object, ...], FieldView | None]:
     """Join the targets' conditions into one `t.rowid IN (...)` query; markers become `?` in order.
     For events, also the rule's field view: its sources, the fields it reads and its condition over
     them, so that rules on the same sources share one extraction (`events_view_sql`)."""
@@ -596,7 +605,10 @@ def _assemble(parts: list[tuple[Target, str, list[object]]]) -> tuple[str, tuple
     view = None
     if source == "events":
         sources = " OR ".join(f"({_source_filter(t)})" for t in targets)
-        view = FieldView(sources, tuple(lowered), tuple(plain), where)
+        known = set(lowered)  # the gate reads lowered columns of the view only
+        view = FieldView(
+            sources, tuple(lowered), tuple(plain), where, needs if needs and {f for f, _ in needs} <= known else None
+        )
     return sql, params, view
 
 
@@ -751,10 +763,14 @@ def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
 
 def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...], FieldView | None]:
     parts = []
+    gate: set[tuple[str, str]] | None = set()
     for target in targets:
         try:
             with _CONVERT_LOCK:  # the cached backends collect values per conversion
-                cond, values = _backend(target).condition(copy.deepcopy(rule))
+                processed = copy.deepcopy(rule)
+                cond, values = _backend(target).condition(processed)
+            need = DuckDBBackend.needs(processed)
+            gate = None if gate is None or need is None else gate | set(need)
         except NotApplicable as exc:
             raise NotApplicable(_one_line(exc)) from None
         except NotImplementedError as exc:
@@ -762,7 +778,7 @@ def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[obj
         except SigmaError as exc:
             raise NotApplicable(f"cannot convert: {_one_line(exc)}") from None
         parts.append((target, cond, list(values)))
-    return _assemble(parts)
+    return _assemble(parts, tuple(sorted(gate)) if gate else None)
 
 
 def _title(docs: list[dict[str, Any]] | None) -> str:

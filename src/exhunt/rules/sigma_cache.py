@@ -30,7 +30,12 @@ def converter_key() -> str:
     here = Path(__file__).parent
     versions = (__version__, metadata.version("pysigma"), metadata.version("duckdb"))
     return code_digest(
-        here / "sigma.py", here / "sigma_cache.py", here / "model.py", here.parent / "families.py", extra=versions
+        here / "sigma.py",
+        here / "sigma_needs.py",
+        here / "sigma_cache.py",
+        here / "model.py",
+        here.parent / "families.py",
+        extra=versions,
     )
 
 
@@ -61,7 +66,7 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
         "by_family": [[name, sql, list(params)] for name, sql, params in rule.by_family],
         "view": None if rule.view is None else {
             "sources": rule.view.sources, "lowered": list(rule.view.lowered), "plain": list(rule.view.plain),
-            "where": rule.view.where,
+            "where": rule.view.where, "needs": None if rule.view.needs is None else [list(n) for n in rule.view.needs],
         },
     }  # fmt: skip
 
@@ -71,5 +76,9 @@ def rule_from_json(doc: dict[str, Any], origin: str) -> Rule:
     view = values.pop("view", None)
     values["by_family"] = tuple((str(n), str(sql), tuple(p)) for n, sql, p in values.pop("by_family", ()))
     if view is not None:
-        view = FieldView(view["sources"], tuple(view["lowered"]), tuple(view["plain"]), view["where"])
+        needs = view.get("needs")
+        view = FieldView(
+            view["sources"], tuple(view["lowered"]), tuple(view["plain"]), view["where"],
+            None if needs is None else tuple((str(f), str(lit)) for f, lit in needs),
+        )  # fmt: skip
     return Rule(**values, view=view, origin=origin)
