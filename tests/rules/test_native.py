@@ -54,3 +54,43 @@ def test_contains_reads_values_literally(store: CaseReader, value: str, expected
 def test_contains_case_sensitive_and_lists(store: CaseReader):
     assert hits(store, {"field": "cs-uri-query", "contains": "port=", "case_sensitive": True}) == []
     assert hits(store, {"field": "cs-uri-query", "contains": ["50x", "PORT"]}) == ["Q=PORT=1", "a=50x_off"]
+
+
+EVENT_VALUES = ["C:\\Temp\\A.B", "c:\\temp\\a(b)", "x$y^", "[z]", "a.bc", "pre+post*", "tab\there", "É.exe", None]
+LISTS = {
+    "equals": ["c:\\temp\\a.b", "x$y^", "[Z]"],
+    "startswith": ["C:\\TEMP", "x$", "pre+"],
+    "endswith": ["(b)", "^", "*", ".EXE"],
+    "contains": ["a.b", "\\t", "$y", "+p", "\there"],
+}
+
+
+@pytest.mark.parametrize("op", sorted(LISTS))
+@pytest.mark.parametrize("cs", [False, True])
+def test_value_lists_on_a_json_field_match_as_each_value_alone(tmp_path: Path, monkeypatch, op: str, cs: bool):
+    """A list of values on a computed field (here an event's data) is one pattern over the field
+    computed once; it matches exactly what the values one by one match, metacharacters and case."""
+    import json
+
+    from exhunt.rules import native
+
+    st = CaseWriter(tmp_path / "e.duckdb")
+    n = len(EVENT_VALUES)
+    st.append(
+        "events",
+        pa.table({
+            "event_id": pa.array([1] * n, pa.int32()), "computer": [f"H{i}" for i in range(n)],
+            "data": [json.dumps({} if v is None else {"F": v}) for v in EVENT_VALUES],
+            "_line": pa.array(np.arange(1, n + 1), pa.int64()), "_artifact": pa.array(np.ones(n), pa.int32()),
+        }),
+    )  # fmt: skip
+    st.add_artifacts([{"id": 1, "path": "e.jsonl", "host": "EXCH01"}])
+    case = st.ready_for_queries()
+    rule = rule_from_dict(
+        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "events",
+         "where": {"field": "data.F", op: LISTS[op], "case_sensitive": cs}, "group_by": ["computer"]}, "test")  # fmt: skip
+    together = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
+    monkeypatch.setattr(native, "ANCHORS", {})  # each value its own condition
+    alone = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
+    st.close()
+    assert together == alone and (together or (op == "equals" and cs))

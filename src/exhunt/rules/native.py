@@ -55,6 +55,16 @@ def glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
+PLAIN_COLUMN = re.compile(r't\."[^"]*"')
+ANCHORS = {"equals": ("^", "$"), "startswith": ("^", ""), "endswith": ("", "$"), "contains": ("", "")}
+
+
+def re2_literal(text: str) -> str:
+    """`text` matched literally by RE2: its metacharacters escaped (never a letter, so lowering the
+    pattern lowers only its literal text)."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
@@ -108,8 +118,15 @@ class Compiler:
             return x if cs else f"lower({x})"
 
         parts = []
+        costly = not PLAIN_COLUMN.fullmatch(num)  # a JSON field or an alias: computed once, not once per value
         for op in (k for k in cond if k not in ("field", "case_sensitive")):
             values = cond[op] if isinstance(cond[op], list) else [cond[op]]
+            if costly and op in ANCHORS and len(values) > 1:
+                head, tail = ANCHORS[op]
+                pattern = head + "(?:" + "|".join(re2_literal(self.value(v)) for v in values) + ")" + tail
+                parts.append(f"regexp_matches({low(f)}, {low('?')})")
+                self.args.append(pattern)
+                continue
             if op == "equals" and len(values) > 8:
                 vals = [self.value(v) if cs else self.value(v).lower() for v in values]
                 parts.append(f"list_contains(?::VARCHAR[], {low(f)})")
@@ -192,17 +209,17 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
     case.fetch(f"CREATE TEMP TABLE {name} AS {events_view_sql(views[0].sources, lowered, plain)}")
     try:
         hit = _gated_any_match(case, name, rules, set(lowered))
-        columns = case.columns(fam.table)
-        out = []
-        for rule, view, matched in zip(rules, views, hit, strict=True):
-            if not matched:  # most rules match nothing: one pass told, no grouping query needed
-                out.append([])
-                continue
-            comp = Compiler(fam, columns, {})
-            comp.args.extend(rule.sql_params)
-            where = f"t.rowid IN (SELECT s._rid FROM {name} s WHERE {view.where})"
-            out.append(_grouped(case, comp, rule, where, samples))
-        return out
+        out: dict[int, list[RawFinding]] = {}
+        by_group: dict[tuple[str, ...], list[int]] = {}
+        for i, (rule, matched) in enumerate(zip(rules, hit, strict=True)):
+            if matched:  # most rules match nothing: one pass told, no grouping needed
+                by_group.setdefault(rule.group_by, []).append(i)
+        for indexes in by_group.values():
+            for at in range(0, len(indexes), ANY_MATCH_RULES):
+                part = indexes[at : at + ANY_MATCH_RULES]
+                found = _grouped_in_view(case, fam, name, [rules[i] for i in part], samples)
+                out.update(zip(part, found, strict=True))
+        return [out.get(i, []) for i in range(len(rules))]
     finally:
         case.fetch(f"DROP TABLE IF EXISTS {name}")
 
@@ -242,6 +259,32 @@ def _any_match(case: CaseReader, view: str, rules: list[Rule]) -> list[bool]:
 def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: int | None) -> list[RawFinding]:
     """The rows matching `where`, grouped by host and the rule's group fields."""
     fam = comp.family
+    sql = _group_sql(comp, rule, f"FROM {quote(fam.table)} t WHERE {where}", "", samples)
+    return _findings(rule, fam, case.fetch(sql, comp.args))
+
+
+def _grouped_in_view(
+    case: CaseReader, fam: Family, view: str, rules: list[Rule], samples: int | None
+) -> list[list[RawFinding]]:
+    """`_grouped` for many rules of one field view in one query: each view row is tagged with the
+    rules whose condition it meets, and the tagged rows are grouped per rule (all of `rules` group
+    the same way)."""
+    comp = Compiler(fam, case.columns(fam.table), {})
+    tags = ", ".join(f"CASE WHEN {r.view.where} THEN {i} END" for i, r in enumerate(rules))  # type: ignore[union-attr]
+    matched = f"SELECT s._rid AS rid, unnest(list_filter([{tags}], lambda x: x IS NOT NULL)) AS k FROM {view} s"
+    hits = f"FROM {quote(fam.table)} t JOIN ({matched}) m ON t.rowid = m.rid"
+    sql = _group_sql(comp, rules[0], hits, "m.k", samples)
+    args = [a for r in rules for a in r.sql_params] + comp.args
+    out: list[list[RawFinding]] = [[] for _ in rules]
+    for k, *row in case.fetch(sql, args):
+        out[k].extend(_findings(rules[k], fam, [row]))
+    return out
+
+
+def _group_sql(comp: Compiler, rule: Rule, hits_from: str, key: str, samples: int | None) -> str:
+    """Hits (`hits_from`, alias t) grouped by host and the rule's group fields, first seen first;
+    with `key`, also by that expression (a first column)."""
+    fam = comp.family
     groups = rule.group_by or fam.default_group
     group_sql = "struct_pack(" + ", ".join(f"{quote(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
     art = f"t.{quote(fam.artifact_column)}"
@@ -251,18 +294,22 @@ def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: 
         join = ""
     else:
         source, host, join = f"SELECT t.rowid AS rid, {art} AS art", "a.host", " JOIN artifacts a ON a.id = hits.art"
-    sql = f"""
+    keyed = f"{key} AS k, " if key else ""
+    by = "hits.k, " if key else ""
+    return f"""
         WITH hits AS (
-            {source}, {fam.time_sql} AS ts, {group_sql} AS grp
-            FROM {quote(fam.table)} t WHERE {where}
+            {source}, {keyed}{fam.time_sql} AS ts, {group_sql} AS grp
+            {hits_from}
         )
-        SELECT {host}, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
+        SELECT {by}{host}, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
                list(hits.rid ORDER BY hits.ts NULLS LAST, hits.rid){limit}
         FROM hits{join}
-        GROUP BY {host}, hits.grp
-        ORDER BY min(hits.ts) NULLS LAST
+        GROUP BY {by}{host}, hits.grp
+        ORDER BY {by}min(hits.ts) NULLS LAST
     """
-    rows = case.fetch(sql, comp.args)
+
+
+def _findings(rule: Rule, fam: Family, rows: list[Any]) -> list[RawFinding]:
     return [
         RawFinding(rule, host or "", dict(grp or {}), int(n), first, last, [(fam.name, int(r)) for r in rids])
         for host, grp, n, first, last, rids in rows

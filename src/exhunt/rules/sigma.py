@@ -128,6 +128,7 @@ from exhunt.rules import sigma_cache
 from exhunt.rules.field_view import events_base
 from exhunt.rules.literal_gate import Need
 from exhunt.rules.model import FieldView, Rule
+from exhunt.rules.native import re2_literal
 from exhunt.rules.sigma_needs import needs
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
@@ -304,11 +305,6 @@ SAFE_FIELD = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.() -]{0,127}$")
 COMPACT_OR = 4  # values of one field in one OR from which a single pattern pays
 
 
-def _re2_literal(text: str) -> str:
-    """`text` matched literally by RE2: its metacharacters escaped, everything else as it is."""
-    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
-
-
 def _leaf(expr: str) -> str:
     return f"coalesce({expr}, false)"
 
@@ -401,7 +397,7 @@ class DuckDBBackend(TextQueryBackend):
             inner = value[(1 if lead else 0) : (len(value) - 1 if trail else len(value))]
             if len(inner) == 0 or inner.contains_special():
                 return None
-            text = _re2_literal(inner.convert(escape_char=None, wildcard_multi=None, wildcard_single=None).lower())
+            text = re2_literal(inner.convert(escape_char=None, wildcard_multi=None, wildcard_single=None).lower())
             alts.append(("" if lead else "^") + text + ("" if trail else "$"))
         field = self.escape_and_quote_field(fields.pop())
         return _leaf(f"regexp_matches(lower({field}), {self.bind('(?:' + '|'.join(alts) + ')')})")
