@@ -13,6 +13,7 @@ value) gives no set, and its rule is always run: the gate only ever skips work, 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 
 import ahocorasick
 
@@ -42,30 +43,32 @@ def possible(values_of: Callable[[str], Iterable[str] | None], needs_of: Sequenc
 
 
 def _found(lits: set[str], values: Iterable[str]) -> set[str]:
-    """The literals that occur in any of the values (overlapping matches count)."""
+    """The literals that occur in any of the values (overlapping matches count). The values are
+    searched about a MiB at a time; literals already found leave the automaton, so the common ones
+    stop being reported over and over."""
     left, found = set(lits), set()
+    auto = None
     batch: list[str] = []
     size = 0
-
-    def search(text: str) -> None:
-        auto = ahocorasick.Automaton()
-        for lit in left:
-            auto.add_word(lit, lit)
-        auto.make_automaton()
-        for _, lit in auto.iter(text):
-            found.add(lit)
-        left.difference_update(found)
-
-    for v in values:
+    end = object()
+    for v in chain(values, [end]):  # at the end, search what is left
         if v is None:
             continue
-        batch.append(v)
-        size += len(v) + 1
-        if size >= TEXT_PER_PASS:
-            search("\x00".join(batch))  # no literal holds a NUL, so none spans two values
-            batch, size = [], 0
-            if not left:
-                return found
-    if batch and left:
-        search("\x00".join(batch))
+        if v is not end:
+            batch.append(v)  # type: ignore[arg-type]
+            size += len(v) + 1  # type: ignore[arg-type]
+            if size < TEXT_PER_PASS:
+                continue
+        if not batch:
+            break
+        if auto is None or len(left) < len(auto):  # (re)built only when literals were found
+            auto = ahocorasick.Automaton()
+            for lit in left:
+                auto.add_word(lit, lit)
+            auto.make_automaton()
+        found.update(lit for _, lit in auto.iter("\x00".join(batch)))  # no literal holds a NUL
+        left -= found
+        batch, size = [], 0
+        if not left:
+            break
     return found

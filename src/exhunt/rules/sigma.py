@@ -368,11 +368,6 @@ class DuckDBBackend(TextQueryBackend):
         text = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
         return text, self.values
 
-    @staticmethod
-    def needs(rule: SigmaRule) -> Need | None:
-        """The literal gate's set of a rule `condition` converted (its tree as the pipeline left it)."""
-        return needs(c.parsed for c in rule.detection.parsed_condition)
-
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
         """A long `OR` of plain values of one field (`a`, `*a`, `a*`, `*a*`) becomes one RE2 pattern of
         escaped literals: DuckDB plans a rule with hundreds of such values 10-100x faster that way and
@@ -601,10 +596,7 @@ def _assemble(
     view = None
     if source == "events":
         sources = " OR ".join(f"({_source_filter(t)})" for t in targets)
-        known = set(lowered)  # the gate reads lowered columns of the view only
-        view = FieldView(
-            sources, tuple(lowered), tuple(plain), where, needs if needs and {f for f, _ in needs} <= known else None
-        )
+        view = FieldView(sources, tuple(lowered), tuple(plain), where, needs)
     return sql, params, view
 
 
@@ -759,14 +751,12 @@ def _convert(rule: SigmaRule, path: Path) -> list[Rule]:
 
 def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[object, ...], FieldView | None]:
     parts = []
-    gate: set[tuple[str, str]] | None = set()
+    processed: list[SigmaRule] = []  # each target's copy, as its pipeline left it
     for target in targets:
         try:
             with _CONVERT_LOCK:  # the cached backends collect values per conversion
-                processed = copy.deepcopy(rule)
-                cond, values = _backend(target).condition(processed)
-            need = DuckDBBackend.needs(processed)
-            gate = None if gate is None or need is None else gate | set(need)
+                processed.append(copy.deepcopy(rule))
+                cond, values = _backend(target).condition(processed[-1])
         except NotApplicable as exc:
             raise NotApplicable(_one_line(exc)) from None
         except NotImplementedError as exc:
@@ -774,7 +764,8 @@ def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[obj
         except SigmaError as exc:
             raise NotApplicable(f"cannot convert: {_one_line(exc)}") from None
         parts.append((target, cond, list(values)))
-    return _assemble(parts, tuple(sorted(gate)) if gate else None)
+    # the targets' conditions are ORed: the literal gate's set is over all their trees
+    return _assemble(parts, needs(c.parsed for r in processed for c in r.detection.parsed_condition))
 
 
 def _title(docs: list[dict[str, Any]] | None) -> str:

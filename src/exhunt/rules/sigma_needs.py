@@ -33,8 +33,7 @@ def _need(node: Any) -> frozenset[tuple[str, str]] | None:
         # any one child's set is necessary: take the one with the fewest, longest literals
         return min(options, key=lambda n: (len(n), -min(len(lit) for _, lit in n)), default=None)
     if isinstance(node, ConditionOR):
-        parts = [_need(a) for a in node.args]
-        return None if not parts or any(not p for p in parts) else frozenset().union(*parts)  # type: ignore[arg-type]
+        return _every([_need(a) for a in node.args])
     if isinstance(node, ConditionNOT):
         return None
     if isinstance(node, ConditionFieldEqualsValueExpression):
@@ -42,12 +41,16 @@ def _need(node: Any) -> frozenset[tuple[str, str]] | None:
     return None  # keywords, identifiers left unresolved, anything new
 
 
+def _every(parts: list[frozenset[tuple[str, str]] | None]) -> frozenset[tuple[str, str]] | None:
+    """The set of alternatives: their union, or None when one of them has none."""
+    return None if not parts or any(not p for p in parts) else frozenset().union(*parts)  # type: ignore[arg-type]
+
+
 def _leaf(field: str | None, value: Any) -> frozenset[tuple[str, str]] | None:
     if not field or field.startswith("@"):
         return None
     if isinstance(value, SigmaExpansion):
-        parts = [_leaf(field, v) for v in value.values]
-        return None if not parts or any(not p for p in parts) else frozenset().union(*parts)  # type: ignore[arg-type]
+        return _every([_leaf(field, v) for v in value.values])
     if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
         return None
     pieces: list[str] = []
