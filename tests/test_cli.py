@@ -70,6 +70,9 @@ def test_rules_list_and_show():
     assert res.exit_code == 0 and "ServerInfo~*/autodiscover*" in res.stdout
     res = runner.invoke(app, ["rules", "show", "no-such-rule"])
     assert res.exit_code == 2
+    shown = {r["id"]: r for r in map(json.loads, runner.invoke(app, ["rules", "list", "--json"]).stdout.splitlines())}
+    assert shown["webshell-tcp-tunnel"]["runs_on"] == ["iis", "httpproxy"]  # a web rule: every log that saw it
+    assert shown["proxylogon-ssrf-anchor"]["runs_on"] == ["httpproxy"]
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ import yaml
 
 from exhunt import __version__, safe_yaml
 from exhunt.errors import RuleError
-from exhunt.families import RULE_SOURCES, UNIONS
+from exhunt.families import RULE_SOURCES, UNIONS, source_families
 from exhunt.user_cache import cache_root, code_digest, read_entry, write_entry
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -89,7 +89,14 @@ class Rule:
             "attack": list(self.attack), "source": self.source, "where": self.where, "group_by": list(self.group_by),
             "false_positives": self.false_positives, "references": list(self.references),
             "escalate_to": self.escalate_to, "python": self.python, "reads": list(self.reads),
+            "runs_on": self.runs_on(),
         }  # fmt: skip
+
+    def runs_on(self) -> list[str]:
+        """The log families this rule reads: those a generated rule was compiled for, else its source's."""
+        if self.by_family:
+            return [name for name, _, _ in self.by_family]
+        return [f.name for f in source_families(self.source)] if self.source in RULE_SOURCES else []
 
 
 class _StrictLoader(safe_yaml.SafeLoader):
