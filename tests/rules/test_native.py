@@ -51,6 +51,22 @@ def test_contains_reads_values_literally(store: CaseReader, value: str, expected
     assert hits(store, {"field": "cs-uri-query", "contains": value}) == expected
 
 
+@pytest.mark.parametrize(
+    ("cond", "expected"),
+    [
+        ({"contains": "=50%"}, ["a=50%Xoff", "a=50%_off"]),  # no letter: a plain substring search
+        ({"contains": ":\\"}, ["path=C:\\temp\\x"]),
+        ({"endswith": "=1"}, ["Q=PORT=1"]),
+        ({"like": "*=50?_off"}, ["a=50%_off", "a=50x_off"]),  # `?` is one character, `_` a literal one
+        ({"like": "A=50*OFF"}, ["a=50%Xoff", "a=50%_off", "a=50x_off"]),  # no escape needed, case folded
+        ({"like": "a=50%*"}, ["a=50%Xoff", "a=50%_off"]),  # a literal % in a glob
+        ({"like": "path=c:\\*"}, ["path=C:\\temp\\x"]),  # a literal backslash
+    ],
+)
+def test_uncased_values_and_globs_match_as_written(store: CaseReader, cond: dict, expected: list[str]):
+    assert hits(store, {"field": "cs-uri-query", **cond}) == expected
+
+
 def test_contains_case_sensitive_and_lists(store: CaseReader):
     assert hits(store, {"field": "cs-uri-query", "contains": "port=", "case_sensitive": True}) == []
     assert hits(store, {"field": "cs-uri-query", "contains": ["50x", "PORT"]}) == ["Q=PORT=1", "a=50x_off"]

@@ -55,6 +55,18 @@ def glob_to_like(pattern: str) -> str:
     return "".join(out)
 
 
+def _uncased(value: str) -> bool:
+    """No character of `value` has a case (ASCII digits and punctuation): a case-insensitive match
+    of it is a plain one, and the column need not be lowered."""
+    return value.isascii() and not any(ch.isalpha() for ch in value)
+
+
+def _escape_clause(pattern: str) -> str:
+    """`ESCAPE '\\'` when the LIKE pattern escapes something: without one DuckDB matches a literal
+    pattern by substring search (an ILIKE with ESCAPE measured 1.6x slower on 1.2M IIS rows)."""
+    return " ESCAPE '\\'" if "\\" in pattern else ""
+
+
 PLAIN_COLUMN = re.compile(r't\."[^"]*"')
 ANCHORS = {"equals": ("^", "$"), "startswith": ("^", ""), "endswith": ("", "$"), "contains": ("", "")}
 
@@ -138,20 +150,21 @@ class Compiler:
                     alts.append(f"({f} IS {'NOT ' if v else ''}NULL)")
                     continue
                 val = self.value(v)
+                same = cs or _uncased(val)  # no letter to fold: the column is compared as it is
                 if op == "equals":
-                    alts.append(f"{low(f)} = {low('?')}")
+                    alts.append(f"{f} = ?" if same else f"lower({f}) = lower(?)")
                 elif op == "like":
-                    alts.append(f"{low(f)} LIKE {low('?')} ESCAPE '\\'")
                     val = glob_to_like(val)
-                elif op == "contains" and cs:
+                    alts.append(f"{low(f)} LIKE {low('?')}" + _escape_clause(val))
+                elif op == "contains" and same:
                     alts.append(f"contains({f}, ?)")
                 elif op == "contains":  # ILIKE spares lowering every row (measured 25% faster)
-                    alts.append(f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'")
                     val = re.sub(r"([%_\\])", r"\\\1", val)
+                    alts.append(f"{f} ILIKE '%' || ? || '%'" + _escape_clause(val))
                 elif op == "startswith":
-                    alts.append(f"starts_with({low(f)}, {low('?')})")
+                    alts.append(f"starts_with({f}, ?)" if same else f"starts_with(lower({f}), lower(?))")
                 elif op == "endswith":
-                    alts.append(f"ends_with({low(f)}, {low('?')})")
+                    alts.append(f"ends_with({f}, ?)" if same else f"ends_with(lower({f}), lower(?))")
                 elif op == "regex":
                     re.compile(val)  # fail early on a bad pattern
                     alts.append(f"regexp_matches({f}, ?, '{'' if cs else 'i'}')")
