@@ -144,6 +144,13 @@ class Compiler:
                 parts.append(f"list_contains(?::VARCHAR[], {low(f)})")
                 self.args.append(vals)
                 continue
+            if op == "equals" and len(values) > 1:  # one IN list: DuckDB plans a leaf in ~0.2 ms
+                vals = [self.value(v) for v in values]
+                same = cs or all(_uncased(v) for v in vals)
+                marks = ", ".join("?" if same else "lower(?)" for _ in vals)
+                parts.append(f"({f if same else f'lower({f})'} IN ({marks}))")
+                self.args.extend(vals)
+                continue
             alts = []
             for v in values:
                 if op == "exists":
