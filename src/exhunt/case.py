@@ -119,8 +119,11 @@ _TEMP_NAMES = itertools.count(1)
 class CaseReader:
     """Named queries over a case database (one cursor; `cursor()` gives another for another thread)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, catalog: str | None = None, frozen: bool = False) -> None:
         self._con = con
+        # a reader for a phase that adds no record table (detect): the catalog is asked once per table,
+        # not once per rule (~1 ms a time, the fixed cost of a small server's scan)
+        self._schema: dict[str | None, Any] | None = {} if frozen else None
         if catalog is None:  # asked once, here: the connection may be busy on another thread later
             ((catalog,),) = con.execute("SELECT current_database()").fetchall()
         self._catalog = catalog
@@ -138,11 +141,12 @@ class CaseReader:
             config["threads"] = threads
         return cls(duckdb.connect(str(path), read_only=True, config=config))
 
-    def cursor(self) -> CaseReader:
-        """Another connection to the same case, for another thread."""
+    def cursor(self, frozen: bool = False) -> CaseReader:
+        """Another connection to the same case, for another thread; `frozen`: its tables and their
+        columns are read once (for a phase that creates none but temporary ones)."""
         cur = self._con.cursor()
         cur.execute(f"USE {quote(self._catalog)}")
-        return CaseReader(cur, self._catalog)
+        return CaseReader(cur, self._catalog, frozen)
 
     def close(self) -> None:
         self._con.close()
@@ -150,10 +154,20 @@ class CaseReader:
     # -- schema ------------------------------------------------------------------------------
     def tables(self) -> set[str]:
         """The case's tables, and the spooled record tables (views over their Parquet files)."""
-        return {r[0] for r in self._con.execute(_TABLES_AND_SPOOLED).fetchall()}
+        if self._schema is not None and None in self._schema:
+            return set(self._schema[None])
+        found = {r[0] for r in self._con.execute(_TABLES_AND_SPOOLED).fetchall()}
+        if self._schema is not None:
+            self._schema[None] = frozenset(found)
+        return found
 
     def columns(self, table: str) -> list[str]:
-        return [r[0] for r in self._con.execute(f"DESCRIBE {quote(table)}").fetchall() if r[0] != SPOOL_ROWID]
+        if self._schema is not None and table in self._schema:
+            return list(self._schema[table])
+        cols = [r[0] for r in self._con.execute(f"DESCRIBE {quote(table)}").fetchall() if r[0] != SPOOL_ROWID]
+        if self._schema is not None:
+            self._schema[table] = tuple(cols)
+        return cols
 
     def fields_sql(self, table: str, alias: str = "t", provenance: bool = False) -> str:
         """SQL for a record's columns as `alias.*` would list them, without a spooled view's row id, and

@@ -36,7 +36,7 @@ def detect(
 
     def cursor() -> CaseReader:
         if not hasattr(local, "case"):
-            local.case = case.cursor()
+            local.case = case.cursor(frozen=True)  # rules add no record table
             cursors.append(local.case)
         return local.case
 
