@@ -121,9 +121,11 @@ class CaseReader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, catalog: str | None = None, frozen: bool = False) -> None:
         self._con = con
-        # a reader for a phase that adds no record table (detect): the catalog is asked once per table,
-        # not once per rule (~1 ms a time, the fixed cost of a small server's scan)
-        self._schema: dict[str | None, Any] | None = {} if frozen else None
+        # frozen: a reader for a phase that adds no record table (detect) asks the catalog once, not
+        # once per rule (~1 ms a time, the fixed cost of a small server's scan)
+        self._frozen = frozen
+        self._tables: frozenset[str] | None = None
+        self._columns: dict[str, tuple[str, ...]] = {}
         if catalog is None:  # asked once, here: the connection may be busy on another thread later
             ((catalog,),) = con.execute("SELECT current_database()").fetchall()
         self._catalog = catalog
@@ -154,20 +156,21 @@ class CaseReader:
     # -- schema ------------------------------------------------------------------------------
     def tables(self) -> set[str]:
         """The case's tables, and the spooled record tables (views over their Parquet files)."""
-        if self._schema is not None and None in self._schema:
-            return set(self._schema[None])
-        found = {r[0] for r in self._con.execute(_TABLES_AND_SPOOLED).fetchall()}
-        if self._schema is not None:
-            self._schema[None] = frozenset(found)
-        return found
+        found = self._tables
+        if found is None:
+            found = frozenset(r[0] for r in self._con.execute(_TABLES_AND_SPOOLED).fetchall())
+            if self._frozen:
+                self._tables = found
+        return set(found)
 
     def columns(self, table: str) -> list[str]:
-        if self._schema is not None and table in self._schema:
-            return list(self._schema[table])
-        cols = [r[0] for r in self._con.execute(f"DESCRIBE {quote(table)}").fetchall() if r[0] != SPOOL_ROWID]
-        if self._schema is not None:
-            self._schema[table] = tuple(cols)
-        return cols
+        cols = self._columns.get(table)
+        if cols is None:
+            described = self._con.execute(f"DESCRIBE {quote(table)}").fetchall()
+            cols = tuple(r[0] for r in described if r[0] != SPOOL_ROWID)
+            if self._frozen:
+                self._columns[table] = cols
+        return list(cols)
 
     def fields_sql(self, table: str, alias: str = "t", provenance: bool = False) -> str:
         """SQL for a record's columns as `alias.*` would list them, without a spooled view's row id, and

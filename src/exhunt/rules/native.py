@@ -146,9 +146,8 @@ class Compiler:
                 continue
             if op == "equals" and len(values) > 1:  # one IN list: DuckDB plans a leaf in ~0.2 ms
                 vals = [self.value(v) for v in values]
-                same = cs or all(_uncased(v) for v in vals)
-                marks = ", ".join("?" if same else "lower(?)" for _ in vals)
-                parts.append(f"({f if same else f'lower({f})'} IN ({marks}))")
+                col, arg = (f, "?") if cs or all(map(_uncased, vals)) else (f"lower({f})", "lower(?)")
+                parts.append(f"({col} IN ({', '.join([arg] * len(vals))}))")
                 self.args.extend(vals)
                 continue
             alts = []
@@ -157,21 +156,22 @@ class Compiler:
                     alts.append(f"({f} IS {'NOT ' if v else ''}NULL)")
                     continue
                 val = self.value(v)
-                same = cs or _uncased(val)  # no letter to fold: the column is compared as it is
+                as_written = cs or _uncased(val)  # no letter to fold: neither side is lowered
+                col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
                 if op == "equals":
-                    alts.append(f"{f} = ?" if same else f"lower({f}) = lower(?)")
+                    alts.append(f"{col} = {arg}")
                 elif op == "like":
                     val = glob_to_like(val)
-                    alts.append(f"{low(f)} LIKE {low('?')}" + _escape_clause(val))
-                elif op == "contains" and same:
+                    alts.append(f"{col} LIKE {arg}" + _escape_clause(val))
+                elif op == "contains" and as_written:
                     alts.append(f"contains({f}, ?)")
                 elif op == "contains":  # ILIKE spares lowering every row (measured 25% faster)
                     val = re.sub(r"([%_\\])", r"\\\1", val)
                     alts.append(f"{f} ILIKE '%' || ? || '%'" + _escape_clause(val))
                 elif op == "startswith":
-                    alts.append(f"starts_with({f}, ?)" if same else f"starts_with(lower({f}), lower(?))")
+                    alts.append(f"starts_with({col}, {arg})")
                 elif op == "endswith":
-                    alts.append(f"ends_with({f}, ?)" if same else f"ends_with(lower({f}), lower(?))")
+                    alts.append(f"ends_with({col}, {arg})")
                 elif op == "regex":
                     re.compile(val)  # fail early on a bad pattern
                     alts.append(f"regexp_matches({f}, ?, '{'' if cs else 'i'}')")
