@@ -4,10 +4,12 @@ field already present is never replaced. Runs large under `make fuzz` (FUZZ=1)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exhunt.sources.message_fields import fields_from_message, fill_from_message, layout_for
+from exhunt.sources.message_fields import Shapes, fields_from_message, fill_from_message, layout_for
 from tests.fuzz.conftest import keep_failure
 
 KINDS = [
@@ -41,3 +43,42 @@ def test_parsing_hostile_messages_never_raises(kind, text):
         assert data["Image"] == data["NewProcessName"] == "C:\\structured.exe" and data["param1"] == "Structured"
 
     keep_failure("message-fields", text.encode("utf-8", "surrogatepass"), check)
+
+
+TEMPLATES = {
+    (*KINDS[0][:2], 4688): (
+        "A new process has been created.\n\nCreator Subject:\n\tSecurity ID:\t\tS-1-5-18\n\tAccount Name:\t\tEXCH01$\n"
+        "\tLogon ID:\t\t0x3E7\n\nProcess Information:\n\tNew Process ID:\t\t0x21d0\n"
+        "\tNew Process Name:\tC:\\Windows\\System32\\cmd.exe\n\tCreator Process Name:\tC:\\w3wp.exe\n"
+        "\tProcess Command Line:\tcmd /c whoami\n\nToken Elevation Type indicates the type of token."
+    ),
+    ("Microsoft-Windows-Sysmon/Operational", None, 1): (
+        "Process Create:\nRuleName: -\nImage: C:\\Windows\\System32\\cmd.exe\nCommandLine: cmd /c echo x\n"
+        "ParentImage: C:\\w3wp.exe\nParentCommandLine: w3wp.exe -ap x"
+    ),
+}
+VALUE = st.lists(st.one_of(PIECES, st.text(max_size=12)), max_size=6).map("".join)
+
+
+@given(kind=st.sampled_from(sorted(TEMPLATES, key=str)), values=st.lists(VALUE, min_size=12, max_size=12))
+def test_a_learnt_message_shape_reads_as_line_by_line(kind, values):
+    """Messages of a shape met before are read by one regex match: any values (labels, line breaks,
+    blanks) give exactly what the line-by-line reader gives."""
+    warm = replace(layout_for(*kind), shapes=Shapes())
+    template = TEMPLATES[kind]
+    for _ in range(2):  # the second sighting learns the shape
+        fields_from_message(warm, template)
+    assert warm.shapes.known, "the template's shape was not learnt"
+    lines, k = template.split("\n"), 0
+    for i, line in enumerate(lines):
+        head, colon, rest = line.partition(":")
+        if colon and k < len(values):  # headings too: a heading given a value is a heading no more
+            lines[i] = head + colon + rest[: len(rest) - len(rest.lstrip())] + values[k]
+            k += 1
+    text = "\n".join(lines)
+
+    def check() -> None:
+        slow = fields_from_message(replace(warm, shapes=Shapes()), text)
+        assert fields_from_message(warm, text) == slow
+
+    keep_failure("message-shape", text.encode("utf-8", "surrogatepass"), check)

@@ -283,3 +283,31 @@ def test_real_evtx_fields_survive_a_round_trip_through_their_rendered_text():
             assert {k: parsed.get(k) for k in expected} == expected, (path.name, row["event_id"])
             checked += 1
     assert checked > 10
+
+
+def test_a_learnt_message_shape_reads_as_line_by_line():
+    """After a shape is met twice, messages of it are read by one match; whatever their values hold
+    they give the line-by-line result, and a value that changes the shape falls back to it."""
+    from dataclasses import replace
+
+    from exhunt.sources.message_fields import Shapes
+
+    warm = replace(layout_for(*SECURITY, 4688), shapes=Shapes())
+    fields_from_message(warm, M4688)
+    assert not warm.shapes.known  # met once: not learnt
+    fields_from_message(warm, M4688)
+    assert len(warm.shapes.known) == 1
+    variants = [
+        M4688.replace("cmd /c whoami", "powershell -enc AAAA"),
+        M4688.replace("Creator Subject:\n", "Creator Subject: not a heading now\n"),  # same lines, heading filled
+        M4688.replace("\t\tEXCH01$\n", "\t\t \n"),  # a field left blank
+        M4688.replace("cmd /c whoami", "cmd /c x\tAccount Name:\tevil"),  # a label inside a value
+        M4688.replace("cmd /c whoami", "cmd /c x\nCreator Process Name:\tC:\\evil.exe"),  # a new line
+        M4688.replace("cmd /c whoami", "x Token Elevation Type indicates"),  # the trailer inside the value
+        M4688.replace("\n", "\r\n"),
+    ]
+    for text in variants:
+        assert fields_from_message(warm, text) == fields_from_message(replace(warm, shapes=Shapes()), text), text
+    hits = [fields_from_message(warm, variants[0]), warm.shapes.known[0][0].fullmatch(variants[0])]
+    assert hits[0]["CommandLine"] == "powershell -enc AAAA" and hits[1] is not None
+    assert warm.shapes.known[0][0].fullmatch(variants[1]) is None  # a filled heading is another shape

@@ -43,6 +43,76 @@ _DEFAULT_CHANNELS = {
 SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
 
 
+class Shapes:
+    """Message shapes a layout has met more than once, each as one regex, so that a message of a known
+    shape is read in one match instead of line by line.
+
+    A shape is the message's text with each field value's first line as a group: the labels, the
+    lines between and whether each value is blank are fixed, so a message that matches tokenises and
+    plans exactly as the line-by-line reader would (groups never span a line). Hostile or ambiguous
+    messages (a repeated label) are never learnt. At most `KEEP` shapes per layout, the latest hit first.
+    """
+
+    KEEP = 8
+    SEEN = 512
+
+    def __init__(self) -> None:
+        # (regex, fields): a field is (group, name, text after the group up to the next label's line,
+        # trailer to cut or "", rendered -> raw values or None)
+        self.known: list[tuple[re.Pattern[str], list[tuple[int, str, str, str, dict[str, str] | None]]]] = []
+        self.seen: dict[str, int] = {}
+
+    def match(self, text: str) -> dict[str, str] | None:
+        known = self.known
+        for k, (regex, fields) in enumerate(known):
+            m = regex.fullmatch(text)
+            if m is None:
+                continue
+            if k:
+                self.known = [known[k]] + [x for x in known if x is not known[k]]
+            out: dict[str, str] = {}
+            for group, name, tail, trailer, rendered in fields:
+                value = m[group] + tail if tail else m[group]
+                if trailer:
+                    cut = value.lower().find(trailer)
+                    if cut >= 0:
+                        value = value[:cut]
+                value = value.strip()
+                out[name] = rendered.get(value.lower(), value) if rendered else value
+            return out
+        return None
+
+    def learn(self, layout: Layout, tokens: list[Token], spans: list[tuple[int, int]], plan: Plan, text: str) -> None:
+        if not tokens:
+            return
+        pieces, pos, line_ends = [], 0, []
+        for (_, _, value_start), span in zip(tokens, spans, strict=True):
+            line_end = text.find("\n", value_start)
+            line_end = len(text) if line_end < 0 else line_end
+            pieces.append(re.escape(text[pos:value_start]))
+            # a blank value stays blank (a heading stays a heading); a filled one stays filled
+            pieces.append(r"([^\S\n]*)" if _blank(text, span) else r"([^\S\n]*\S[^\n]*)")
+            pos = line_end
+            line_ends.append(line_end)
+        pieces.append(re.escape(text[pos:]))
+        pattern = "".join(pieces)
+        count = self.seen.get(pattern, 0) + 1
+        if len(self.seen) >= self.SEEN:
+            self.seen = {}
+        self.seen[pattern] = count
+        if count != 2:
+            return
+        last, trailer = len(tokens) - 1, layout.trailer.lower()
+        fields = []
+        for i, name in plan:
+            tail = text[line_ends[i] : spans[i][1]]
+            cut = trailer if trailer and i == last else ""
+            if not cut and not tail.strip():
+                tail = ""  # blank: stripped off anyway
+            fields.append((i + 1, name, tail, cut, layout.values.get(name)))
+        self.known = [*self.known[: self.KEEP - 1], (re.compile(pattern), fields)]
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one event's rendered text names its fields."""
@@ -59,6 +129,7 @@ class Layout:
     template: re.Pattern[str] | None = None  # kind "template": named groups are the fields
     words: frozenset[str] = frozenset()  # headings and labels (lower case; Sysmon keys as written)
     names: frozenset[str] = frozenset()  # the fields this layout yields
+    shapes: Shapes = field(default_factory=lambda: Shapes(), compare=False, repr=False)  # learnt while reading
 
 
 @dataclass
@@ -236,45 +307,86 @@ def _joined_tokens(pattern: re.Pattern[str], text: str) -> list[Token]:
 
 
 def _parse_labels(layout: Layout, text: str) -> tuple[dict[str, str], list[str]]:
-    if "\n" in text or layout.joined_pattern is None:
-        tokens = _line_tokens(layout, text)
+    line_form = "\n" in text or layout.joined_pattern is None
+    if line_form:
+        known = layout.shapes.match(text)
+        if known is not None:
+            return known, []
+        raw = _line_tokens(layout, text)
     else:
-        tokens = _joined_tokens(layout.joined_pattern, text)
+        raw = _joined_tokens(layout.joined_pattern, text)  # type: ignore[arg-type]
     repeated: list[str] = []
+    tokens = raw
     if layout.order:
-        pruned = _in_order(layout.order, tokens)
-        if len(pruned) != len(tokens):
-            repeated = _repeats(tokens)
-        tokens = pruned
-    out: dict[str, str] = {}
+        tokens = _in_order(layout.order, raw)
+        if len(tokens) != len(raw):
+            repeated = _repeats(raw)
+    spans = _spans(tokens, text)
+    plan, twice = _plan(layout, tokens, spans, text)
+    repeated += twice
+    if line_form and not repeated and len(raw) < MAX_LABELS:
+        layout.shapes.learn(layout, tokens, spans, plan, text)
+    return _values(layout, plan, spans, text), repeated
+
+
+def _spans(tokens: list[Token], text: str) -> list[tuple[int, int]]:
+    """Where each token's value lies: from its `label:` to the start of the next token."""
+    ends = [t[1] for t in tokens[1:]] + [len(text)]
+    return [(t[2], end) for t, end in zip(tokens, ends, strict=True)]
+
+
+Plan = list[tuple[int, str]]  # (token index, field name): the tokens whose value fills a field
+
+
+def _plan(layout: Layout, tokens: list[Token], spans: list[tuple[int, int]], text: str) -> tuple[Plan, list[str]]:
+    """Which field each token fills (headings switch the section; the first of a repeated field
+    stands) and the fields that repeat. Depends only on the labels and on which values are blank."""
+    plan: Plan = []
+    repeated: list[str] = []
+    seen: set[str] = set()
     sysmon = layout.kind == "sysmon"
-    sections, anywhere, values = layout.sections, layout.anywhere, layout.values
+    sections, anywhere = layout.sections, layout.anywhere
     current: dict[str, str] = sections.get("", {})
-    trailer = layout.trailer.lower()
-    last = len(tokens) - 1
-    for i, (label, _, value_start) in enumerate(tokens):
-        value = text[value_start : tokens[i + 1][1] if i < last else len(text)]
+    for i, (label, _, _) in enumerate(tokens):
         if sysmon:
             name: str | None = label
         else:
             label = label.lower()  # the one-line form keeps the text's case
             heading = layout.aliases.get(label, label)
-            if heading in sections and heading and not value.strip():
+            if heading in sections and heading and _blank(text, spans[i]):
                 current = sections[heading]
                 continue
             name = current.get(label) or anywhere.get(label)
         if not name:
             continue
+        if name in seen:
+            repeated.append(name)
+            continue
+        seen.add(name)
+        plan.append((i, name))
+    return plan, repeated
+
+
+def _blank(text: str, span: tuple[int, int]) -> bool:
+    return not text[span[0] : span[1]].strip()
+
+
+def _values(layout: Layout, plan: Plan, spans: list[tuple[int, int]], text: str) -> dict[str, str]:
+    """The planned fields' values: stripped, the template's explanation cut off the last one, rendered
+    values turned back into raw ones."""
+    out: dict[str, str] = {}
+    trailer = layout.trailer.lower()
+    last = len(spans) - 1
+    values = layout.values
+    for i, name in plan:
+        value = text[spans[i][0] : spans[i][1]]
         if trailer and i == last:  # the template's explanation follows the last field
             cut = value.lower().find(trailer)
             if cut >= 0:
                 value = value[:cut]
         value = value.strip()
-        if name in out:
-            repeated.append(name)
-            continue
         out[name] = values[name].get(value.lower(), value) if name in values else value
-    return out, repeated
+    return out
 
 
 def _repeats(tokens: list[Token]) -> list[str]:
