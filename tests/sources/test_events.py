@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from datetime import UTC, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -82,6 +83,23 @@ def test_parse_time_forms():
     assert parse_time("2021-03-03T04:12:01+01:00").isoformat() == "2021-03-03T03:12:01"
     assert parse_time("2021-03-03 04:12:01").isoformat() == "2021-03-03T04:12:01"
     assert parse_time("yesterday") is None
+    assert parse_time("0001-01-01T00:00:00+01:00") is None  # before year 1 in UTC: no time, no crash
+
+
+TIME_FORMATS = ["%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"]
+
+
+@given(
+    when=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7, minutes=-30))])),
+    form=st.sampled_from(TIME_FORMATS),
+    extra=st.sampled_from(["", "7", "123", " UTC"]),
+)
+def test_parse_time_one_call_and_loose_forms_agree(when, form, extra):
+    from exhunt.sources.events import _loose_time
+
+    text = when.strftime(form)
+    text = text.replace("Z", extra + "Z", 1) if extra.isdigit() and "Z" in text else text + extra.strip(" ")[:0]
+    assert parse_time(text) == _loose_time(text)
 
 
 def test_jsonl_winlogbeat_nxlog_and_flat_shapes():
