@@ -137,8 +137,8 @@ class _Batcher:
         self.rows: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
 
     def add(self, **row: Any) -> None:
-        for name in EVENT_SCHEMA.names:
-            self.rows[name].append(row.get(name))
+        for name, column in self.rows.items():
+            column.append(row.get(name))
 
     def __len__(self) -> int:
         return len(self.rows["ts"])

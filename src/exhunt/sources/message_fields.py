@@ -459,7 +459,7 @@ def fill_from_message(
 ) -> bool:
     """Add the fields parsed from `message` to `data` when the export kept none of them (structured
     fields always win); True when it did."""
-    if not isinstance(message, str) or not message.strip():
+    if not isinstance(message, str) or not message or message.isspace():
         return False
     layout = layout_for(channel, provider, event_id)
     if layout is None:

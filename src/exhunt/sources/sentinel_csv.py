@@ -41,9 +41,10 @@ def _header(head: bytes) -> list[str] | None:
 
 def portal_time(value: Any) -> datetime | None:
     """ISO-8601, or the Log Analytics portal's `3/3/2021, 4:11:58.214 AM` (UTC)."""
-    dt = parse_time(value)
-    if dt is not None or not isinstance(value, str):
-        return dt
+    if not isinstance(value, str):
+        return None
+    if "/" not in value:  # ISO-8601 never has one
+        return parse_time(value)
     m = _US_TIME.match(value.strip())
     if not m:
         return None

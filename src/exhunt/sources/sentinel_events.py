@@ -54,10 +54,6 @@ def is_sentinel_row(obj: dict[str, Any]) -> bool:
     return all(k in obj for k in m.detect_all) and any(k in obj for k in m.detect_any)
 
 
-def _text(v: Any) -> str:
-    return "" if v is None else v if isinstance(v, str) else str(v)
-
-
 def xml_items(text: str) -> dict[str, str]:
     """`<Data Name="X">v</Data>` items of an EventData XML string, or the leaf elements of a UserData
     block (`<UserData><LogFileCleared><SubjectUserName>v</SubjectUserName>...`), entities decoded."""
@@ -91,7 +87,12 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
     m = sentinel_map()
     out: dict[str, Any] = {}
     for target, names in m.columns.items():
-        out[target] = next((obj[n] for n in names if obj.get(n) not in (None, "")), None)
+        out[target] = None
+        for n in names:
+            v = obj.get(n)
+            if v is not None and v != "":
+                out[target] = v
+                break
     data: dict[str, str] = {}
     for name in m.xml_data:
         if isinstance(obj.get(name), str):
@@ -100,11 +101,15 @@ def normalise(obj: dict[str, Any]) -> dict[str, Any]:
         if isinstance(obj.get(name), str):
             for k, v in xml_params(obj[name]).items():
                 data.setdefault(k, v)
-    for key, value in obj.items():
-        if key in m.not_data or isinstance(value, (dict, list)):
+    not_data = m.not_data
+    for key, value in obj.items():  # a SecurityEvent row has some 200 columns, most of them empty
+        if value is None or value == "" or key in not_data:
             continue
-        text = _text(value)
-        if text:
-            data.setdefault(key, text)
+        if isinstance(value, str):
+            data.setdefault(key, value)
+        elif not isinstance(value, (dict, list)):
+            text = str(value)
+            if text:
+                data.setdefault(key, text)
     out["data"] = data
     return out
