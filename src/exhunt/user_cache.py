@@ -8,10 +8,12 @@ doing the work again. Nothing is written near the rules or the evidence.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,18 @@ def write_entry(path: Path, key: str, doc: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except (OSError, TypeError, ValueError):
         return  # a cache that cannot be written only costs the next load its time
+
+
+def parsed_once(text: str, folder: str, code_key: str, parse: Callable[[str], Any]) -> Any:
+    """`parse(text)`, kept under a digest of the text in `folder`/`code_key` (the digest of the
+    parser's code), so the same text is parsed once; kept only when JSON gives back the very document."""
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    entry = cache_root() / folder / code_key / key[:2] / f"{key}.json"
+    cached = read_entry(entry, key)
+    if cached is not None:
+        return cached["doc"]
+    doc = parse(text)
+    with contextlib.suppress(TypeError, ValueError, RecursionError):
+        if json.loads(json.dumps(doc)) == doc:
+            write_entry(entry, key, {"doc": doc})
+    return doc

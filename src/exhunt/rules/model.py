@@ -16,10 +16,7 @@ once: `source: web` on every web family (IIS front and back end, every HttpProxy
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,7 +27,7 @@ import yaml
 from exhunt import __version__, safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import RULE_SOURCES, UNIONS, source_families
-from exhunt.user_cache import cache_root, code_digest, read_entry, write_entry
+from exhunt.user_cache import code_digest, parsed_once
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
@@ -234,18 +231,9 @@ def load_rule_file(path: Path) -> Rule:
 
 def _parsed(text: str) -> Any:
     """A rule file's YAML document, parsed once per content: the strict pure-Python loader took 0.7 s
-    for the built-in rules on every scan; a cached document (JSON, under a digest of the text and of
-    the loader's code) loads in milliseconds, and is validated as a fresh one is."""
-    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    entry = cache_root() / "rule-files" / _loader_key() / key[:2] / f"{key}.json"
-    cached = read_entry(entry, key)
-    if cached is not None:
-        return cached["doc"]
-    doc = safe_yaml.load(text, loader=_StrictLoader)
-    with contextlib.suppress(TypeError, ValueError):  # kept only when JSON gives back the very document
-        if json.loads(json.dumps(doc)) == doc:
-            write_entry(entry, key, {"doc": doc})
-    return doc
+    for the built-in rules on every scan; a cached document loads in milliseconds, and is validated
+    as a fresh one is."""
+    return parsed_once(text, "rule-files", _loader_key(), lambda t: safe_yaml.load(t, loader=_StrictLoader))
 
 
 @functools.cache
