@@ -370,18 +370,23 @@ class JsonLinesEventSource(Source):
         if is_sentinel_row(obj):
             self._add_row(normalise(obj), line, batch, info)
             return
-        data_obj = _dig(obj, "winlog.event_data")
+        winlog = "winlog" in obj or "winlog.event_data" in obj or "winlog.user_data" in obj  # nested or dotted
+        data_obj = _dig(obj, "winlog.event_data") if winlog else None
         if data_obj is None:
             data_obj = obj.get("EventData") if isinstance(obj.get("EventData"), dict) else None
-        if data_obj is None and isinstance(_dig(obj, "winlog.user_data"), dict):
+        user = _dig(obj, "winlog.user_data") if winlog else None
+        if data_obj is None and isinstance(user, dict):
             data_obj = {}  # UserData-only events (1102, 1149): their fields are merged below
         if isinstance(data_obj, dict):
-            data = {k: _text(v) for k, v in data_obj.items()}
-            user = _dig(obj, "winlog.user_data")
+            data = {k: v if isinstance(v, str) else _text(v) for k, v in data_obj.items()}
             if isinstance(user, dict):
                 data.update({k: _text(v) for k, v in user.items()})
         else:  # flat NXLog / dataset shape: every other key is event data
-            data = {k: _text(v) for k, v in obj.items() if k not in _FLAT_NON_DATA and not isinstance(v, dict)}
+            data = {
+                k: v if isinstance(v, str) else _text(v)
+                for k, v in obj.items()
+                if k not in _FLAT_NON_DATA and not isinstance(v, dict)
+            }
         row = {name: _first(obj, keys) for name, keys in _candidates(tuple(obj))}
         row["data"] = data
         self._add_row(row, line, batch, info)

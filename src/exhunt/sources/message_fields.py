@@ -454,6 +454,17 @@ def fields_from_message(layout: Layout, message: str) -> dict[str, str]:
     return out
 
 
+def _filled(data: dict[str, str], wanted: frozenset[str], enough: int) -> bool:
+    """At least `enough` of the `wanted` fields have a value in `data`."""
+    found = 0
+    for name, value in data.items():
+        if value and name in wanted:
+            found += 1
+            if found >= enough:
+                return True
+    return False
+
+
 def fill_from_message(
     data: dict[str, str], channel: str | None, provider: str | None, event_id: int | None, message: Any
 ) -> bool:
@@ -467,7 +478,7 @@ def fill_from_message(
     wanted = layout.names
     # structured already when two of its fields have values (one may be an agent's own key: NXLog
     # adds AccountName/Domain of the event's user to every record)
-    if data and wanted and sum(1 for name in wanted & data.keys() if data[name]) >= min(2, len(wanted)):
+    if data and wanted and _filled(data, wanted, min(2, len(wanted))):
         return False
     if not wanted and any(k[:1].isupper() for k in data):  # generic Sysmon: structured keys present
         return False
