@@ -133,23 +133,37 @@ def _int(v: Any, bits: int = 32) -> int | None:
 
 
 class _Batcher:
-    def __init__(self) -> None:
-        self.rows: dict[str, list[Any]] = {name: [] for name in EVENT_SCHEMA.names}
+    """Event rows gathered as tuples (one per event, in EVENT_SCHEMA order) and turned into a table."""
 
-    def add(self, **row: Any) -> None:
-        for name, column in self.rows.items():
-            column.append(row.get(name))
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add(
+        self,
+        _line: int | None = None,
+        record_id: int | None = None,
+        ts: datetime | None = None,
+        channel: str | None = None,
+        provider: str | None = None,
+        event_id: int | None = None,
+        level: int | None = None,
+        computer: str | None = None,
+        data: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.rows.append((_line, record_id, ts, channel, provider, event_id, level, computer, data, message))
 
     def __len__(self) -> int:
-        return len(self.rows["ts"])
+        return len(self.rows)
 
     def flush(self) -> pa.Table:
+        transposed = map(list, zip(*self.rows, strict=True)) if self.rows else ([] for _ in EVENT_SCHEMA.names)
+        columns = dict(zip(EVENT_SCHEMA.names, transposed, strict=True))
+        self.rows = []
         try:
-            table = pa.Table.from_pydict(self.rows, schema=EVENT_SCHEMA)
+            return pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
         except UnicodeEncodeError:  # a lone surrogate escape ("\ud800") decoded into a field
-            table = pa.Table.from_pydict({k: [_unicode(v) for v in col] for k, col in self.rows.items()}, EVENT_SCHEMA)
-        self.rows = {name: [] for name in EVENT_SCHEMA.names}
-        return table
+            return pa.Table.from_pydict({k: [_unicode(v) for v in col] for k, col in columns.items()}, EVENT_SCHEMA)
 
 
 def _unicode(v: Any) -> Any:
