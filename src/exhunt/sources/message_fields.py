@@ -485,6 +485,9 @@ def fill_from_message(
     parsed = fields_from_message(layout, message)
     if not parsed:
         return False
-    for key, value in parsed.items():
-        data.setdefault(key, value)
+    if data:
+        for key, value in parsed.items():
+            data.setdefault(key, value)
+    else:
+        data.update(parsed)
     return True
