@@ -4,10 +4,14 @@ and whatever cannot be kept faithfully, or is damaged, is parsed again."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 from exhunt import safe_yaml
 from exhunt.iocs import builtin_iocs
-from exhunt.user_cache import parsed_once
+from exhunt.user_cache import _code_key, parsed_once
+
+K1 = (Path(safe_yaml.__file__),)
+K2 = (Path(safe_yaml.__file__), Path(__file__))  # another parser's code
 
 
 def test_parsed_once_keeps_and_returns_the_same_document(tmp_path, monkeypatch):
@@ -19,14 +23,14 @@ def test_parsed_once_keeps_and_returns_the_same_document(tmp_path, monkeypatch):
         return safe_yaml.load(text)
 
     text = "a: [1, 2]\nb: {c: x}\n"
-    assert parsed_once(text, "docs", "k1", parse) == {"a": [1, 2], "b": {"c": "x"}}
-    assert parsed_once(text, "docs", "k1", parse) == {"a": [1, 2], "b": {"c": "x"}}
+    assert parsed_once(text, "docs", parse, K1) == {"a": [1, 2], "b": {"c": "x"}}
+    assert parsed_once(text, "docs", parse, K1) == {"a": [1, 2], "b": {"c": "x"}}
     assert len(calls) == 1
-    parsed_once(text, "docs", "k2", parse)  # another parser's code: its own entry
+    parsed_once(text, "docs", parse, K2)  # another parser's code: its own entry
     assert len(calls) == 2
-    entry = next((tmp_path / "docs" / "k1").rglob("*.json"))
+    entry = next((tmp_path / "docs" / _code_key(K1)).rglob("*.json"))
     entry.write_text("{not json")
-    assert parsed_once(text, "docs", "k1", parse) == {"a": [1, 2], "b": {"c": "x"}}
+    assert parsed_once(text, "docs", parse, K1) == {"a": [1, 2], "b": {"c": "x"}}
     assert len(calls) == 3
 
 
@@ -34,7 +38,7 @@ def test_a_document_json_cannot_give_back_is_parsed_every_time(tmp_path, monkeyp
     monkeypatch.setenv("EXHUNT_CACHE", str(tmp_path))
     calls = []
     for _ in range(2):
-        doc = parsed_once("when: 2021-03-02\n1: one\n", "docs", "k", lambda t: calls.append(t) or safe_yaml.load(t))
+        doc = parsed_once("when: 2021-03-02\n1: one\n", "docs", lambda t: calls.append(t) or safe_yaml.load(t), K1)
         assert doc == {"when": datetime.date(2021, 3, 2), 1: "one"}
     assert len(calls) == 2 and not list(tmp_path.rglob("*.json"))
 

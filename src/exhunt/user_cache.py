@@ -9,6 +9,7 @@ doing the work again. Nothing is written near the rules or the evidence.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -53,11 +54,11 @@ def write_entry(path: Path, key: str, doc: dict[str, Any]) -> None:
         return  # a cache that cannot be written only costs the next load its time
 
 
-def parsed_once(text: str, folder: str, code_key: str, parse: Callable[[str], Any]) -> Any:
-    """`parse(text)`, kept under a digest of the text in `folder`/`code_key` (the digest of the
-    parser's code), so the same text is parsed once; kept only when JSON gives back the very document."""
+def parsed_once(text: str, folder: str, parse: Callable[[str], Any], code: tuple[Path, ...]) -> Any:
+    """`parse(text)`, kept in `folder` under a digest of the text and of the parser's `code` files (and
+    exhunt's version), so the same text is parsed once; kept only when JSON gives back the very document."""
     key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    entry = cache_root() / folder / code_key / key[:2] / f"{key}.json"
+    entry = cache_root() / folder / _code_key(code) / key[:2] / f"{key}.json"
     cached = read_entry(entry, key)
     if cached is not None:
         return cached["doc"]
@@ -66,3 +67,10 @@ def parsed_once(text: str, folder: str, code_key: str, parse: Callable[[str], An
         if json.loads(json.dumps(doc)) == doc:
             write_entry(entry, key, {"doc": doc})
     return doc
+
+
+@functools.cache
+def _code_key(code: tuple[Path, ...]) -> str:
+    from exhunt import __version__
+
+    return code_digest(*code, extra=(__version__,))

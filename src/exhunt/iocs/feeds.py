@@ -50,7 +50,6 @@ of the wrong shape, a file with no recognisable indicator) raises `RuleError(pat
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import ipaddress
 import json
@@ -62,9 +61,9 @@ from typing import Any
 
 import yaml
 
-from exhunt import __version__, safe_yaml
+from exhunt import safe_yaml
 from exhunt.errors import RuleError
-from exhunt.user_cache import code_digest, parsed_once
+from exhunt.user_cache import parsed_once
 
 TYPES = ("ip", "sha256", "sha1", "md5", "filename", "filepath", "url", "domain")
 HASH_TYPES = ("sha256", "sha1", "md5")
@@ -892,15 +891,10 @@ def _load_json(text: str, origin: str) -> Any:
         raise RuleError(origin, "invalid JSON: nested too deeply") from None
 
 
-@functools.cache
-def _loader_key() -> str:
-    return code_digest(Path(safe_yaml.__file__), extra=(__version__,))
-
-
 def _load_yaml(text: str, origin: str) -> Any:
     """A YAML feed's document, parsed once per content (the built-in pack took 0.08 s per scan)."""
     try:
-        return parsed_once(text, "feed-files", _loader_key(), safe_yaml.load)
+        return parsed_once(text, "feed-files", safe_yaml.load, (Path(safe_yaml.__file__),))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,7 +16,6 @@ once: `source: web` on every web family (IIS front and back end, every HttpProxy
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from exhunt import __version__, safe_yaml
+from exhunt import safe_yaml
 from exhunt.errors import RuleError
 from exhunt.families import RULE_SOURCES, UNIONS, source_families
-from exhunt.user_cache import code_digest, parsed_once
+from exhunt.user_cache import parsed_once
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("exploitation", "webshell", "post-exploitation", "context", "scanning", "indicator")
@@ -233,12 +232,12 @@ def _parsed(text: str) -> Any:
     """A rule file's YAML document, parsed once per content: the strict pure-Python loader took 0.7 s
     for the built-in rules on every scan; a cached document loads in milliseconds, and is validated
     as a fresh one is."""
-    return parsed_once(text, "rule-files", _loader_key(), lambda t: safe_yaml.load(t, loader=_StrictLoader))
-
-
-@functools.cache
-def _loader_key() -> str:
-    return code_digest(Path(safe_yaml.__file__), Path(__file__), extra=(__version__,))
+    return parsed_once(
+        text,
+        "rule-files",
+        lambda t: safe_yaml.load(t, loader=_StrictLoader),
+        (Path(safe_yaml.__file__), Path(__file__)),
+    )
 
 
 def load_rules(paths: list[Path] | None = None) -> list[Rule]:
