@@ -50,17 +50,20 @@ class Shapes:
     A shape is the message's text with each field value's first line as a group: the labels, the
     lines between and whether each value is blank are fixed, so a message that matches tokenises and
     plans exactly as the line-by-line reader would (groups never span a line). Hostile or ambiguous
-    messages (a repeated label) are never learnt. At most `KEEP` shapes per layout, the latest hit first.
+    messages (a repeated label) are never learnt, nor messages longer than `MAX_CHARS` (the memory and
+    the regex stay small whatever a hostile log repeats). At most `KEEP` shapes per layout, the
+    latest hit first; shapes met once are remembered by hash only, `SEEN` at a time.
     """
 
     KEEP = 8
     SEEN = 512
+    MAX_CHARS = 16 * 1024
 
     def __init__(self) -> None:
         # (regex, fields): a field is (group, name, text after the group up to the next label's line,
         # trailer to cut or "", rendered -> raw values or None)
         self.known: list[tuple[re.Pattern[str], list[tuple[int, str, str, str, dict[str, str] | None]]]] = []
-        self.seen: dict[str, int] = {}
+        self.seen: dict[int, int] = {}  # hash of a shape's pattern -> times met
 
     def match(self, text: str) -> dict[str, str] | None:
         known = self.known
@@ -83,7 +86,7 @@ class Shapes:
         return None
 
     def learn(self, layout: Layout, tokens: list[Token], spans: list[tuple[int, int]], plan: Plan, text: str) -> None:
-        if not tokens:
+        if not tokens or len(text) > self.MAX_CHARS:
             return
         pieces, pos, line_ends = [], 0, []
         for (_, _, value_start), span in zip(tokens, spans, strict=True):
@@ -95,11 +98,11 @@ class Shapes:
             pos = line_end
             line_ends.append(line_end)
         pieces.append(re.escape(text[pos:]))
-        pattern = "".join(pieces)
-        count = self.seen.get(pattern, 0) + 1
+        pattern = "".join(pieces)  # a hash collision only learns a shape one sighting early: still exact
+        count = self.seen.get(hash(pattern), 0) + 1
         if len(self.seen) >= self.SEEN:
             self.seen = {}
-        self.seen[pattern] = count
+        self.seen[hash(pattern)] = count
         if count != 2:
             return
         last, trailer = len(tokens) - 1, layout.trailer.lower()
@@ -485,9 +488,6 @@ def fill_from_message(
     parsed = fields_from_message(layout, message)
     if not parsed:
         return False
-    if data:
-        for key, value in parsed.items():
-            data.setdefault(key, value)
-    else:
-        data.update(parsed)
+    for key, value in parsed.items():
+        data.setdefault(key, value)
     return True
