@@ -121,17 +121,17 @@ def test_field_names_spelled_like_provenance_columns(collection: Path, tmp_path:
 
 
 def test_a_batch_the_store_refuses_is_reported_and_the_rest_scanned(collection: Path, monkeypatch):
-    from exhunt.case import CaseWriter as Store
+    from exhunt.spool import Lane
 
     build_broken_collection(collection)
-    real = Store._insert
+    real = Lane._write
 
-    def refuse_iis(self, table, parts):
+    def refuse_iis(self, table, batch):
         if table == "log_iis":
             raise pa.ArrowInvalid("simulated refusal")
-        return real(self, table, parts)
+        return real(self, table, batch)
 
-    monkeypatch.setattr(Store, "_insert", refuse_iis)
+    monkeypatch.setattr(Lane, "_write", refuse_iis)  # the default scan spools its records
     result = scan(collection)
     refused = [e for e in result.errors if "records not stored: ArrowInvalid: simulated refusal" in e["reason"]]
     assert [e["path"] for e in refused] == ["EXCH01/C/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"]

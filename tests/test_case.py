@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from exhunt import case as store_mod
+from exhunt import spool as spool_mod
 from exhunt.case import CaseWriter as Store
 from exhunt.families import family, family_of_table
 
@@ -53,6 +55,31 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
     assert [r["Value"] for r in got] == [f"v{i}" for i in range(7600)]
     assert all(r["_ts"] is not None for r in got)
     st.close()
+
+
+def test_reader_threads_store_spooled_rows_themselves_each_once(tmp_path: Path, monkeypatch):
+    """Reader threads store the rows of spooled tables on their own threads, into files of their own:
+    every row is stored once, the row ids of a table are unique, and events still go to the writer."""
+    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 2048)
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+
+    def read(k: int) -> None:
+        for j in range(10):
+            assert st.append_here("log_x", _rows((k * 10 + j) * 700, 700, 1 + k))
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    events = pa.table({"_artifact": pa.array([9], pa.int32()), "_line": pa.array([1], pa.int64())})
+    assert not st.append_here("events", events)
+    reader = st.ready_for_queries()
+    sql = 'SELECT count(*), count(DISTINCT rowid), min(rowid), max(rowid), count(DISTINCT "Value") FROM log_x'
+    assert reader.fetch(sql) == [(28_000, 28_000, 0, 27_999, 28_000)]
+    assert len(st.spool.files["log_x"]) == 4  # one file per reader thread
+    st.close()
+    assert not Store(tmp_path / "d.duckdb").append_here("log_x", _rows(0, 1, 1))  # a case file: the writer's
 
 
 def _sql_time(values: dict[str, list[str | None]], expr: str) -> list:
@@ -175,14 +202,14 @@ def test_a_spool_that_cannot_be_written_costs_those_files_only(tmp_path: Path, m
     """A full disk under the temporary folder refuses a batch: its artifacts are named as not stored,
     the rest of the family is stored and queryable."""
     st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
-    real = store_mod.pq.ParquetWriter.write_table
+    real = spool_mod.pq.ParquetWriter.write_table
 
     def full_disk(self, table, *args, **kwargs):
         if 2 in table.column("_artifact").to_pylist():
             raise OSError(28, "No space left on device")
         return real(self, table, *args, **kwargs)
 
-    monkeypatch.setattr(store_mod.pq.ParquetWriter, "write_table", full_disk)
+    monkeypatch.setattr(spool_mod.pq.ParquetWriter, "write_table", full_disk)
     st.append("log_x", _rows(0, 3, 1))
     st.append("log_x", _rows(3, 2, 2))
     reader = st.ready_for_queries()
@@ -198,15 +225,16 @@ def test_a_spool_file_that_cannot_be_finished_costs_its_own_artifacts_only(tmp_p
     st.append("log_x", _rows(0, 3, 1))
     st.append("log_y", _rows(0, 2, 2))
     st.flush()
-    real = store_mod.pq.ParquetWriter.close
-    broken = st.spool.writers[next(k for k in st.spool.writers if k[0] == "log_y")][0]
+    real = spool_mod.pq.ParquetWriter.close
+    (lane,) = st.spool.lanes
+    broken = lane.writers[next(k for k in lane.writers if k[0] == "log_y")][0]
 
     def close(self):
         real(self)
         if self is broken:
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_mod.pq.ParquetWriter, "close", close)
+    monkeypatch.setattr(spool_mod.pq.ParquetWriter, "close", close)
     reader = st.ready_for_queries()
     assert [ids for ids, _ in st.failed] == [{2}] and "No space left" in st.failed[0][1]
     assert "log_x" in reader.tables() and "log_y" not in reader.tables()

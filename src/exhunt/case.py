@@ -27,17 +27,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from exhunt.families import Family, family, family_of_table, record_families
+from exhunt.spool import RowGroups, Spool, artifacts_of, combined, why
+from exhunt.sql import literal, quote
 
 SCHEMA_ID = "exhunt.case"
 ANALYSIS_TABLES = ("mailbox_access", "timeline", "leads")  # kept by `exhunt.analytics`
@@ -70,11 +71,6 @@ EVIDENCE = pa.schema([
     ("finding", pa.int32()), ("path", pa.string()), ("line", pa.int64()), ("record_id", pa.int64()),
     ("time", pa.timestamp("us")), ("record", pa.string()), ("raw", pa.string()),
 ])  # fmt: skip
-
-
-def quote(name: str) -> str:
-    """A SQL identifier for any name (log field names are the writer's, or an attacker's, choice)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _ts_sql(family: Family, columns: list[str]) -> str:
@@ -167,7 +163,7 @@ class CaseReader:
         cols = self._columns.get(table)
         if cols is None:
             described = self._con.execute(f"DESCRIBE {quote(table)}").fetchall()
-            cols = tuple(r[0] for r in described if r[0] != SPOOL_ROWID)
+            cols = tuple(r[0] for r in described if r[0] != ROWID)
             if self._frozen:
                 self._columns[table] = cols
         return list(cols)
@@ -336,7 +332,7 @@ class CaseReader:
             "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'",
             [table],
         ).fetchall()
-        return {r[0].lower(): r[0] for r in rows if r[0] != SPOOL_ROWID}
+        return {r[0].lower(): r[0] for r in rows if r[0] != ROWID}
 
     def define(self, sql: str) -> None:
         """Run statements that create (or drop) an analysis's temporary macros, views and tables."""
@@ -416,16 +412,18 @@ class CaseWriter:
 
     Inserts run on the calling thread with one DuckDB thread while readers parse on the other cores:
     a second DuckDB thread per insert only competed with them (1 GB `--case`: 13.8-14.1 s vs 10 s),
-    and two writer threads for different tables took the same time with 200 MB more memory. Once
-    reading is done, `ready_for_queries` gives the queries the scan's whole CPU budget.
+    and two writer threads for different tables took the same time with 200 MB more memory. A scan
+    without a case file spools its log records to Parquet instead (`exhunt.spool`), and the reader
+    threads write those themselves (`append_here`). Once reading is done, `ready_for_queries` gives
+    the queries the scan's whole CPU budget.
     """
 
     def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 1, spool: Path | None = None) -> None:
         self.path = path
         self.threads = max(1, threads)
-        self.spool = _Spool(spool) if spool is not None else None
+        self.spool = Spool(spool, ROW_GROUP_ROWS) if spool is not None else None
         self._con = duckdb.connect()
-        self._con.execute(f"ATTACH {_sql_text(str(path))} AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        self._con.execute(f"ATTACH {literal(str(path))} AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         self._con.execute("USE case_db")
         self.memory_limit = memory_limit
         # while reading, DuckDB only writes: the blocks it keeps cached after writing them are never
@@ -433,72 +431,67 @@ class CaseWriter:
         # 408 MB at 128 MB, the same speed). The queries get the whole limit (`ready_for_queries`), and
         # so does an insert that the smaller share cannot hold.
         self._write_memory = WRITE_MEMORY
-        self._con.execute(f"SET memory_limit={_sql_text(WRITE_MEMORY)}; SET threads=1;")
+        self._con.execute(f"SET memory_limit={literal(WRITE_MEMORY)}; SET threads=1;")
         self._con.execute("SET preserve_insertion_order=false")
         self._con.execute(SCHEMA)
         self.reader = CaseReader(self._con)
         self._columns: dict[str, set[str]] = {}
-        self._pending: dict[str, list[pa.Table]] = {}
-        self._pending_rows: dict[str, int] = {}
+        self._waiting = RowGroups(ROW_GROUP_ROWS)
+        self._local = threading.local()  # each thread's own DuckDB for filling in times
         self.failed: list[tuple[set[int], str]] = []  # (artifact ids, why) of batches that could not be stored
 
     # -- records -----------------------------------------------------------------------------
     def append(self, table: str, rows: pa.Table) -> None:
         """Queue rows (carrying their int32 `_artifact`) for `table`; written in whole row groups."""
-        self._pending.setdefault(table, []).append(rows)
-        self._pending_rows[table] = self._pending_rows.get(table, 0) + rows.num_rows
-        if self._pending_rows[table] >= ROW_GROUP_ROWS:
-            self._flush(table, keep=self._pending_rows[table] % ROW_GROUP_ROWS)
+        if self.append_here(table, rows):
+            return
+        self._insert_parts(table, self._waiting.add(table, rows))
+
+    def append_here(self, table: str, rows: pa.Table) -> bool:
+        """`append` on the calling thread, which may be any reader thread, for rows of a spooled table;
+        False, storing nothing, for rows that only the writer's thread may store."""
+        if self.spool is None:
+            return False
+        fam = family_of_table(table)
+        if fam.kind == "events" or not fam.line_based:
+            return False
+        self.spool.lane().append(table, rows, self._prepared)
+        return True
 
     def flush(self) -> None:
-        for table in list(self._pending):
-            self._flush(table)
+        """Store what waits: the writer's rows, and those of the calling thread's spool lane."""
+        for table in list(self._waiting.parts):
+            self._insert_parts(table, self._waiting.take(table))
+        if self.spool is not None:
+            self.spool.lane().flush(self._prepared)
 
-    def _flush(self, table: str, keep: int = 0) -> None:
-        """Insert the pending rows of `table` but the last `keep`.
+    def _insert_parts(self, table: str, parts: list[pa.Table]) -> None:
+        """Insert whole row groups of `table`.
 
         DuckDB writes an insert of at least one row group (ROW_GROUP_ROWS) straight to the file; a
         smaller one goes through the write-ahead log and is compressed again at checkpoint (measured:
         15.4 s vs 6.5 s for 1.2 GB). So while reading, whole row groups are inserted. A batch DuckDB
         refuses costs only the files it came from (`failed`), never the rest of the family.
         """
-        parts = self._pending.pop(table, [])
-        n = self._pending_rows.pop(table, 0)
-        if keep:
-            batch = pa.concat_tables(parts, promote_options="permissive")
-            parts = [batch.slice(0, n - keep)]
-            self._pending[table], self._pending_rows[table] = [batch.slice(n - keep)], keep
         if not parts:
             return
         try:
             self._insert(table, parts)
-        except (duckdb.Error, pa.ArrowException, OSError) as exc:  # OSError: a full disk under the spool
+        except (duckdb.Error, pa.ArrowException) as exc:
             if len(parts) == 1:
-                self._refused(parts[0], exc)
+                self.failed.append((artifacts_of(parts[0]), why(exc)))
                 return
             for part in parts:  # find the batches at fault: the others are stored
                 try:
                     self._insert(table, [part])
-                except (duckdb.Error, pa.ArrowException, OSError) as one:
-                    self._refused(part, one)
-
-    def _refused(self, part: pa.Table, exc: Exception) -> None:
-        ids = {int(i) for i in part.column("_artifact").unique().to_pylist()}
-        self.failed.append((ids, _why(exc)))
+                except (duckdb.Error, pa.ArrowException) as one:
+                    self.failed.append((artifacts_of(part), why(one)))
 
     def _insert(self, table: str, parts: list[pa.Table]) -> None:
-        batch = pa.concat_tables(parts, promote_options="permissive")
-        if batch.num_rows < 4096 * batch.column(0).num_chunks:
-            # DuckDB pays per Arrow chunk and column: hundreds of small per-file chunks made wide
-            # HttpProxy inserts 10x slower (measured: 12k vs 122k rows/s); large chunks are kept as
-            # they are, which spares a copy (peak memory 1.39 GB -> 1.21 GB for 1 GB scanned)
-            batch = batch.combine_chunks()
+        batch = combined(parts)
         family = family_of_table(table)
         if family.kind != "events":  # events carry their own `ts`; every other record gets its `_ts` here
-            batch = self._with_time(family, batch)
-            if self.spool is not None and family.line_based:
-                self.spool.write(table, batch)
-                return
+            batch = self._prepared(table, batch)
             self._ensure_columns(table, batch.schema)
         insert = f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _batch"
         self._con.register("_batch", batch)
@@ -511,22 +504,28 @@ class CaseWriter:
                 # a row group of very wide rows needs more than the writing share: from here on the
                 # writer has the whole limit, and this batch is tried again (never lost to the cap)
                 self._write_memory = self.memory_limit
-                self._con.execute(f"SET memory_limit={_sql_text(self.memory_limit)}")
+                self._con.execute(f"SET memory_limit={literal(self.memory_limit)}")
                 self._con.execute(insert)
         finally:
             self._con.unregister("_batch")
 
-    def _with_time(self, family: Family, batch: pa.Table) -> pa.Table:
+    def _prepared(self, table: str, batch: pa.Table) -> pa.Table:
         """The batch with a `_ts` for every row whose time columns give one: the readers' own where they
-        read them (`log_time`), DuckDB's TRY_CAST for the rest (one query, only when some are missing)."""
+        read them (`log_time`), DuckDB's TRY_CAST for the rest (one query, only when some are missing).
+        Runs on any thread, so the query runs on that thread's own in-memory DuckDB."""
         have = "_ts" in batch.column_names
         if have and batch.column("_ts").null_count == 0:
             return batch
-        ts = _ts_sql(family, batch.column_names)
+        ts = _ts_sql(family_of_table(table), batch.column_names)
         sql = f"SELECT {f'coalesce(_ts, {ts})' if have else ts} AS _ts FROM _batch"
-        with self._con.cursor() as cur:  # a result of its own, whatever the writer's connection has open
-            cur.register("_batch", batch)
-            times = cur.sql(sql).to_arrow_table().column("_ts").cast(pa.timestamp("us"))
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = duckdb.connect(config={"threads": 1})
+        con.register("_batch", batch)
+        try:
+            times = con.sql(sql).to_arrow_table().column("_ts").cast(pa.timestamp("us"))
+        finally:
+            con.unregister("_batch")
         if have:
             return batch.set_column(batch.column_names.index("_ts"), "_ts", times)
         return batch.append_column("_ts", times)
@@ -613,7 +612,7 @@ class CaseWriter:
         """Copy the records, inventory, directives and line offsets of a shard case (another process read
         a range of the same collection's artifacts into it, with ids of their own) into this case."""
         self.flush()
-        self._con.execute(f"ATTACH {_sql_text(str(shard))} AS shard (READ_ONLY)")
+        self._con.execute(f"ATTACH {literal(str(shard))} AS shard (READ_ONLY)")
         try:
             mine = {r[0] for r in self._con.execute(_TABLES_OF, ["case_db"]).fetchall()}
             for (table,) in self._con.execute(_TABLES_OF, ["shard"]).fetchall():
@@ -659,11 +658,33 @@ class CaseWriter:
         """Reading is done: the last inserts and the queries use the scan's CPU budget (while the
         readers run, inserts stay on one thread beside them)."""
         self._write_memory = self.memory_limit
-        self._con.execute(f"SET threads={self.threads}; SET memory_limit={_sql_text(self.memory_limit)}")
+        self._con.execute(f"SET threads={self.threads}; SET memory_limit={literal(self.memory_limit)}")
         self.flush()
         if self.spool is not None:
-            self.failed.extend(self.spool.create_views(self._con))
+            self._spooled_views()
         return self.reader
+
+    def _spooled_views(self) -> None:
+        """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
+        artifacts only."""
+        files, failed = self.spool.finish(self._prepared)  # type: ignore[union-attr]
+        self.failed.extend(failed)
+        for table, paths in files.items():
+            usable = []
+            for path in paths:
+                try:
+                    self._con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
+                    usable.append(path)
+                except duckdb.Error as exc:
+                    self.failed.append((self.spool.artifacts[path], why(exc)))  # type: ignore[union-attr]
+            if not usable:
+                continue
+            listed = ", ".join(literal(str(p)) for p in usable)
+            self._con.execute(
+                f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT _rid AS {ROWID}, * EXCLUDE (_rid) "
+                f"FROM read_parquet([{listed}], union_by_name = true)"
+            )
+            self._con.execute(f"COMMENT ON VIEW {quote(table)} IS '{MARK}'")
 
     def close(self) -> None:
         self.flush()
@@ -672,79 +693,9 @@ class CaseWriter:
 
 _TABLES_OF = "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name"
 _RESULT_TABLES = frozenset({"meta", "findings", "evidence", "coverage", "errors"})  # the scan's, not the records'
-SPOOL_ROWID = "rowid"  # a spooled view's row id column: named so that the rules' `t.rowid` reads it
-_SPOOLED = "exhunt records"  # the comment that marks a spooled view
+ROWID = "rowid"  # a spooled view's row id column: named so that the rules' `t.rowid` reads it
+MARK = "exhunt records"  # the comment that marks a spooled view
 _TABLES_AND_SPOOLED = (
     "SELECT table_name FROM duckdb_tables() UNION "
-    f"SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary AND comment = '{_SPOOLED}'"
+    f"SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary AND comment = '{MARK}'"
 )
-
-
-class _Spool:
-    """Log records of a scan that keeps no case file, as Parquet files read back through one view per
-    table. DuckDB stored wide all-text tables at 122 MB/s of Arrow on one core; Parquet with LZ4 takes
-    the same batches at 460 MB/s. Each table's batches with one column list go to one file (a row
-    group per insert), so a view reads a few files. Each row gets a `_rid`, which the view names
-    `rowid`, as a table's own. A file that cannot be finished or read costs its own artifacts only."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.writers: dict[tuple[str, pa.Schema], tuple[pq.ParquetWriter, Path]] = {}
-        self.files: dict[str, list[Path]] = {}
-        self.artifacts: dict[Path, set[int]] = {}  # the artifacts whose rows each file holds
-        self.rows: dict[str, int] = {}
-
-    def write(self, table: str, batch: pa.Table) -> None:
-        first = self.rows.get(table, 0)
-        self.rows[table] = first + batch.num_rows
-        batch = batch.append_column("_rid", pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)))
-        if (table, batch.schema) not in self.writers:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{len(self.writers)}.parquet"  # never the table's name: the log chose it
-            # min/max only of exhunt's own columns (row ids, artifact, line, time), which queries narrow
-            # by; a log text column's range prunes nothing, and computing it cost ~20% of the write
-            stats = [n for n in batch.schema.names if n.startswith("_")]
-            writer = pq.ParquetWriter(path, batch.schema, compression="lz4", write_statistics=stats)
-            self.writers[(table, batch.schema)] = writer, path
-            self.files.setdefault(table, []).append(path)
-            self.artifacts[path] = set()
-        writer, path = self.writers[(table, batch.schema)]
-        writer.write_table(batch, row_group_size=ROW_GROUP_ROWS)
-        self.artifacts[path].update(pc.unique(batch.column("_artifact")).to_pylist())
-
-    def create_views(self, con: duckdb.DuckDBPyConnection) -> list[tuple[set[int], str]]:
-        """One view per table over its files; (artifact ids, why) of every file that could not be used."""
-        failed: list[tuple[set[int], str]] = []
-        bad: set[Path] = set()
-        for writer, path in self.writers.values():
-            try:
-                writer.close()
-            except (OSError, pa.ArrowException) as exc:  # a full disk, say
-                bad.add(path)
-                failed.append((self.artifacts[path], _why(exc)))
-        self.writers.clear()
-        for table, files in self.files.items():
-            usable = []
-            for path in (p for p in files if p not in bad):
-                try:
-                    con.execute(f"SELECT 1 FROM read_parquet({_sql_text(str(path))}) LIMIT 0")
-                    usable.append(path)
-                except duckdb.Error as exc:
-                    failed.append((self.artifacts[path], _why(exc)))
-            if not usable:
-                continue
-            listed = ", ".join(_sql_text(str(p)) for p in usable)
-            con.execute(
-                f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT _rid AS {SPOOL_ROWID}, * EXCLUDE (_rid) "
-                f"FROM read_parquet([{listed}], union_by_name = true)"
-            )
-            con.execute(f"COMMENT ON VIEW {quote(table)} IS '{_SPOOLED}'")
-        return failed
-
-
-def _why(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

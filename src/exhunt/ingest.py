@@ -78,7 +78,7 @@ def ingest(
         for bundle in bundles(items):
             reader.work(bundle)
     else:
-        reader = Reader(collection, collection.name, content_rules, keep, maps=maps)
+        reader = Reader(collection, collection.name, content_rules, keep, maps=maps, store_here=case.append_here)
         _read_on_threads(reader, items, case, counter, readers or _reader_threads(case, threads))
     case.ready_for_queries()
     return _report(reader, items, case, problems, stored)

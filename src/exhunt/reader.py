@@ -82,7 +82,9 @@ Sink = Callable[[str, pa.Table], None]
 
 class Reader:
     """Reads artifacts on worker threads and hands Arrow batches to the writer through a queue (or,
-    with `sink`, straight to it on the calling thread: a scan with a budget of one thread)."""
+    with `sink`, straight to it on the calling thread: a scan with a budget of one thread). Batches
+    that `store_here` takes are stored on the reader's own thread (the spooled tables) and skip the
+    queue."""
 
     def __init__(
         self,
@@ -93,8 +95,10 @@ class Reader:
         sink: Sink | None = None,
         on_done: Callable[[int], None] | None = None,
         maps: tuple[FieldMap, ...] = (),
+        store_here: Callable[[str, pa.Table], bool] | None = None,
     ) -> None:
         self.collection = collection
+        self.store_here = store_here
         self.user_maps = MappedSource(keep, maps) if maps else None  # `--map FILE`: tried first
         self.sink, self.on_done = sink, on_done
         self.content_rules = content_rules
@@ -164,6 +168,8 @@ class Reader:
         rows = self._project(table, rows).append_column("_artifact", pa.array(artifact_ids, pa.int32()))
         if self.sink is not None:
             self.sink(table, rows)
+            return
+        if self.store_here is not None and self.store_here(table, rows):
             return
         self.budget.take(rows.nbytes)
         self.out.put(("rows", (table, rows)))
