@@ -154,12 +154,15 @@ _EXCHANGE_SHAPES: dict[str, re.Pattern[str]] = {
 def _bind_by_shape(fields: list[str], default: list[str], rows: list[list[str]]) -> list[tuple[int, str]]:
     """Rows shorter than the default list: a column (not the first, the time) whose values fit the
     shape of a default column it was not bound to is bound to that one instead. Returns the moves."""
-    moved = []
+    moved: list[tuple[int, str]] = []
+    shapes = {name: shape for name, shape in _EXCHANGE_SHAPES.items() if name in default and name not in fields}
+    if not shapes:  # most families have no such column: thousands of small files skip the values
+        return moved
     for i in range(1, min(len(fields), len(default))):
         values = [r[i] for r in rows if r[i]]
-        for name, shape in _EXCHANGE_SHAPES.items():
+        for name, shape in shapes.items():
             fits = sum(bool(shape.match(v)) for v in values) / len(values) if values else 0.0
-            if name in default and name not in fields and fits >= MIN_SCORE:
+            if name not in fields and fits >= MIN_SCORE:
                 fields[i] = name
                 moved.append((i, name))
     return moved
