@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from exhunt.cli import app
 from exhunt.scan import ScanOptions, ScanResult, scan
-from exhunt.sources.fieldmap import parse_times
+from exhunt.sources.fieldmap import FieldMap, apply_map, builtin_maps, parse_times
 from exhunt.sources.headerless import infer_iis_fields
 from tests.conftest import write
 
@@ -257,3 +259,22 @@ def test_an_excerpt_that_kept_two_columns_binds_the_command_by_its_shape(collect
     assert _hits(result)["proxylogon-vdir-script-ecp"] == {(path, 6)}
     assert any("column 2 bound to EventData by the shape of its values" in n for n in _notes(result))
     assert any("2 line(s) that are not log rows" in n for n in _notes(result))
+
+
+_TIMES = st.lists(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)), max_size=8)
+
+
+@given(_TIMES)
+def test_an_export_time_becomes_the_familys_own_time_text(times: list[datetime]):
+    """An export's ISO time becomes the family's time columns as the log writes them: IIS `date` and
+    `time` (whole seconds), an Exchange log's `DateTime` with milliseconds and a `Z`."""
+    iso = [f"{t.year:04d}-{t:%m-%dT%H:%M:%S}.{t.microsecond:06d}Z" for t in times]
+    rows = pa.table({"@timestamp": iso, "url.path": ["/x"] * len(times), "_line": list(range(1, len(times) + 1))})
+    iis = next(m for m in builtin_maps() if m.name == "elastic-iis")
+    table, _ = apply_map(rows, iis, ())
+    assert table.column("date").to_pylist() == [f"{t.year:04d}-{t:%m-%d}" for t in times]
+    assert table.column("time").to_pylist() == [f"{t:%H:%M:%S}" for t in times]
+    proxy = FieldMap("t", "t", "httpproxy", ("json",), {"UrlStem": ("url.path",)}, time=("@timestamp",))
+    table, _ = apply_map(rows, proxy, ())
+    expected = [f"{t.year:04d}-{t:%m-%dT%H:%M:%S}.{t.microsecond // 1000:03d}Z" for t in times]
+    assert table.column("DateTime").to_pylist() == expected

