@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rules", type=Path, default=SHARED_SIGMA)
     args = ap.parse_args()
+    args.python, args.rules = args.python.absolute(), args.rules.absolute()  # Zircolite runs in its own folder
     events, count = flat_events(args.copies)
     out = DATA / "zircolite-out.json"
     zircolite = [
