@@ -225,10 +225,13 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
     assert len(views) == len(rules) and len({v.sources for v in views}) == 1, "rules of one shared view"
     lowered = list(dict.fromkeys(n for v in views for n in v.lowered))
     plain = list(dict.fromkeys(n for v in views for n in v.plain))
-    name = case.temp_name("view")
+    name, distinct = case.temp_name("view"), case.temp_name("view")
     case.fetch(f"CREATE TEMP TABLE {name} AS {events_view_sql(views[0].sources, lowered, plain)}")
     try:
-        hit = _gated_any_match(case, name, rules, set(lowered))
+        # whether a rule matches at all depends only on the fields: asked of each distinct set of
+        # them once (events repeat: 8,140 process starts of the bench held 32 distinct ones)
+        case.fetch(f"CREATE TEMP TABLE {distinct} AS SELECT DISTINCT * EXCLUDE (_rid) FROM {name}")
+        hit = _gated_any_match(case, distinct, rules, set(lowered))
         out: dict[int, list[RawFinding]] = {}
         by_group: dict[tuple[str, ...], list[int]] = {}
         for i, (rule, matched) in enumerate(zip(rules, hit, strict=True)):
@@ -241,7 +244,8 @@ def run_with_shared_view(case: CaseReader, rules: list[Rule], samples: int | Non
                 out.update(zip(part, found, strict=True))
         return [out.get(i, []) for i in range(len(rules))]
     finally:
-        case.fetch(f"DROP TABLE IF EXISTS {name}")
+        for table in (name, distinct):
+            case.fetch(f"DROP TABLE IF EXISTS {table}")
 
 
 ANY_MATCH_RULES = 100  # conditions tested in one pass over a field view
