@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, BinaryIO
 
@@ -63,6 +63,8 @@ def _naive_utc(dt: datetime) -> datetime | None:
     `0001-01-01T00:00:00+01:00`)."""
     if dt.tzinfo is None:
         return dt
+    if dt.tzinfo is UTC:  # `Z`, what most exports write: no arithmetic needed
+        return dt.replace(tzinfo=None)
     try:
         return (dt - dt.utcoffset()).replace(tzinfo=None)  # type: ignore[operator]
     except OverflowError:
@@ -290,6 +292,12 @@ def _dig(obj: dict[str, Any], dotted: str) -> Any:
 
 
 @lru_cache(maxsize=256)
+def _sentinel_keys(keys: tuple[str, ...]) -> bool:
+    """`is_sentinel_row`, once per set of top-level keys (it depends on nothing else)."""
+    return is_sentinel_row(dict.fromkeys(keys))
+
+
+@lru_cache(maxsize=256)
 def _candidates(keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`_JSONL_KEYS` narrowed to the spellings an object with these top-level keys can hold (the
     objects of one export share their keys, so this is worked out once per shape)."""
@@ -381,7 +389,8 @@ class JsonLinesEventSource(Source):
 
     def add_object(self, obj: dict[str, Any], line: int, batch: _Batcher, info: ArtifactInfo) -> None:
         """One event object of any supported shape (also used for JSON-array exports)."""
-        if is_sentinel_row(obj):
+        keys = tuple(obj)
+        if _sentinel_keys(keys):
             self._add_row(normalise(obj), line, batch, info)
             return
         winlog = "winlog" in obj or "winlog.event_data" in obj or "winlog.user_data" in obj  # nested or dotted
@@ -401,7 +410,7 @@ class JsonLinesEventSource(Source):
                 for k, v in obj.items()
                 if k not in _FLAT_NON_DATA and not isinstance(v, dict)
             }
-        row = {name: _first(obj, keys) for name, keys in _candidates(tuple(obj))}
+        row = {name: _first(obj, spellings) for name, spellings in _candidates(keys)}
         row["data"] = data
         self._add_row(row, line, batch, info)
 
