@@ -8,6 +8,7 @@ Nothing here raises for one bad file: problems go to the artifact's errors.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -46,6 +47,11 @@ LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
 HEAD_BYTES = 8192
 IN_FLIGHT_BYTES = 128 << 20
+# Sources that read in Python from end to end (`Source.python_bound`) read one file at a time across
+# the reader threads: two of them at once only fought over the GIL, and a reader doing I/O beside
+# one slowed it too (the Zircolite bench's 108 MB of JSON-lines events: ingest 3.2-3.4 s with two
+# readers, 2.3-2.5 s with one). Readers of other formats go on meanwhile.
+PYTHON_BOUND = threading.Lock()
 BUNDLE_BYTES = 32 << 20  # artifacts read by one worker together (their small runs of rows parse together)
 PARSE_BYTES = 16 << 20  # parse a group of pending runs once this many bytes wait
 
@@ -145,12 +151,13 @@ class Reader:
                     if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
                         stream = self._content_scanned(stream, info, row)
                     reading = source if isinstance(source, Source) else source(self.keep)
-                    for table, part in reading.read(stream, info, _HashAfter(hasher, len(head))):
-                        if isinstance(part, RawRows):
-                            info.runs.append((part.first_line, part.offset))
-                            pending.add(table, part, item.artifact_id, info)
-                        else:
-                            self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
+                    with PYTHON_BOUND if reading.python_bound else contextlib.nullcontext():
+                        for table, part in reading.read(stream, info, _HashAfter(hasher, len(head))):
+                            if isinstance(part, RawRows):
+                                info.runs.append((part.first_line, part.offset))
+                                pending.add(table, part, item.artifact_id, info)
+                            else:
+                                self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
                     row["sha256"] = hasher.hexdigest()
         except Exception as exc:  # one bad artifact never stops the scan
             why = (str(exc).strip().splitlines() or ["no message"])[0][:200]  # EOFError() has none

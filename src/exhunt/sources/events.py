@@ -345,6 +345,7 @@ def _level(v: Any) -> int | None:
 
 class JsonLinesEventSource(Source):
     kind = "events-jsonl"
+    python_bound = True
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
