@@ -9,14 +9,7 @@ each rule's condition runs on those columns.
 from __future__ import annotations
 
 from exhunt.families import family
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from exhunt.sql import literal, quote
 
 
 def events_base(used: list[str]) -> tuple[str, dict[str, str]]:
@@ -30,7 +23,7 @@ def events_base(used: list[str]) -> tuple[str, dict[str, str]]:
     exprs = {n: special[n] for n in used if n in special}
     extra = ""
     if data_fields:
-        paths = ", ".join(_sql_str(f'$."{n}"') for n in data_fields)
+        paths = ", ".join(literal(f'$."{n}"') for n in data_fields)
         extra = f", json_extract_string(data, [{paths}]) AS _f"
         exprs.update({n: f"b._f[{i}]" for i, n in enumerate(data_fields, 1)})
     table = family("events").table
@@ -43,6 +36,6 @@ def events_view_sql(sources: str, lowered: list[str], plain: list[str]) -> str:
     (`l:NAME`) or as they are (`v:NAME`), for the conditions of many rules (alias `s`)."""
     base, exprs = events_base(list(dict.fromkeys([*lowered, *plain])))
     cols = ["b._rid", "b.event_id AS _eid", "lower(b.channel) AS _chan"]
-    cols += [f"lower({exprs[n]}) AS {_quote('l:' + n)}" for n in lowered]
-    cols += [f"{exprs[n]} AS {_quote('v:' + n)}" for n in plain]
+    cols += [f"lower({exprs[n]}) AS {quote('l:' + n)}" for n in lowered]
+    cols += [f"{exprs[n]} AS {quote('v:' + n)}" for n in plain]
     return f"SELECT * FROM (SELECT {', '.join(cols)} FROM ({base}) b) s WHERE {sources}"

@@ -130,6 +130,7 @@ from exhunt.rules.literal_gate import Need
 from exhunt.rules.model import FieldView, Rule
 from exhunt.rules.native import re2_literal
 from exhunt.rules.sigma_needs import needs
+from exhunt.sql import literal, quote
 
 __all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
 
@@ -488,14 +489,6 @@ def _backend(target: Target) -> DuckDBBackend:
 # -- SQL assembly ---------------------------------------------------------------------------------
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _web_base(
     used: list[str], table: str, special: dict[str, tuple[str, list[str]]], column_of: Callable[[str], str | None]
 ) -> tuple[str, dict[str, str]]:
@@ -508,14 +501,14 @@ def _web_base(
             exprs[name], needs = special[name]
             columns.extend(needs)
         elif (column := column_of(name)) is not None:
-            exprs[name] = f"b.{_quote(column)}"
+            exprs[name] = f"b.{quote(column)}"
             columns.append(column)
         else:
             raise NotApplicable(f"field {name!r} has no {table} column")
     text = ", concat_ws(' ', *COLUMNS('^[^_]')) AS _text" if "@text" in used else ""
     base = f"SELECT rowid AS _rid, *{text} FROM {table}"
     if columns:
-        nulls = ", ".join(f"NULL::VARCHAR AS {_quote(c)}" for c in dict.fromkeys(columns))
+        nulls = ", ".join(f"NULL::VARCHAR AS {quote(c)}" for c in dict.fromkeys(columns))
         base += f" UNION ALL BY NAME SELECT {nulls} WHERE false"
     return base, exprs
 
@@ -554,7 +547,7 @@ BASES = {"events": events_base, "iis": _iis_base, "httpproxy": _httpproxy_base}
 def _source_filter(target: Target) -> str:
     parts = []
     if target.channels:
-        parts.append(f"s._chan IN ({', '.join(_sql_str(c.lower()) for c in target.channels)})")
+        parts.append(f"s._chan IN ({', '.join(literal(c.lower()) for c in target.channels)})")
     if target.event_ids:
         parts.append(f"s._eid IN ({', '.join(str(int(i)) for i in target.event_ids)})")
     return " AND ".join(parts) or "true"
@@ -584,14 +577,14 @@ def _assemble(
     where = VALUE_MARK.sub("?", where)
     # fields: one projection column per field and form (lowered or as is), computed once per row
     lowered = list(dict.fromkeys(LOWER_FIELD.findall(where)))
-    where = LOWER_FIELD.sub(lambda m: "s." + _quote("l:" + m.group(1)), where)
+    where = LOWER_FIELD.sub(lambda m: "s." + quote("l:" + m.group(1)), where)
     plain = list(dict.fromkeys(ANY_FIELD.findall(where)))
-    where = ANY_FIELD.sub(lambda m: "s." + _quote("v:" + m.group(1)), where)
+    where = ANY_FIELD.sub(lambda m: "s." + quote("v:" + m.group(1)), where)
     used = list(dict.fromkeys([*lowered, *plain]))
     base, exprs = BASES[source](used)
     cols = ["b._rid"] + (["b.event_id AS _eid", "lower(b.channel) AS _chan"] if source == "events" else [])
-    cols += [f"lower({exprs[n]}) AS {_quote('l:' + n)}" for n in lowered]
-    cols += [f"{exprs[n]} AS {_quote('v:' + n)}" for n in plain]
+    cols += [f"lower({exprs[n]}) AS {quote('l:' + n)}" for n in lowered]
+    cols += [f"{exprs[n]} AS {quote('v:' + n)}" for n in plain]
     sql = f"t.rowid IN (SELECT s._rid FROM (SELECT {', '.join(cols)} FROM ({base}) b) s WHERE {where})"
     view = None
     if source == "events":
