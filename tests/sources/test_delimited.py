@@ -218,3 +218,34 @@ def test_batch_with_a_quoted_newline_keeps_every_file_exact():
     table, run_index = delimited.parse_batch(runs)
     assert [(r["A"], r["_line"]) for r in table.to_pylist()] == [("1", 6), ("2", 7), ("3", 6), ("4", 8)]
     assert run_index.tolist() == [0, 0, 1, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=60),
+    chunk=st.integers(min_value=3, max_value=200),  # a first read holds the 3-byte BOM whole
+    bom=st.booleans(),
+    cut_short=st.booleans(),
+)
+def test_chunks_are_the_file_cut_at_line_ends(lines, chunk, bom, cut_short):
+    """Whatever the chunk size, the chunks put together are the file (without its BOM), each ends
+    at a line end but the file's cut-short last line, and each says its first line, its line breaks
+    and its byte offset."""
+    body = b"\n".join(lines) + (b"" if cut_short else b"\n")
+    data = (delimited.BOM if bom else b"") + body
+    size, delimited.CHUNK_BYTES = delimited.CHUNK_BYTES, chunk
+    try:
+        chunks = list(delimited.iter_lines_chunks(io.BytesIO(data), delimited.ReadState(), None))
+    finally:
+        delimited.CHUNK_BYTES = size
+    assert b"".join(c for c, *_ in chunks) == body
+    at, line = len(data) - len(body), 1
+    for k, (text, first, breaks, offset) in enumerate(chunks):
+        assert (first, breaks, offset) == (line, text.count(b"\n"), at)
+        assert text.endswith(b"\n") or k == len(chunks) - 1
+        at, line = at + len(text), line + breaks
+
+
+def test_line_breaks_counts_like_bytes_count():
+    data = (b"x" * 99 + b"\n") * 3000 + b"\r\n\n" + b"tail"  # past the size where numpy counts
+    assert delimited.line_breaks(data) == data.count(b"\n") and delimited.line_breaks(b"a\nb") == 1
