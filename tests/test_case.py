@@ -198,15 +198,16 @@ def test_a_log_field_named_rowid_never_stands_for_the_stores_row_id(tmp_path: Pa
         assert "203.0.113.9" in hits[0].evidence[0].raw
 
 
-def test_a_spool_that_cannot_be_written_costs_those_files_only(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("No space left, unforeseen")])
+def test_a_spool_that_cannot_be_written_costs_those_files_only(tmp_path: Path, monkeypatch, error):
     """A full disk under the temporary folder refuses a batch: its artifacts are named as not stored,
-    the rest of the family is stored and queryable."""
+    the rest of the family is stored and queryable. An error of an unforeseen kind costs no more."""
     st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
     real = spool_mod.pq.ParquetWriter.write_table
 
     def full_disk(self, table, *args, **kwargs):
         if 2 in table.column("_artifact").to_pylist():
-            raise OSError(28, "No space left on device")
+            raise error
         return real(self, table, *args, **kwargs)
 
     monkeypatch.setattr(spool_mod.pq.ParquetWriter, "write_table", full_disk)

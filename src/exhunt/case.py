@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exhunt.families import Family, family, family_of_table, record_families
-from exhunt.spool import RowGroups, Spool, artifacts_of, combined, why
+from exhunt.spool import Failed, RowGroups, Spool, combined, store_parts, why
 from exhunt.sql import literal, quote
 
 SCHEMA_ID = "exhunt.case"
@@ -438,7 +438,7 @@ class CaseWriter:
         self._columns: dict[str, set[str]] = {}
         self._waiting = RowGroups(ROW_GROUP_ROWS)
         self._local = threading.local()  # each thread's own DuckDB for filling in times
-        self.failed: list[tuple[set[int], str]] = []  # (artifact ids, why) of batches that could not be stored
+        self.failed: Failed = []
 
     # -- records -----------------------------------------------------------------------------
     def append(self, table: str, rows: pa.Table) -> None:
@@ -473,19 +473,7 @@ class CaseWriter:
         15.4 s vs 6.5 s for 1.2 GB). So while reading, whole row groups are inserted. A batch DuckDB
         refuses costs only the files it came from (`failed`), never the rest of the family.
         """
-        if not parts:
-            return
-        try:
-            self._insert(table, parts)
-        except (duckdb.Error, pa.ArrowException) as exc:
-            if len(parts) == 1:
-                self.failed.append((artifacts_of(parts[0]), why(exc)))
-                return
-            for part in parts:  # find the batches at fault: the others are stored
-                try:
-                    self._insert(table, [part])
-                except (duckdb.Error, pa.ArrowException) as one:
-                    self.failed.append((artifacts_of(part), why(one)))
+        store_parts(parts, lambda some: self._insert(table, some), self.failed)
 
     def _insert(self, table: str, parts: list[pa.Table]) -> None:
         batch = combined(parts)
@@ -661,13 +649,13 @@ class CaseWriter:
         self._con.execute(f"SET threads={self.threads}; SET memory_limit={literal(self.memory_limit)}")
         self.flush()
         if self.spool is not None:
-            self._spooled_views()
+            self._spooled_views(self.spool)
         return self.reader
 
-    def _spooled_views(self) -> None:
+    def _spooled_views(self, spool: Spool) -> None:
         """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
         artifacts only."""
-        files, failed = self.spool.finish(self._prepared)  # type: ignore[union-attr]
+        files, failed = spool.finish(self._prepared)
         self.failed.extend(failed)
         for table, paths in files.items():
             usable = []
@@ -676,7 +664,7 @@ class CaseWriter:
                     self._con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
                     usable.append(path)
                 except duckdb.Error as exc:
-                    self.failed.append((self.spool.artifacts[path], why(exc)))  # type: ignore[union-attr]
+                    self.failed.append((spool.artifacts[path], why(exc)))
             if not usable:
                 continue
             listed = ", ".join(literal(str(p)) for p in usable)

@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 Prepare = Callable[[str, pa.Table], pa.Table]  # a batch as it is stored (its `_ts` filled in)
+Failed = list[tuple[set[int], str]]  # (artifact ids, why) of the batches that could not be stored
 
 
 class RowGroups:
@@ -87,10 +87,10 @@ class Spool:
             self.artifacts[path] = set()
             return path
 
-    def finish(self, prepare: Prepare) -> tuple[dict[str, list[Path]], list[tuple[set[int], str]]]:
+    def finish(self, prepare: Prepare) -> tuple[dict[str, list[Path]], Failed]:
         """Once the readers are done: write what waits in every lane and close the files. Each table's
         finished files, and (artifact ids, why) of every batch or file that could not be written."""
-        failed: list[tuple[set[int], str]] = []
+        failed: Failed = []
         bad: set[Path] = set()
         for lane in self.lanes:
             lane.flush(prepare)
@@ -105,7 +105,7 @@ class Lane:
         self.spool = spool
         self.waiting = RowGroups(spool.row_group_rows)
         self.writers: dict[tuple[str, pa.Schema], tuple[pq.ParquetWriter, Path]] = {}
-        self.failed: list[tuple[set[int], str]] = []
+        self.failed: Failed = []
 
     def append(self, table: str, rows: pa.Table, prepare: Prepare) -> None:
         """Queue rows for `table`; whole row groups are prepared and written at once."""
@@ -116,19 +116,7 @@ class Lane:
             self._store(table, self.waiting.take(table), prepare)
 
     def _store(self, table: str, parts: list[pa.Table], prepare: Prepare) -> None:
-        """Write `parts`; a batch that cannot be written costs only the files it came from."""
-        if not parts:
-            return
-        try:
-            self._write(table, prepare(table, combined(parts)))
-        except (pa.ArrowException, OSError, duckdb.Error) as exc:  # OSError: a full disk under the spool
-            for part in parts if len(parts) > 1 else []:  # find the batches at fault: the others are kept
-                try:
-                    self._write(table, prepare(table, combined([part])))
-                except (pa.ArrowException, OSError, duckdb.Error) as one:
-                    self.failed.append((artifacts_of(part), why(one)))
-            if len(parts) == 1:
-                self.failed.append((artifacts_of(parts[0]), why(exc)))
+        store_parts(parts, lambda some: self._write(table, prepare(table, combined(some))), self.failed)
 
     def _write(self, table: str, batch: pa.Table) -> None:
         first = self.spool.reserve(table, batch.num_rows)
@@ -144,7 +132,7 @@ class Lane:
         writer.write_table(batch, row_group_size=self.spool.row_group_rows)
         self.spool.artifacts[path].update(pc.unique(batch.column("_artifact")).to_pylist())
 
-    def close(self, bad: set[Path]) -> list[tuple[set[int], str]]:
+    def close(self, bad: set[Path]) -> Failed:
         """Finish the lane's files (adding the unfinished ones to `bad`); the lane's failures."""
         failed, self.failed = self.failed, []
         for writer, path in self.writers.values():
@@ -155,6 +143,26 @@ class Lane:
                 failed.append((self.spool.artifacts[path], why(exc)))
         self.writers.clear()
         return failed
+
+
+def store_parts(parts: list[pa.Table], store: Callable[[list[pa.Table]], None], failed: Failed) -> None:
+    """`store(parts)` at once; when that fails, each part alone, so that a batch the store refuses (a
+    full disk, a value DuckDB rejects) costs only the files it came from, named in `failed`. Any error
+    counts: the parts were taken from the waiting rows, and an error let through would lose the rows
+    of other files without a word."""
+    if not parts:
+        return
+    try:
+        store(parts)
+    except Exception as exc:
+        if len(parts) == 1:
+            failed.append((artifacts_of(parts[0]), why(exc)))
+            return
+        for part in parts:  # find the batches at fault: the others are stored
+            try:
+                store([part])
+            except Exception as one:
+                failed.append((artifacts_of(part), why(one)))
 
 
 def combined(parts: list[pa.Table]) -> pa.Table:
