@@ -139,42 +139,38 @@ def iter_lines_chunks(
             first = False
             if data.startswith(BOM):  # the first read: nothing is carried yet
                 data, buf_offset = data[3:], buf_offset + 3
-        if carry and (at := data.rfind(b"\n")) != -1:
+        if carry and (end := data.rfind(b"\n")) != -1:
             # the carried part line and the new data up to its last line end, in one copy
-            chunk, carry = b"".join((carry, memoryview(data)[: at + 1])), data[at + 1 :]
-            breaks = line_breaks(chunk)
-            yield chunk, line_no, breaks, buf_offset
-            line_no += breaks
-            continue
-        buf = carry + data if carry else data
-        cut = buf.rfind(b"\n")
-        if cut == -1:
-            if len(buf) > MAX_LINE_BYTES:
-                state.errors.append((line_no, f"line longer than {MAX_LINE_BYTES >> 20} MiB skipped"))
-                carry = b""
-                # discard until the next newline
-                while True:
-                    more = stream.read(CHUNK_BYTES)
-                    consumed += len(more)
-                    if hasher is not None and more:
-                        hasher.update(more)  # type: ignore[attr-defined]
-                    if not more:
-                        return
-                    nl = more.find(b"\n")
-                    if nl != -1:
-                        carry = more[nl + 1 :]
-                        line_no += 1
-                        break
-                continue
-            carry = buf
-            continue
-        if cut == len(buf) - 1:
-            chunk, carry = buf, b""
+            chunk, carry = b"".join((carry, memoryview(data)[: end + 1])), data[end + 1 :]
         else:
-            chunk, carry = buf[: cut + 1], buf[cut + 1 :]
+            buf = carry + data if carry else data  # nothing carried, or no line end in the new data
+            cut = buf.rfind(b"\n")
+            if cut == -1:  # no line end yet: carry the part line on, unless it is past the cap
+                carry = buf
+                if len(buf) > MAX_LINE_BYTES:
+                    state.errors.append((line_no, f"line longer than {MAX_LINE_BYTES >> 20} MiB skipped"))
+                    rest, read = _past_next_line_end(stream, hasher)
+                    if rest is None:
+                        return
+                    carry, consumed, line_no = rest, consumed + read, line_no + 1
+                continue
+            chunk, carry = (buf, b"") if cut == len(buf) - 1 else (buf[: cut + 1], buf[cut + 1 :])
         breaks = line_breaks(chunk)
         yield chunk, line_no, breaks, buf_offset
         line_no += breaks
+
+
+def _past_next_line_end(stream: BinaryIO, hasher: object | None) -> tuple[bytes | None, int]:
+    """Read on to the next line end: (what follows it in that read, or None at the end of the file;
+    the bytes read)."""
+    read = 0
+    while more := stream.read(CHUNK_BYTES):
+        read += len(more)
+        if hasher is not None:
+            hasher.update(more)  # type: ignore[attr-defined]
+        if (nl := more.find(b"\n")) != -1:
+            return more[nl + 1 :], read
+    return None, read
 
 
 def line_breaks(data: bytes) -> int:
@@ -298,7 +294,7 @@ def parse_batch(raws: list[RawRows], keep: set[str] | None = None, note: bool = 
 
     plain = data.isascii()  # one pass, word by word: most logs are ASCII, and then neither check below runs
     if note and not plain:
-        _note_invalid_utf8(raws, data)
+        _note_invalid_utf8(raws)
     parsed = _read_csv(data if plain else _valid_utf8(data), fields, wanted, fmt)
     if parsed is None or parsed[0].num_rows + len(parsed[1]) != len(run_of_line):
         # a quoted value spans lines (or the C++ parser gave up): parse each run alone, exactly
@@ -379,10 +375,9 @@ def _read_csv(
         return None
 
 
-def _note_invalid_utf8(raws: list[RawRows], data: bytes) -> None:
-    """Name the runs whose bytes are not UTF-8 (junk written over a log, or another encoding)."""
-    if data.isascii():
-        return
+def _note_invalid_utf8(raws: list[RawRows]) -> None:
+    """Name the runs whose bytes are not UTF-8 (junk written over a log, or another encoding); called
+    for batches that are not all ASCII."""
     for r in raws:
         chunk = bytes(r.data)
         if chunk.isascii():
@@ -395,10 +390,9 @@ def _note_invalid_utf8(raws: list[RawRows], data: bytes) -> None:
 
 
 def _valid_utf8(data: bytes) -> bytes:
-    """`data` with invalid UTF-8 bytes written as backslash escapes. Checked before parsing, since
-    pyarrow cannot hand a row with such bytes to the invalid-row handler."""
-    if data.isascii():  # the common case, checked word by word
-        return data
+    """`data` (not all ASCII: the caller checked) with invalid UTF-8 bytes written as backslash
+    escapes. Checked before parsing, since pyarrow cannot hand a row with such bytes to the
+    invalid-row handler."""
     try:
         data.decode("utf-8")
         return data
