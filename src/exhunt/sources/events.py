@@ -26,7 +26,7 @@ from exhunt.families import family
 from exhunt.sources.base import ArtifactInfo, Source, text_head
 from exhunt.sources.delimited import ReadState, iter_lines_chunks
 from exhunt.sources.message_fields import fill_from_message
-from exhunt.sources.sentinel_events import is_sentinel_row, normalise
+from exhunt.sources.sentinel_events import is_sentinel_shape, normalise
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -292,12 +292,6 @@ def _dig(obj: dict[str, Any], dotted: str) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _sentinel_keys(keys: tuple[str, ...]) -> bool:
-    """`is_sentinel_row`, once per set of top-level keys (it depends on nothing else)."""
-    return is_sentinel_row(dict.fromkeys(keys))
-
-
-@lru_cache(maxsize=256)
 def _candidates(keys: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`_JSONL_KEYS` narrowed to the spellings an object with these top-level keys can hold (the
     objects of one export share their keys, so this is worked out once per shape)."""
@@ -391,7 +385,7 @@ class JsonLinesEventSource(Source):
     def add_object(self, obj: dict[str, Any], line: int, batch: _Batcher, info: ArtifactInfo) -> None:
         """One event object of any supported shape (also used for JSON-array exports)."""
         keys = tuple(obj)
-        if _sentinel_keys(keys):
+        if is_sentinel_shape(keys):
             self._add_row(normalise(obj), line, batch, info)
             return
         winlog = "winlog" in obj or "winlog.event_data" in obj or "winlog.user_data" in obj  # nested or dotted

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,12 @@ def sentinel_map() -> SentinelMap:
     )
 
 
-def is_sentinel_row(obj: dict[str, Any]) -> bool:
-    m = sentinel_map()
-    return all(k in obj for k in m.detect_all) and any(k in obj for k in m.detect_any)
+@lru_cache(maxsize=256)
+def is_sentinel_shape(keys: tuple[str, ...]) -> bool:
+    """Whether an object with these top-level keys is a Sentinel `Event` row; the objects of one
+    export share their keys, so this is worked out once per set of them."""
+    m, present = sentinel_map(), set(keys)
+    return all(k in present for k in m.detect_all) and any(k in present for k in m.detect_any)
 
 
 def xml_items(text: str) -> dict[str, str]:
