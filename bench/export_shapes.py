@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 from exhunt.collection import Skipped, open_collection
@@ -32,6 +33,12 @@ WEB = (family("iis").table, family("httpproxy").table)
 SHAPES = ["raw", "splunk", "elastic", "sentinel", "headerless"]
 
 
+@cache
+def _rules() -> tuple[object, dict[str, set[str] | None]]:
+    """The built-in content rules and the columns the default scan keeps, made once for every read."""
+    return compile_rules(None), columns_to_keep(load_rules() + ioc_rules(builtin_iocs()))
+
+
 def _reader(path: Path) -> tuple[object, Reader, list[Item], dict[str, int]]:
     collection = open_collection(path)
     entries = [e for e in collection.entries() if not isinstance(e, Skipped)]
@@ -40,8 +47,8 @@ def _reader(path: Path) -> tuple[object, Reader, list[Item], dict[str, int]]:
     def sink(table: str, rows: object) -> None:
         counts[table] = counts.get(table, 0) + rows.num_rows  # type: ignore[attr-defined]
 
-    rules = load_rules() + ioc_rules(builtin_iocs())
-    reader = Reader(collection, collection.name, compile_rules(None), columns_to_keep(rules), sink, lambda n: None)
+    content_rules, keep = _rules()
+    reader = Reader(collection, collection.name, content_rules, keep, sink, lambda n: None)
     return collection, reader, [Item(i, e) for i, e in enumerate(entries)], counts
 
 
