@@ -57,11 +57,14 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
     st.close()
 
 
-def test_reader_threads_store_spooled_rows_themselves_each_once(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("budget", [1, 2])
+def test_reader_threads_store_spooled_rows_themselves_each_once(tmp_path: Path, monkeypatch, budget: int):
     """Reader threads store the rows of spooled tables on their own threads, into files of their own:
-    every row is stored once, the row ids of a table are unique, and events still go to the writer."""
+    every row is stored once, the row ids of a table are unique, and events still go to the writer.
+    Each thread leaves rows short of a row group, which the end of reading writes (lanes in parallel
+    with a budget of two threads)."""
     monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 2048)
-    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+    st = Store(tmp_path / "c.duckdb", threads=budget, spool=tmp_path / "spool")
 
     def read(k: int) -> None:
         for j in range(10):

@@ -655,7 +655,7 @@ class CaseWriter:
     def _spooled_views(self, spool: Spool) -> None:
         """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
         artifacts only."""
-        files, failed = spool.finish(self._prepared)
+        files, failed = spool.finish(self._prepared, self.threads)
         self.failed.extend(failed)
         for table, paths in files.items():
             usable = []

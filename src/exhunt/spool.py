@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,14 +88,14 @@ class Spool:
             self.artifacts[path] = set()
             return path
 
-    def finish(self, prepare: Prepare) -> tuple[dict[str, list[Path]], Failed]:
-        """Once the readers are done: write what waits in every lane and close the files. Each table's
-        finished files, and (artifact ids, why) of every batch or file that could not be written."""
-        failed: Failed = []
-        bad: set[Path] = set()
-        for lane in self.lanes:
-            lane.flush(prepare)
-            failed.extend(lane.close(bad))
+    def finish(self, prepare: Prepare, threads: int = 1) -> tuple[dict[str, list[Path]], Failed]:
+        """Once the readers are done: write what waits in every lane and close the files, the lanes on
+        up to `threads` threads (writing Parquet frees the GIL). Each table's finished files, and
+        (artifact ids, why) of every batch or file that could not be written."""
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(self.lanes)))) as pool:
+            ended = list(pool.map(lambda lane: lane.finish(prepare), self.lanes))
+        failed = [f for lane_failed, _ in ended for f in lane_failed]
+        bad = {p for _, lane_bad in ended for p in lane_bad}
         return {t: [p for p in files if p not in bad] for t, files in self.files.items()}, failed
 
 
@@ -132,9 +133,11 @@ class Lane:
         writer.write_table(batch, row_group_size=self.spool.row_group_rows)
         self.spool.artifacts[path].update(pc.unique(batch.column("_artifact")).to_pylist())
 
-    def close(self, bad: set[Path]) -> Failed:
-        """Finish the lane's files (adding the unfinished ones to `bad`); the lane's failures."""
+    def finish(self, prepare: Prepare) -> tuple[Failed, set[Path]]:
+        """Write what waits and close the lane's files: the lane's failures, and its unfinished files."""
+        self.flush(prepare)
         failed, self.failed = self.failed, []
+        bad: set[Path] = set()
         for writer, path in self.writers.values():
             try:
                 writer.close()
@@ -142,7 +145,7 @@ class Lane:
                 bad.add(path)
                 failed.append((self.spool.artifacts[path], why(exc)))
         self.writers.clear()
-        return failed
+        return failed, bad
 
 
 def store_parts(parts: list[pa.Table], store: Callable[[list[pa.Table]], None], failed: Failed) -> None:
