@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+import treemem  # a sibling of this script (the benches run as scripts)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "bench-data"
@@ -60,15 +60,11 @@ def _flat(doc: dict) -> dict:
 
 
 def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and output of one run, from GNU time -v."""
-    res = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=cwd)
-    if res.returncode not in (0, 1):
-        sys.exit(f"bench: {cmd[0]} failed with {res.returncode}:\n{res.stderr[-2000:]}")
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
-    assert wall and rss, res.stderr[-500:]
-    h, m, s = wall.groups()
-    return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1)) // 1024, res.stdout + res.stderr
+    """Wall seconds, peak memory (MiB, PSS summed over the process and its workers) and output of one run."""
+    wall, pss, _, rc, output = treemem.run(cmd, cwd=cwd)
+    if rc not in (0, 1):
+        sys.exit(f"bench: {cmd[0]} failed with {rc}:\n{output[-2000:]}")
+    return wall, pss, output
 
 
 def main() -> None:
@@ -106,7 +102,7 @@ def main() -> None:
     print(
         f"{count:,} events ({sum(p.stat().st_size for p in events.rglob('*.jsonl')) / 1e6:.0f} MB), rules {args.rules}"
     )
-    print(f"{'tool':10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}")
+    print(f"{'tool':10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}  (memory: PSS of all its processes)")
     med = {}
     for tool, pairs in runs.items():
         wall = statistics.median(w for w, _ in pairs)

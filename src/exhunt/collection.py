@@ -177,6 +177,11 @@ class Collection:
     def _scan(self) -> Iterator[Entry | Skipped]:
         raise NotImplementedError
 
+    def local_path(self, path: str) -> str | None:
+        """The file system path of a plain file of the collection (another process may open it), or
+        None for an archive member or a file inside a disk image."""
+        return None
+
     def open(self, path: str) -> BinaryIO:
         member = self._members.get(path)
         if member is None:
@@ -322,6 +327,9 @@ class FolderCollection(Collection):
     def _shown(self, rel: str) -> str:
         return escaped_name(rel)
 
+    def local_path(self, path: str) -> str | None:
+        return None if path in self._members else str(self._root / self._real.get(path, path))
+
     def open(self, path: str) -> BinaryIO:
         if path in self._members:
             return super().open(path)
@@ -362,6 +370,9 @@ class SingleFileCollection(Collection):
     def _scan(self) -> Iterator[Entry | Skipped]:
         st = self._path.stat()
         yield Entry(self.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def local_path(self, path: str) -> str | None:
+        return str(self._path)
 
     def open(self, path: str) -> BinaryIO:
         return open_readonly(self._path)

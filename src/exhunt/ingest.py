@@ -19,6 +19,7 @@ from typing import Any
 from exhunt.case import CaseWriter
 from exhunt.collection import Collection, Skipped
 from exhunt.layout import install_path_of
+from exhunt.procread import ProcessReads, worth_processes
 from exhunt.reader import Item, Reader, bundles
 from exhunt.result import Problem
 from exhunt.sources.fieldmap import FieldMap
@@ -78,8 +79,17 @@ def ingest(
         for bundle in bundles(items):
             reader.work(bundle)
     else:
-        reader = Reader(collection, collection.name, content_rules, keep, maps=maps, store_here=case.append_here)
-        _read_on_threads(reader, items, case, counter, readers or _reader_threads(case, threads))
+        n = readers or _reader_threads(case, threads)
+        processes = ProcessReads(n) if worth_processes((e.logical_path, e.size) for e in entries) else None
+        reader = Reader(
+            collection, collection.name, content_rules, keep, maps=maps, store_here=case.append_here,
+            processes=processes,
+        )  # fmt: skip
+        try:
+            _read_on_threads(reader, items, case, counter, n)
+        finally:
+            if processes is not None:
+                processes.close()
     case.ready_for_queries()
     return _report(reader, items, case, problems, stored)
 

@@ -25,8 +25,9 @@ from exhunt.case import log_time
 from exhunt.collection import Collection, Entry
 from exhunt.families import family_of_table
 from exhunt.layout import split_host_and_windows_path
+from exhunt.procread import Outcome, ProcessReads
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
-from exhunt.sources.base import ArtifactInfo, Replay, Source
+from exhunt.sources.base import ArtifactInfo, HashAfter, Replay, Source
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
@@ -76,6 +77,12 @@ def bundles(items: list[Item], limit: int = BUNDLE_BYTES) -> list[list[Item]]:
     return out
 
 
+def cannot_read(kind: str, message: str) -> str:
+    """The error of an artifact whose reading stopped on an exception (its name and message)."""
+    why = (message.strip().splitlines() or ["no message"])[0][:200]  # EOFError() has none
+    return f"cannot read: {kind}: {why}"
+
+
 def _classify(head: bytes, path: str) -> type[Source] | None:
     for source in SOURCES:
         if source.sniff(head, path):
@@ -102,8 +109,10 @@ class Reader:
         on_done: Callable[[int], None] | None = None,
         maps: tuple[FieldMap, ...] = (),
         store_here: Callable[[str, pa.Table], bool] | None = None,
+        processes: ProcessReads | None = None,
     ) -> None:
         self.collection = collection
+        self.processes = processes  # worker processes for the python-bound sources' big files
         self.store_here = store_here
         self.user_maps = MappedSource(keep, maps) if maps else None  # `--map FILE`: tried first
         self.sink, self.on_done = sink, on_done
@@ -151,21 +160,44 @@ class Reader:
                     if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
                         stream = self._content_scanned(stream, info, row)
                     reading = source if isinstance(source, Source) else source(self.keep)
-                    with PYTHON_BOUND if reading.python_bound else contextlib.nullcontext():
-                        for table, part in reading.read(stream, info, _HashAfter(hasher, len(head))):
-                            if isinstance(part, RawRows):
-                                info.runs.append((part.first_line, part.offset))
-                                pending.add(table, part, item.artifact_id, info)
-                            else:
-                                self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
-                    row["sha256"] = hasher.hexdigest()
+                    outcome = self._in_process(reading, stream, entry)
+                    if outcome is not None:
+                        info = outcome.info
+                        self._pass_on(outcome, item.artifact_id, row)
+                    else:
+                        with PYTHON_BOUND if reading.python_bound else contextlib.nullcontext():
+                            for table, part in reading.read(stream, info, HashAfter(hasher, len(head))):
+                                if isinstance(part, RawRows):
+                                    info.runs.append((part.first_line, part.offset))
+                                    pending.add(table, part, item.artifact_id, info)
+                                else:
+                                    self.emit(table, part, np.full(part.num_rows, item.artifact_id, np.int32))
+                        row["sha256"] = hasher.hexdigest()
         except Exception as exc:  # one bad artifact never stops the scan
-            why = (str(exc).strip().splitlines() or ["no message"])[0][:200]  # EOFError() has none
-            info.errors.append((None, f"cannot read: {type(exc).__name__}: {why}"))
+            info.errors.append((None, cannot_read(type(exc).__name__, str(exc))))
         row.update(log_table=info.table, log_type=info.log_type, version=info.version)
         self.infos[item.artifact_id] = info
         self.rows[item.artifact_id] = row
         self._signal("done", entry.size)
+
+    def _in_process(self, reading: Source, stream: Any, entry: Entry) -> Outcome | None:
+        """A worker process's reading of the artifact, when the pool takes it (see `procread`)."""
+        procs = self.processes
+        if procs is None or isinstance(stream, io.BytesIO):  # content-scanned: its bytes are in memory
+            return None
+        local = self.collection.local_path(entry.path)
+        if local is None or not procs.takes(entry.size, reading):
+            return None
+        return procs.read(reading, local, entry.path)
+
+    def _pass_on(self, outcome: Outcome, artifact_id: int, row: dict[str, Any]) -> None:
+        """What a worker read, passed on as if read here."""
+        for table, part in self.processes.batches(outcome):  # type: ignore[union-attr]
+            self.emit(table, part, np.full(part.num_rows, artifact_id, np.int32))
+        if outcome.error is not None:
+            outcome.info.errors.append((None, cannot_read(*outcome.error)))
+        else:
+            row["sha256"] = outcome.sha256
 
     def emit(self, table: str, rows: pa.Table, artifact_ids: np.ndarray) -> None:
         """Hand rows (with their artifact ids) to the store, waiting while too many bytes are in flight."""
@@ -301,17 +333,3 @@ class _ByteBudget:
         with self.cond:
             self.used -= n
             self.cond.notify_all()
-
-
-class _HashAfter:
-    """Hashes what a source reads after the first `skip` bytes, which were hashed when sniffing."""
-
-    def __init__(self, hasher: Any, skip: int) -> None:
-        self.hasher, self.skip = hasher, skip
-
-    def update(self, data: bytes) -> None:
-        if self.skip:
-            cut = min(self.skip, len(data))
-            data, self.skip = data[cut:], self.skip - cut
-        if data:
-            self.hasher.update(data)

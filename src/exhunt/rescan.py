@@ -54,6 +54,9 @@ class _Only(Collection):
     def open(self, path: str) -> Any:
         return self._inner.open(path)
 
+    def local_path(self, path: str) -> str | None:
+        return self._inner.local_path(path)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 
@@ -57,6 +57,20 @@ def text_head(head: bytes) -> str:
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     return head.decode("utf-8", "replace")
+
+
+class HashAfter:
+    """Hashes what a source reads after the first `skip` bytes, which were hashed when sniffing."""
+
+    def __init__(self, hasher: Any, skip: int) -> None:
+        self.hasher, self.skip = hasher, skip
+
+    def update(self, data: bytes) -> None:
+        if self.skip:
+            cut = min(self.skip, len(data))
+            data, self.skip = data[cut:], self.skip - cut
+        if data:
+            self.hasher.update(data)
 
 
 class Replay:

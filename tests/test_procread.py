@@ -1,0 +1,147 @@
+"""JSON-lines events read in worker processes are the events read on a thread: same rows, lines,
+hashes, errors and findings. Real processes (a fork server), thresholds lowered so that small files
+go to them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import exhunt.ingest as ingest_mod
+import exhunt.procread as procread
+from exhunt.scan import ScanOptions, scan
+from exhunt.sources.events import JsonLinesEventSource
+
+
+def _event(i: int) -> dict:
+    if i % 3 == 0:  # a Winlogbeat document, nested
+        return {
+            "@timestamp": f"2021-03-03T04:{i % 60:02d}:01.000Z",
+            "winlog": {
+                "channel": "Microsoft-Windows-Sysmon/Operational", "event_id": 1, "record_id": i,
+                "provider_name": "Microsoft-Windows-Sysmon", "computer_name": "EXCH01.corp.example",
+                "event_data": {"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": f"cmd /c whoami {i}",
+                               "ParentImage": "C:\\Windows\\System32\\inetsrv\\w3wp.exe"},
+            },
+        }  # fmt: skip
+    return {  # the flat shape of lab datasets
+        "EventID": 4688, "Channel": "Security", "Computer": "EXCH01", "EventRecordID": i,
+        "TimeCreated": f"2021-03-03T05:{i % 60:02d}:02Z", "NewProcessName": "C:\\Windows\\System32\\net.exe",
+        "CommandLine": f"net group /domain {i}", "ParentProcessName": "C:\\Windows\\System32\\cmd.exe",
+    }  # fmt: skip
+
+
+@pytest.fixture
+def events_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "collection" / "EXCH01" / "EventLogs"
+    folder.mkdir(parents=True)
+    lines = [json.dumps(_event(i)) for i in range(3000)]
+    lines[700] = '{"EventID": 4688, "Channel": "Sec'  # a line cut by the export
+    (folder / "a.jsonl").write_text("\n".join(lines[:1500]) + "\n", encoding="utf-8")
+    (folder / "b.jsonl").write_text("\n".join(lines[1500:]) + "\n" + lines[5][:40], encoding="utf-8")  # cut last line
+    (folder / "small.jsonl").write_text(lines[1] + "\n", encoding="utf-8")
+    return tmp_path / "collection"
+
+
+REAL_READ = procread.ProcessReads.read
+
+
+def _scan(folder: Path, case: Path, processes: bool, monkeypatch) -> tuple[dict, list[str]]:
+    used: list[str] = []
+
+    def counted(self, source, local, path):
+        outcome = REAL_READ(self, source, local, path)
+        if outcome is not None:
+            used.append(path)
+        return outcome
+
+    monkeypatch.setattr(procread.ProcessReads, "read", counted)
+    monkeypatch.setattr(procread, "WORTH_BYTES", 0 if processes else 1 << 60)
+    monkeypatch.setattr(procread, "FILE_BYTES", 100_000)
+    result = scan(folder, ScanOptions(case=case, threads=2))
+    con = duckdb.connect(str(case), read_only=True)
+    try:
+        events = con.execute("SELECT * EXCLUDE (_artifact) FROM events ORDER BY _line, record_id").fetchall()
+        artifacts = con.execute("SELECT path, sha256, records, log_type FROM artifacts ORDER BY path").fetchall()
+    finally:
+        con.close()
+    problems = sorted((p.path, p.line, p.reason) for p in result.problems)
+    findings = sorted((f.rule.id, f.count, tuple((e.path, e.line) for e in f.evidence)) for f in result.findings)
+    return {"events": events, "artifacts": artifacts, "problems": problems, "findings": findings}, used
+
+
+def test_events_read_in_worker_processes_are_those_read_on_a_thread(events_folder, tmp_path, monkeypatch):
+    on_threads, used = _scan(events_folder, tmp_path / "t.duckdb", False, monkeypatch)
+    in_processes, used_p = _scan(events_folder, tmp_path / "p.duckdb", True, monkeypatch)
+    assert used == [] and sorted(used_p) == [
+        "EXCH01/EventLogs/a.jsonl",
+        "EXCH01/EventLogs/b.jsonl",
+    ]  # not the small one
+    assert in_processes == on_threads
+    assert len(on_threads["events"]) == 2999 + 1  # one line cut inside: not an event; the small file's one
+    shas = {path: sha for path, sha, _, _ in in_processes["artifacts"]}
+    for name in ("a.jsonl", "b.jsonl"):
+        path = events_folder / "EXCH01" / "EventLogs" / name
+        assert shas[f"EXCH01/EventLogs/{name}"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert any("a.jsonl" in p for p, _, _ in on_threads["problems"])  # the cut line is told either way
+
+
+def test_a_worker_that_cannot_read_its_file_costs_that_file_only(tmp_path):
+    """The file vanished between listing and reading: the outcome carries the error, the pool goes on."""
+    reads = procread.ProcessReads(1)
+    try:
+        gone = reads.read(JsonLinesEventSource(), str(tmp_path / "gone.jsonl"), "gone.jsonl")
+        assert gone is not None and gone.sha256 is None and gone.error and gone.error[0] == "FileNotFoundError"
+        here = tmp_path / "here.jsonl"
+        here.write_text(json.dumps(_event(1)) + "\n", encoding="utf-8")
+        outcome = reads.read(JsonLinesEventSource(), str(here), "here.jsonl")
+        assert outcome is not None and outcome.error is None
+        assert [rows.num_rows for _, rows in reads.batches(outcome)] == [1]
+    finally:
+        reads.close()
+
+
+def test_a_broken_pool_hands_the_file_back_to_the_thread(tmp_path):
+    here = tmp_path / "here.jsonl"
+    here.write_text(json.dumps(_event(1)) + "\n", encoding="utf-8")
+    reads = procread.ProcessReads(1)
+    try:
+        assert reads.read(JsonLinesEventSource(), str(here), "here.jsonl") is not None
+        for pid in list(reads.pool._processes):  # type: ignore[union-attr]  # a worker killed (out of memory, say)
+            os.kill(pid, signal.SIGKILL)
+        assert reads.read(JsonLinesEventSource(), str(here), "here.jsonl") is None
+        assert reads.broken and not reads.takes(10 << 20, JsonLinesEventSource())
+    finally:
+        reads.close()
+
+
+def _daemon_answer(out) -> None:
+    out.put(procread.worth_processes([("x.jsonl", 1 << 40)]))
+
+
+def test_no_worker_processes_inside_a_daemonic_process():
+    """A fleet worker is a daemonic process, which may not start processes: its scans read on threads."""
+    assert procread.worth_processes([("x.jsonl", 1 << 40)])
+    assert not procread.worth_processes([("x.log", 1 << 40), ("y.jsonl", 1 << 10)])
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    child = context.Process(target=_daemon_answer, args=(out,), daemon=True)
+    child.start()
+    try:
+        assert out.get(timeout=60) is False
+    finally:
+        child.join(timeout=60)
+
+
+def test_scans_read_on_threads_when_the_collection_has_little_json(events_folder, tmp_path, monkeypatch):
+    made: list[int] = []
+    monkeypatch.setattr(ingest_mod, "ProcessReads", lambda n: made.append(n))  # never called below the bar
+    scan(events_folder, ScanOptions(case=tmp_path / "c.duckdb", threads=2))
+    assert made == []
