@@ -145,3 +145,26 @@ def test_scans_read_on_threads_when_the_collection_has_little_json(events_folder
     monkeypatch.setattr(ingest_mod, "ProcessReads", lambda n: made.append(n))  # never called below the bar
     scan(events_folder, ScanOptions(case=tmp_path / "c.duckdb", threads=2))
     assert made == []
+
+
+def test_closing_the_pool_stops_a_worker_still_reading(tmp_path):
+    """An interrupted scan (Ctrl-C) ends its pool at once, even while a worker reads a big file."""
+    import threading
+    import time
+
+    big = tmp_path / "big.jsonl"
+    line = json.dumps(_event(1)) + "\n"
+    big.write_text(line * 400_000, encoding="utf-8")  # some seconds of parsing for one worker
+    reads = procread.ProcessReads(1)
+    reads.read(JsonLinesEventSource(), str(tmp_path / "none.jsonl"), "none.jsonl")  # the pool is up
+    workers = list(reads.pool._processes.values())  # type: ignore[union-attr]
+    outcome: list[object] = []
+    reading = threading.Thread(target=lambda: outcome.append(reads.read(JsonLinesEventSource(), str(big), "big")))
+    reading.start()
+    time.sleep(0.5)
+    started = time.perf_counter()
+    reads.close()
+    reading.join(timeout=30)
+    assert time.perf_counter() - started < 10 and not reading.is_alive()
+    assert outcome == [None]  # handed back: nothing of the file was passed on
+    assert not any(w.is_alive() for w in workers)

@@ -91,8 +91,16 @@ class ProcessReads:
             yield table, rows
 
     def close(self) -> None:
+        """End the pool without waiting: after a normal read nothing runs, and after an interruption
+        (Ctrl-C, an error) a worker still reading a big file is stopped, not waited for."""
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            workers = list(getattr(self.pool, "_processes", {}).values())  # the executor has no public handle
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+            for worker in workers:
+                worker.join(timeout=5)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
