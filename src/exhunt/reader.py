@@ -51,7 +51,8 @@ IN_FLIGHT_BYTES = 128 << 20
 # Sources that read in Python from end to end (`Source.python_bound`) read one file at a time across
 # the reader threads: two of them at once only fought over the GIL, and a reader doing I/O beside
 # one slowed it too (the Zircolite bench's 108 MB of JSON-lines events: ingest 3.2-3.4 s with two
-# readers, 2.3-2.5 s with one). Readers of other formats go on meanwhile.
+# readers, 2.3-2.5 s with one). Readers of other formats go on meanwhile. The big files of a
+# JSON-heavy collection go to worker processes instead (`procread`), which need no lock.
 PYTHON_BOUND = threading.Lock()
 BUNDLE_BYTES = 32 << 20  # artifacts read by one worker together (their small runs of rows parse together)
 PARSE_BYTES = 16 << 20  # parse a group of pending runs once this many bytes wait
@@ -157,10 +158,11 @@ class Reader:
                 else:
                     row["kind"] = source.kind
                     stream = Replay(head, stream)
-                    if source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT:
+                    scanned = source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT
+                    if scanned:
                         stream = self._content_scanned(stream, info, row)
                     reading = source if isinstance(source, Source) else source(self.keep)
-                    outcome = self._in_process(reading, stream, entry)
+                    outcome = None if scanned else self._in_process(reading, entry)
                     if outcome is not None:
                         info = outcome.info
                         self._pass_on(outcome, item.artifact_id, row)
@@ -180,10 +182,10 @@ class Reader:
         self.rows[item.artifact_id] = row
         self._signal("done", entry.size)
 
-    def _in_process(self, reading: Source, stream: Any, entry: Entry) -> Outcome | None:
+    def _in_process(self, reading: Source, entry: Entry) -> Outcome | None:
         """A worker process's reading of the artifact, when the pool takes it (see `procread`)."""
         procs = self.processes
-        if procs is None or isinstance(stream, io.BytesIO):  # content-scanned: its bytes are in memory
+        if procs is None:
             return None
         local = self.collection.local_path(entry.path)
         if local is None or not procs.takes(entry.size, reading):
