@@ -110,3 +110,121 @@ def test_value_lists_on_a_json_field_match_as_each_value_alone(tmp_path: Path, m
     alone = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
     st.close()
     assert together == alone and (together or (op == "equals" and cs))
+
+
+_FIELDS = ["event_id", "channel", "data.A", "data.B"]
+_VALUES = {"event_id": ["1", "4688", "7"], "channel": ["Security", "security", "Sysmon"]}
+_TEXT = ["ab", "AB", "b", "a.b", "x", ""]
+
+
+def _leaf():
+    from hypothesis import strategies as st
+
+    def for_field(name: str):
+        values = st.sampled_from(_VALUES.get(name, _TEXT))
+        ops = ["equals"] if name in _VALUES else ["equals", "contains", "startswith", "endswith"]
+        plain = st.builds(lambda op, v: {"field": name, op: v}, st.sampled_from(ops), values)
+        listed = st.builds(
+            lambda op, vs: {"field": name, op: vs}, st.sampled_from(ops), st.lists(values, min_size=2, max_size=3)
+        )
+        present = st.builds(lambda b: {"field": name, "exists": b}, st.booleans())
+        return st.one_of(plain, listed, present)
+
+    return st.sampled_from(_FIELDS).flatmap(for_field)
+
+
+def _tree():
+    from hypothesis import strategies as st
+
+    return st.recursive(
+        _leaf(),
+        lambda kids: st.one_of(
+            st.builds(lambda c: {"all": c}, st.lists(kids, min_size=1, max_size=3)),
+            st.builds(lambda c: {"any": c}, st.lists(kids, min_size=1, max_size=3)),
+            st.builds(lambda c: {"none": c}, st.lists(kids, min_size=1, max_size=2)),
+            st.builds(lambda c: {"not": c}, kids),
+        ),
+        max_leaves=6,
+    )
+
+
+_EVENTS_CASE: dict[str, object] = {}
+
+
+def _events_case(tmp_path_factory) -> CaseReader:
+    """Events of every mix of the fields' values, some without A or B, in two files."""
+    import itertools
+    import json
+
+    if "case" not in _EVENTS_CASE:
+        rows = list(itertools.product([1, 4688, 7], ["Security", "Sysmon"], [*_TEXT[:5], None], ["ab", None]))
+        st = CaseWriter(tmp_path_factory.mktemp("ev") / "e.duckdb")
+        n = len(rows)
+        data = [json.dumps({k: v for k, v in (("A", a), ("B", b)) if v is not None}) for _, _, a, b in rows]
+        st.append(
+            "events",
+            pa.table({
+                "event_id": pa.array([r[0] for r in rows], pa.int32()), "channel": [r[1] for r in rows],
+                "computer": [f"H{i}" for i in range(n)], "data": data,
+                "_line": pa.array(np.arange(1, n + 1), pa.int64()), "_artifact": pa.array(np.arange(n) % 2 + 1, pa.int32()),
+            }),
+        )  # fmt: skip
+        st.add_artifacts(
+            [{"id": 1, "path": "a.jsonl", "host": "EXCH01"}, {"id": 2, "path": "b.jsonl", "host": "EXCH01"}]
+        )
+        _EVENTS_CASE["case"] = st.ready_for_queries()
+        _EVENTS_CASE["writer"] = st
+    return _EVENTS_CASE["case"]  # type: ignore[return-value]
+
+
+def test_event_fields_parsed_once_match_as_parsed_per_condition(tmp_path_factory):
+    """An event rule's JSON fields are parsed once per row, on the rows its event id and channel
+    conditions leave; for any condition tree it finds exactly the groups, counts and samples that
+    parsing the JSON in every condition finds."""
+    from hypothesis import given, settings
+
+    from exhunt.rules import native
+
+    case = _events_case(tmp_path_factory)
+
+    @settings(max_examples=120, deadline=None)
+    @given(_tree())
+    def check(where: dict) -> None:
+        rule = rule_from_dict(
+            {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "events",
+             "where": where, "group_by": ["channel", "data.A"]}, "test")  # fmt: skip
+        once = run_rule(case, rule, {}, 3)
+        native.EXTRACT_ONCE = False
+        try:
+            each = run_rule(case, rule, {}, 3)
+        finally:
+            native.EXTRACT_ONCE = True
+        key = [(f.host, sorted(f.group.items(), key=str), f.count, f.rows) for f in once]
+        assert key == [(f.host, sorted(f.group.items(), key=str), f.count, f.rows) for f in each]
+
+    check()
+
+
+def test_evidence_samples_follow_time_then_file_and_line_not_storage_order(tmp_path: Path):
+    """Reader threads store rows in an order that varies from run to run; the samples of rows of one
+    time come in file and line order, so the same input gives the same evidence."""
+    st = CaseWriter(tmp_path / "c.duckdb")
+    for artifact in (2, 1):  # the later file's rows stored first
+        st.append(
+            "log_iis",
+            pa.table({
+                "date": ["2021-03-03"] * 3, "time": ["01:00:00"] * 3, "c-ip": ["10.0.0.1"] * 3,
+                "cs-uri-query": ["x=1"] * 3, "_line": pa.array([30, 10, 20], pa.int64()),
+                "_artifact": pa.array([artifact] * 3, pa.int32()),
+            }),
+        )  # fmt: skip
+    st.add_artifacts([{"id": 1, "path": "a.log", "host": "EXCH01"}, {"id": 2, "path": "b.log", "host": "EXCH01"}])
+    case = st.ready_for_queries()
+    rule = rule_from_dict(
+        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
+         "where": {"field": "cs-uri-query", "equals": "x=1"}}, "test")  # fmt: skip
+    (found,) = run_rule(case, rule, {}, 4)
+    ids = [rid for _, rid in found.rows]
+    placed = dict(case.fetch("SELECT rowid, [_artifact, _line] FROM log_iis"))
+    st.close()
+    assert [placed[i] for i in ids] == [[1, 10], [1, 20], [1, 30], [2, 10]]

@@ -25,6 +25,7 @@ from exhunt.families import UNION_GROUP, UNIONS, Family, family, field_alias, is
 from exhunt.rules.field_view import events_view_sql
 from exhunt.rules.literal_gate import possible
 from exhunt.rules.model import Rule
+from exhunt.sql import literal
 
 
 @dataclass
@@ -80,12 +81,22 @@ def re2_literal(text: str) -> str:
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
-    def __init__(self, family: Family, columns: list[str], params: dict[str, str], union: str | None = None) -> None:
+    def __init__(
+        self,
+        family: Family,
+        columns: list[str],
+        params: dict[str, str],
+        union: str | None = None,
+        extract: bool = False,
+    ) -> None:
         self.family = family
         self.union = union  # a union rule reads that union's normalised fields first
         self.columns = {c.lower(): c for c in columns}
         self.template = params
         self.args: list[Any] = []
+        # `extract`: `data.X` fields read `t._d[i]`, all of them parsed out of the row's JSON once (see
+        # `extracted_source`); otherwise each leaf parses the JSON again
+        self.paths: dict[str, int] | None = {} if extract else None
 
     def col(self, name: str) -> str:
         real = self.columns.get(name.lower())
@@ -93,8 +104,12 @@ class Compiler:
 
     def field(self, name: str) -> str:
         if name.startswith("data."):
-            key = name[5:].replace('"', "")
-            return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
+            if "data" not in self.columns:
+                return "NULL"
+            path = '$."' + name[5:].replace('"', "") + '"'
+            if self.paths is None:
+                return f"json_extract_string(t.data, {literal(path)})"
+            return f"t._d[{self.paths.setdefault(path, len(self.paths) + 1)}]"
         alias = field_alias(self.family, name, self.union)
         if alias is not None:
             return alias(self.col)
@@ -183,6 +198,44 @@ class Compiler:
         return "coalesce(" + " AND ".join(parts) + ", false)"
 
 
+EXTRACT_ONCE = True  # an event rule's JSON fields parsed once per row (`extracted_source`), not once per leaf
+CHEAP_OPS = ("equals",)  # leaves a prefilter may test: plain comparisons, no parsing, no text search
+
+
+def necessary(comp: Compiler, cond: dict[str, Any]) -> str | None:
+    """A condition on the table's own columns that every row meeting `cond` meets (its `equals`
+    leaves on plain columns, such as the event id and channel, kept where the tree's logic lets them
+    stand alone), or None. Used to narrow the rows before their JSON is parsed; `cond` itself still
+    decides."""
+    if "all" in cond:
+        parts = [p for p in (necessary(comp, c) for c in cond["all"]) if p]
+        return "(" + " AND ".join(parts) + ")" if parts else None
+    if "any" in cond:
+        alts = [necessary(comp, c) for c in cond["any"]]
+        return None if not alts or None in alts else "(" + " OR ".join(alts) + ")"  # type: ignore[arg-type]
+    if "none" in cond or "not" in cond:
+        return None
+    ops = [k for k in cond if k not in ("field", "case_sensitive")]
+    if ops and all(op in CHEAP_OPS for op in ops) and PLAIN_COLUMN.fullmatch(comp.field(cond["field"])):
+        return comp.leaf(cond)
+    return None
+
+
+def extracted_source(comp: Compiler, table: str, where: dict[str, Any]) -> str:
+    """The FROM item of a rule compiled with `extract`: the table, with the row's `data.X` fields
+    parsed once into `_d`, on the rows `necessary` leaves (its parameters come first in `comp.args`,
+    as its text comes before the rule's condition)."""
+    if not comp.paths:
+        return quote(table)
+    pre = Compiler(comp.family, list(comp.columns.values()), comp.template)
+    narrowed = necessary(pre, where)
+    paths = ", ".join(literal(p) for p in comp.paths)
+    comp.args[:0] = pre.args if narrowed else []
+    return f"(SELECT t.rowid AS rowid, t.*, json_extract_string(t.data, [{paths}]) AS _d FROM {quote(table)} t" + (
+        f" WHERE {narrowed})" if narrowed else ")"
+    )
+
+
 def _python_logic(ref: str) -> Callable[[CaseReader, dict[str, str]], list[int]]:
     """The function a rule's `python: module:function` names (only exhunt.rules.logic is allowed)."""
     module, _, name = ref.partition(":")
@@ -200,7 +253,9 @@ def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int 
     fam = family(rule.source)
     if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
-    comp = Compiler(fam, case.columns(fam.table), params)
+    columns = case.columns(fam.table)
+    extract = EXTRACT_ONCE and rule.python is None and rule.sql is None and fam.kind == "events" and "data" in columns
+    comp = Compiler(fam, columns, params, extract=extract)
     if rule.python is not None:
         rowids = _python_logic(rule.python)(case, params)
         if not rowids:
@@ -283,7 +338,12 @@ def _any_match(case: CaseReader, view: str, rules: list[Rule]) -> list[bool]:
 def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: int | None) -> list[RawFinding]:
     """The rows matching `where`, grouped by host and the rule's group fields."""
     fam = comp.family
-    sql = _group_sql(comp, rule, f"FROM {quote(fam.table)} t WHERE {where}", "", samples)
+    source = quote(fam.table)
+    if comp.paths is not None and rule.where is not None:
+        for name in rule.group_by or fam.default_group:  # their JSON fields are parsed with the rest
+            comp.field(name)
+        source = extracted_source(comp, fam.table, rule.where)
+    sql = _group_sql(comp, rule, f"FROM {source} t WHERE {where}", "", samples)
     return _findings(rule, fam, case.fetch(sql, comp.args))
 
 
@@ -311,7 +371,7 @@ def _group_sql(comp: Compiler, rule: Rule, hits_from: str, key: str, samples: in
     fam = comp.family
     groups = rule.group_by or fam.default_group
     group_sql = "struct_pack(" + ", ".join(f"{quote(g)} := {comp.field(g)}" for g in groups) + ")" if groups else "NULL"
-    art = f"t.{quote(fam.artifact_column)}"
+    art = comp.col(fam.artifact_column)
     limit = "" if samples is None else f"[1:{int(samples)}]"
     if fam.host_column:  # the records name their host (an NTFS record of a deleted file has no artifact)
         source, host = f"SELECT t.rowid AS rid, t.{quote(fam.host_column)} AS host", "hits.host"
@@ -320,13 +380,15 @@ def _group_sql(comp: Compiler, rule: Rule, hits_from: str, key: str, samples: in
         source, host, join = f"SELECT t.rowid AS rid, {art} AS art", "a.host", " JOIN artifacts a ON a.id = hits.art"
     keyed = f"{key} AS k, " if key else ""
     by = "hits.k, " if key else ""
+    # samples in time order, ties by file and line: row ids follow the order in which reader threads
+    # stored their rows, which varies from run to run, and the same input must give the same evidence
     return f"""
         WITH hits AS (
-            {source}, {keyed}{fam.time_sql} AS ts, {group_sql} AS grp
+            {source}, {keyed}{fam.time_sql} AS ts, {group_sql} AS grp, {art} AS o_art, {comp.col("_line")} AS o_line
             {hits_from}
         )
         SELECT {by}{host}, hits.grp, count(*) AS n, min(hits.ts), max(hits.ts),
-               list(hits.rid ORDER BY hits.ts NULLS LAST, hits.rid){limit}
+               list(hits.rid ORDER BY hits.ts NULLS LAST, hits.o_art, hits.o_line, hits.rid){limit}
         FROM hits{join}
         GROUP BY {by}{host}, hits.grp
         ORDER BY {by}min(hits.ts) NULLS LAST
@@ -366,7 +428,7 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
         req = comp.field("request_id") if "request_id" in UNIONS[rule.source] else "NULL"  # one request, counted once
         parts.append(
             f"SELECT ? AS fam, t.rowid AS rid, t.{quote(fam.artifact_column)} AS art, {fam.time_sql} AS ts, "
-            f"{grp} AS grp, CAST({req} AS VARCHAR) AS req "
+            f"{grp} AS grp, CAST({req} AS VARCHAR) AS req, {comp.col('_line')} AS line "
             f"FROM {quote(fam.table)} t WHERE {where}"
         )
         args += [fam.name, *comp.args]
@@ -377,11 +439,12 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
         WITH hits AS ({" UNION ALL ".join(parts)}),
         placed AS (
             SELECT a.host, hits.*,
-                   row_number() OVER (PARTITION BY a.host, hits.grp, hits.fam ORDER BY hits.ts NULLS LAST, hits.rid) AS k
+                   row_number() OVER (PARTITION BY a.host, hits.grp, hits.fam
+                                      ORDER BY hits.ts NULLS LAST, hits.art, hits.line, hits.rid) AS k
             FROM hits JOIN artifacts a ON a.id = hits.art
         )
         SELECT host, grp, count(DISTINCT coalesce(req, fam || ':' || rid)) AS n, min(ts), max(ts),
-               list(struct_pack(f := fam, r := rid) ORDER BY k, ts NULLS LAST, fam, rid){limit}
+               list(struct_pack(f := fam, r := rid) ORDER BY k, ts NULLS LAST, fam, art, line, rid){limit}
         FROM placed
         GROUP BY host, grp
         ORDER BY min(ts) NULLS LAST
