@@ -25,7 +25,6 @@ from exhunt.families import UNION_GROUP, UNIONS, Family, family, field_alias, is
 from exhunt.rules.field_view import events_view_sql
 from exhunt.rules.literal_gate import possible
 from exhunt.rules.model import Rule
-from exhunt.sql import literal
 
 
 @dataclass
@@ -81,22 +80,12 @@ def re2_literal(text: str) -> str:
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
-    def __init__(
-        self,
-        family: Family,
-        columns: list[str],
-        params: dict[str, str],
-        union: str | None = None,
-        extract: bool = False,
-    ) -> None:
+    def __init__(self, family: Family, columns: list[str], params: dict[str, str], union: str | None = None) -> None:
         self.family = family
         self.union = union  # a union rule reads that union's normalised fields first
         self.columns = {c.lower(): c for c in columns}
         self.template = params
         self.args: list[Any] = []
-        # `extract`: `data.X` fields read `t._d[i]`, all of them parsed out of the row's JSON once (see
-        # `extracted_source`); otherwise each leaf parses the JSON again
-        self.paths: dict[str, int] | None = {} if extract else None
 
     def col(self, name: str) -> str:
         real = self.columns.get(name.lower())
@@ -104,12 +93,8 @@ class Compiler:
 
     def field(self, name: str) -> str:
         if name.startswith("data."):
-            if "data" not in self.columns:
-                return "NULL"
-            path = '$."' + name[5:].replace('"', "") + '"'
-            if self.paths is None:
-                return f"json_extract_string(t.data, {literal(path)})"
-            return f"t._d[{self.paths.setdefault(path, len(self.paths) + 1)}]"
+            key = name[5:].replace('"', "")
+            return f"json_extract_string(t.data, '$.\"{key}\"')" if "data" in self.columns else "NULL"
         alias = field_alias(self.family, name, self.union)
         if alias is not None:
             return alias(self.col)
@@ -198,44 +183,6 @@ class Compiler:
         return "coalesce(" + " AND ".join(parts) + ", false)"
 
 
-EXTRACT_ONCE = True  # an event rule's JSON fields parsed once per row (`extracted_source`), not once per leaf
-CHEAP_OPS = ("equals",)  # leaves a prefilter may test: plain comparisons, no parsing, no text search
-
-
-def necessary(comp: Compiler, cond: dict[str, Any]) -> str | None:
-    """A condition on the table's own columns that every row meeting `cond` meets (its `equals`
-    leaves on plain columns, such as the event id and channel, kept where the tree's logic lets them
-    stand alone), or None. Used to narrow the rows before their JSON is parsed; `cond` itself still
-    decides."""
-    if "all" in cond:
-        parts = [p for p in (necessary(comp, c) for c in cond["all"]) if p]
-        return "(" + " AND ".join(parts) + ")" if parts else None
-    if "any" in cond:
-        alts = [necessary(comp, c) for c in cond["any"]]
-        return None if not alts or None in alts else "(" + " OR ".join(alts) + ")"  # type: ignore[arg-type]
-    if "none" in cond or "not" in cond:
-        return None
-    ops = [k for k in cond if k not in ("field", "case_sensitive")]
-    if ops and all(op in CHEAP_OPS for op in ops) and PLAIN_COLUMN.fullmatch(comp.field(cond["field"])):
-        return comp.leaf(cond)
-    return None
-
-
-def extracted_source(comp: Compiler, table: str, where: dict[str, Any]) -> str:
-    """The FROM item of a rule compiled with `extract`: the table, with the row's `data.X` fields
-    parsed once into `_d`, on the rows `necessary` leaves (its parameters come first in `comp.args`,
-    as its text comes before the rule's condition)."""
-    if not comp.paths:
-        return quote(table)
-    pre = Compiler(comp.family, list(comp.columns.values()), comp.template)
-    narrowed = necessary(pre, where)
-    paths = ", ".join(literal(p) for p in comp.paths)
-    comp.args[:0] = pre.args if narrowed else []
-    return f"(SELECT t.rowid AS rowid, t.*, json_extract_string(t.data, [{paths}]) AS _d FROM {quote(table)} t" + (
-        f" WHERE {narrowed})" if narrowed else ")"
-    )
-
-
 def _python_logic(ref: str) -> Callable[[CaseReader, dict[str, str]], list[int]]:
     """The function a rule's `python: module:function` names (only exhunt.rules.logic is allowed)."""
     module, _, name = ref.partition(":")
@@ -253,9 +200,7 @@ def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int 
     fam = family(rule.source)
     if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
-    columns = case.columns(fam.table)
-    extract = EXTRACT_ONCE and rule.python is None and rule.sql is None and fam.kind == "events" and "data" in columns
-    comp = Compiler(fam, columns, params, extract=extract)
+    comp = Compiler(fam, case.columns(fam.table), params)
     if rule.python is not None:
         rowids = _python_logic(rule.python)(case, params)
         if not rowids:
@@ -338,12 +283,7 @@ def _any_match(case: CaseReader, view: str, rules: list[Rule]) -> list[bool]:
 def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: int | None) -> list[RawFinding]:
     """The rows matching `where`, grouped by host and the rule's group fields."""
     fam = comp.family
-    source = quote(fam.table)
-    if comp.paths is not None and rule.where is not None:
-        for name in rule.group_by or fam.default_group:  # their JSON fields are parsed with the rest
-            comp.field(name)
-        source = extracted_source(comp, fam.table, rule.where)
-    sql = _group_sql(comp, rule, f"FROM {source} t WHERE {where}", "", samples)
+    sql = _group_sql(comp, rule, f"FROM {quote(fam.table)} t WHERE {where}", "", samples)
     return _findings(rule, fam, case.fetch(sql, comp.args))
 
 
