@@ -145,7 +145,14 @@ def _client(options: FleetOptions) -> tuple[Any, Any, int]:
         threads = sum(client.nthreads().values()) or 1
         return client, None, threads
     n = options.workers or os.cpu_count() or 1
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0, "distributed.worker.daemon": False}):
+    # one host task on a worker at a time (saturation 1.0 with one thread): with the default 1.1 a worker
+    # also holds the next task, and a worker killed by one host failed the host queued behind it too
+    settings = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,
+        "distributed.worker.daemon": False,
+    }
+    with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
