@@ -127,7 +127,7 @@ def _daemon_answer(out) -> None:
 
 
 def test_no_worker_processes_inside_a_daemonic_process():
-    """A fleet worker is a daemonic process, which may not start processes: its scans read on threads."""
+    """A daemonic process may not start processes: its scans read on threads."""
     assert procread.worth_processes([("x.jsonl", 1 << 40)])
     assert not procread.worth_processes([("x.log", 1 << 40), ("y.jsonl", 1 << 10)])
     context = multiprocessing.get_context("spawn")
@@ -140,11 +140,16 @@ def test_no_worker_processes_inside_a_daemonic_process():
         child.join(timeout=60)
 
 
-def test_scans_read_on_threads_when_the_collection_has_little_json(events_folder, tmp_path, monkeypatch):
+def test_scans_read_on_threads_with_little_json_or_one_thread(events_folder, tmp_path, monkeypatch):
+    """No pool below the bar of JSON, nor for a scan with a budget of one thread (every fleet task)."""
     made: list[int] = []
-    monkeypatch.setattr(ingest_mod, "ProcessReads", lambda n: made.append(n))  # never called below the bar
+    monkeypatch.setattr(ingest_mod, "ProcessReads", lambda n: made.append(n))
     scan(events_folder, ScanOptions(case=tmp_path / "c.duckdb", threads=2))
+    monkeypatch.setattr(procread, "WORTH_BYTES", 0)
+    scan(events_folder, ScanOptions(case=tmp_path / "d.duckdb", threads=1))
     assert made == []
+    scan(events_folder, ScanOptions(case=tmp_path / "e.duckdb", threads=2))
+    assert len(made) == 1  # the bar met and two threads: a pool (one worker per reader)
 
 
 def test_closing_the_pool_stops_a_worker_still_reading(tmp_path):

@@ -6,8 +6,9 @@ batch it parsed to an Arrow IPC file of its own in a scratch folder; the reader 
 file over waits for it, then passes the batches on as if it had read them (memory stays bounded: a
 worker holds one batch at a time, the reader one file of batches at a time). Only plain files of a
 folder collection go to a worker; the pool is only made for collections with `WORTH_BYTES` of JSON
-files (starting it costs about half a second), never in a daemonic process (a fleet worker), which may
-not start processes. When the pool breaks, the file is read on the thread as before.
+files (starting it costs about half a second), only for scans with more than one thread (a fleet
+task has one), never in a daemonic process, which may not start processes. When the pool breaks, the
+file is read on the thread as before.
 """
 
 from __future__ import annotations
