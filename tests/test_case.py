@@ -60,7 +60,7 @@ def test_rows_are_written_in_whole_row_groups_and_the_rest_at_the_end(tmp_path: 
 @pytest.mark.parametrize("budget", [1, 2])
 def test_reader_threads_store_spooled_rows_themselves_each_once(tmp_path: Path, monkeypatch, budget: int):
     """Reader threads store the rows of spooled tables on their own threads, into files of their own:
-    every row is stored once, the row ids of a table are unique, and events still go to the writer.
+    every row is stored once, the row ids of a table are unique, and events are spooled too.
     Each thread leaves rows short of a row group, which the end of reading writes (lanes in parallel
     with a budget of two threads)."""
     monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 2048)
@@ -76,10 +76,11 @@ def test_reader_threads_store_spooled_rows_themselves_each_once(tmp_path: Path, 
     for t in threads:
         t.join()
     events = pa.table({"_artifact": pa.array([9], pa.int32()), "_line": pa.array([1], pa.int64())})
-    assert not st.append_here("events", events)
+    assert st.append_here("events", events)  # events too, in place of the schema's table
     reader = st.ready_for_queries()
     sql = 'SELECT count(*), count(DISTINCT rowid), min(rowid), max(rowid), count(DISTINCT "Value") FROM log_x'
     assert reader.fetch(sql) == [(28_000, 28_000, 0, 27_999, 28_000)]
+    assert reader.fetch("SELECT rowid, _artifact, _line FROM events") == [(0, 9, 1)]
     assert len(st.spool.files["log_x"]) == 4  # one file per reader thread
     st.close()
     assert not Store(tmp_path / "d.duckdb").append_here("log_x", _rows(0, 1, 1))  # a case file: the writer's

@@ -453,17 +453,22 @@ class CaseWriter:
         if self.spool is None:
             return False
         fam = family_of_table(table)
-        if fam.kind == "events" or not fam.line_based:
+        if fam.kind != "events" and not fam.line_based:  # e.g. configuration records: the writer's
             return False
-        self.spool.lane().append(table, rows, self._prepared)
+        self.spool.lane().append(table, rows, self._spool_ready)
         return True
+
+    def _spool_ready(self, table: str, batch: pa.Table) -> pa.Table:
+        """A batch as a spool file stores it: events as read (they carry their own `ts`), other
+        records with their `_ts`."""
+        return batch if family_of_table(table).kind == "events" else self._prepared(table, batch)
 
     def flush(self) -> None:
         """Store what waits: the writer's rows, and those of the calling thread's spool lane."""
         for table in list(self._waiting.parts):
             self._insert_parts(table, self._waiting.take(table))
         if self.spool is not None:
-            self.spool.lane().flush(self._prepared)
+            self.spool.lane().flush(self._spool_ready)
 
     def _insert_parts(self, table: str, parts: list[pa.Table]) -> None:
         """Insert whole row groups of `table`.
@@ -655,7 +660,7 @@ class CaseWriter:
     def _spooled_views(self, spool: Spool) -> None:
         """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
         artifacts only."""
-        files, failed = spool.finish(self._prepared, self.threads)
+        files, failed = spool.finish(self._spool_ready, self.threads)
         self.failed.extend(failed)
         for table, paths in files.items():
             usable = []
@@ -668,6 +673,11 @@ class CaseWriter:
             if not usable:
                 continue
             listed = ", ".join(literal(str(p)) for p in usable)
+            if family_of_table(table).kind == "events":
+                # the schema's (empty) events table gives way to the view: a spooled scan stores every
+                # event in the spool. `data` stays text there: a cast to JSON would parse every event's
+                # data once more in each rule query (measured: the events bench 3% slower, not 8% faster)
+                self._con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
             self._con.execute(
                 f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT _rid AS {ROWID}, * EXCLUDE (_rid) "
                 f"FROM read_parquet([{listed}], union_by_name = true)"
