@@ -455,20 +455,15 @@ class CaseWriter:
         fam = family_of_table(table)
         if fam.kind != "events" and not fam.line_based:  # e.g. configuration records: the writer's
             return False
-        self.spool.lane().append(table, rows, self._spool_ready)
+        self.spool.lane().append(table, rows, self._prepared)
         return True
-
-    def _spool_ready(self, table: str, batch: pa.Table) -> pa.Table:
-        """A batch as a spool file stores it: events as read (they carry their own `ts`), other
-        records with their `_ts`."""
-        return batch if family_of_table(table).kind == "events" else self._prepared(table, batch)
 
     def flush(self) -> None:
         """Store what waits: the writer's rows, and those of the calling thread's spool lane."""
         for table in list(self._waiting.parts):
             self._insert_parts(table, self._waiting.take(table))
         if self.spool is not None:
-            self.spool.lane().flush(self._spool_ready)
+            self.spool.lane().flush(self._prepared)
 
     def _insert_parts(self, table: str, parts: list[pa.Table]) -> None:
         """Insert whole row groups of `table`.
@@ -482,9 +477,8 @@ class CaseWriter:
 
     def _insert(self, table: str, parts: list[pa.Table]) -> None:
         batch = combined(parts)
-        family = family_of_table(table)
-        if family.kind != "events":  # events carry their own `ts`; every other record gets its `_ts` here
-            batch = self._prepared(table, batch)
+        batch = self._prepared(table, batch)
+        if family_of_table(table).kind != "events":  # the schema declares the events table's columns
             self._ensure_columns(table, batch.schema)
         insert = f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _batch"
         self._con.register("_batch", batch)
@@ -505,7 +499,10 @@ class CaseWriter:
     def _prepared(self, table: str, batch: pa.Table) -> pa.Table:
         """The batch with a `_ts` for every row whose time columns give one: the readers' own where they
         read them (`log_time`), DuckDB's TRY_CAST for the rest (one query, only when some are missing).
-        Runs on any thread, so the query runs on that thread's own in-memory DuckDB."""
+        Runs on any thread, so the query runs on that thread's own in-memory DuckDB. Events are
+        returned as they are: they carry their own `ts`."""
+        if family_of_table(table).kind == "events":
+            return batch
         have = "_ts" in batch.column_names
         if have and batch.column("_ts").null_count == 0:
             return batch
@@ -660,7 +657,7 @@ class CaseWriter:
     def _spooled_views(self, spool: Spool) -> None:
         """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
         artifacts only."""
-        files, failed = spool.finish(self._spool_ready, self.threads)
+        files, failed = spool.finish(self._prepared, self.threads)
         self.failed.extend(failed)
         for table, paths in files.items():
             usable = []

@@ -28,12 +28,11 @@ from typing import Any
 import pyarrow as pa
 
 from exhunt.collection import open_readonly
-from exhunt.sources.base import ArtifactInfo, HashAfter, Replay, Source
+from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Replay, Source
 
 WORTH_BYTES = 32 << 20  # JSON-named files in a collection from which a pool pays for its start
 FILE_BYTES = 1 << 20  # a smaller file is read on the thread (handing it over costs a few ms)
 JSON_NAMES = (".json", ".jsonl", ".ndjson")
-HEAD_BYTES = 8192  # what the worker reads first, as the reader does (sources may look at it again)
 PRELOAD = ["exhunt.procread", "exhunt.sources.events"]  # imported once by the fork server, not per worker
 
 

@@ -27,7 +27,7 @@ from exhunt.families import family_of_table
 from exhunt.layout import split_host_and_windows_path
 from exhunt.procread import Outcome, ProcessReads
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
-from exhunt.sources.base import ArtifactInfo, HashAfter, Replay, Source
+from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Replay, Source
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
@@ -46,7 +46,6 @@ SOURCES: tuple[type[Source], ...] = (
 )  # fmt: skip
 LOG_EXTENSIONS = (".log", ".evtx", ".jsonl", ".ndjson")
 HASH_LIMIT = 256 << 20
-HEAD_BYTES = 8192
 IN_FLIGHT_BYTES = 128 << 20
 # Sources that read in Python from end to end (`Source.python_bound`) read one file at a time across
 # the reader threads: two of them at once only fought over the GIL, and a reader doing I/O beside

@@ -59,6 +59,9 @@ def text_head(head: bytes) -> str:
     return head.decode("utf-8", "replace")
 
 
+HEAD_BYTES = 8192  # the head the reader sniffs a file by (and a worker process reads first)
+
+
 class HashAfter:
     """Hashes what a source reads after the first `skip` bytes, which were hashed when sniffing."""
 

@@ -25,7 +25,13 @@ import numpy as np
 
 from exhunt import safe_yaml
 from exhunt.families import FAMILIES, Family, family, for_log_type
-from exhunt.sources.base import ArtifactInfo, Replay, Source, text_head
+from exhunt.sources.base import (  # HEAD_BYTES: the reader's, so the sniffing's work is reused
+    HEAD_BYTES,
+    ArtifactInfo,
+    Replay,
+    Source,
+    text_head,
+)
 from exhunt.sources.delimited import (
     W3C,
     DelimitedFormat,
@@ -36,7 +42,6 @@ from exhunt.sources.delimited import (
 )
 
 SAMPLE_LINES = 40
-HEAD_BYTES = 8192  # what the reader sniffs: the same bytes, so the sniffing's work is reused
 MIN_SCORE = 0.9  # share of checked fields whose values fit, over the sampled lines
 KNOWN_DIRECTIVES = {"software", "version", "date", "fields", "log-type", "start-date", "end-date", "remark"}
 HEADERLESS_CSV = DelimitedFormat(
