@@ -287,6 +287,18 @@ def _grouped(case: CaseReader, comp: Compiler, rule: Rule, where: str, samples: 
     return _findings(rule, fam, case.fetch(sql, comp.args))
 
 
+def _matching(table: str, where: str) -> str:
+    """`FROM table t WHERE where`, in two steps: the matching row ids from the columns `where`
+    reads, then the hits' other columns for those rows only. In one step the scan decodes every
+    projected column of a union member (the group fields, the request id, the file, the line) for
+    each row that passes the filters it can push down (`status = 200`), before the rest of `where`
+    drops nearly all of them. The web rules and the IOC pack's on 1 GB, one thread: 2.36 s against
+    1.94 s on spooled tables (1.21 s against 1.08 s for the built-in ones on a case file's). Single-
+    family rules project less and gained nothing (event rules lost 13%): they keep the one step."""
+    name = quote(table)
+    return f"FROM {name} t WHERE t.rowid IN (SELECT t.rowid FROM {name} t WHERE {where})"
+
+
 def _grouped_in_view(
     case: CaseReader, fam: Family, view: str, rules: list[Rule], samples: int | None
 ) -> list[list[RawFinding]]:
@@ -368,8 +380,7 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
         req = comp.field("request_id") if "request_id" in UNIONS[rule.source] else "NULL"  # one request, counted once
         parts.append(
             f"SELECT ? AS fam, t.rowid AS rid, t.{quote(fam.artifact_column)} AS art, {fam.time_sql} AS ts, "
-            f"{grp} AS grp, CAST({req} AS VARCHAR) AS req, {comp.col('_line')} AS line "
-            f"FROM {quote(fam.table)} t WHERE {where}"
+            f"{grp} AS grp, CAST({req} AS VARCHAR) AS req, {comp.col('_line')} AS line " + _matching(fam.table, where)
         )
         args += [fam.name, *comp.args]
     if not parts:
