@@ -5,6 +5,7 @@ go to them."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -56,8 +57,8 @@ REAL_READ = procread.ProcessReads.read
 def _scan(folder: Path, case: Path, processes: bool, monkeypatch) -> tuple[dict, list[str]]:
     used: list[str] = []
 
-    def counted(self, source, local, path):
-        outcome = REAL_READ(self, source, local, path)
+    def counted(self, source, local, path, size=0):
+        outcome = REAL_READ(self, source, local, path, size)
         if outcome is not None:
             used.append(path)
         return outcome
@@ -173,3 +174,78 @@ def test_closing_the_pool_stops_a_worker_still_reading(tmp_path):
     assert time.perf_counter() - started < 10 and not reading.is_alive()
     assert outcome == [None]  # handed back: nothing of the file was passed on
     assert not any(w.is_alive() for w in workers)
+
+
+MESSAGE_4688 = (  # a Security 4688 export that kept only the rendered text
+    "A new process has been created.\n\nProcess Information:\n\tNew Process ID:\t\t0x21d0\n"
+    "\tNew Process Name:\tC:\\Windows\\System32\\cmd.exe\n\tCreator Process Name:\t"
+    "C:\\Windows\\System32\\inetsrv\\w3wp.exe\n\tProcess Command Line:\tcmd /c whoami\n"
+)
+
+
+def _one_big_export(folder: Path) -> Path:
+    """One export file with what a stretch boundary could get wrong: bad lines, blank lines, CRLF,
+    NUL bytes in two places, message-only events, a cut last line."""
+    lines = []
+    for i in range(24_000):
+        if i % 1000 == 7:
+            lines.append('{"EventID": 4688, "Chan')  # cut by the export
+        elif i % 1000 == 9:
+            lines.append("")
+        elif i % 500 == 3:
+            lines.append(json.dumps({"EventID": 4688, "Channel": "Security", "Computer": "EXCH01",
+                                     "TimeCreated": "2021-03-03T04:00:00Z", "Message": MESSAGE_4688}))  # fmt: skip
+        else:
+            lines.append(json.dumps(_event(i)) + ("\r" if i % 7 == 0 else ""))
+    lines[5000] = lines[5000][:20] + "\x00\x00" + lines[5000][20:]
+    lines[19000] = "\x00" * 8
+    path = folder / "export.jsonl"
+    path.write_text("\n".join(lines) + "\n" + json.dumps(_event(1))[:30], encoding="utf-8")
+    return path
+
+
+def test_one_big_file_read_in_stretches_is_the_file_read_whole(tmp_path, monkeypatch):
+    """A big line-independent file is cut across the workers; the joined outcome is what one
+    worker reading it whole gives: batches, lines, offsets, errors, notes, records and hash."""
+    path = _one_big_export(tmp_path)
+    size = path.stat().st_size
+    monkeypatch.setattr(procread, "SPLIT_BYTES", 1 << 20)
+    stretches = procread.cut_in_stretches(str(path), 3)[1]
+    assert len(stretches) == 3 and stretches[0].start == 0 and stretches[-1].end == size
+    data = path.read_bytes()
+    for s in stretches:
+        assert data[s.start - 1 : s.start] in (b"", b"\n")  # cut just after a line end
+        assert s.first_line == data.count(b"\n", 0, s.start) + 1
+
+    def read(workers: int) -> tuple:
+        reads = procread.ProcessReads(workers)
+        try:
+            outcome = reads.read(JsonLinesEventSource(), str(path), "export.jsonl", size)
+            assert outcome is not None and outcome.error is None
+            rows = [r for _, part in reads.batches(outcome) for r in part.to_pylist()]
+        finally:
+            reads.close()
+        info = outcome.info
+        for line, offset in info.runs:  # each run names where its first line starts (evidence seeks there)
+            assert offset == 0 or data[offset - 1 : offset] == b"\n"
+            assert data.count(b"\n", 0, offset) + 1 == line
+        return outcome.sha256, rows, sorted(info.errors), info.notes, info.records, info.log_type  # errors: any order
+
+    whole, parts = read(1), read(3)
+    assert parts == whole
+    sha, rows, errors, notes, records, log_type = whole
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert [r["_line"] for r in rows] == sorted(r["_line"] for r in rows) and records == len(rows) > 20_000
+    assert sum("NUL bytes" in e for _, e in errors) == 1 and sum("not a JSON object" in e for _, e in errors) >= 24
+    assert log_type == "JSON lines (message-only)" and sum("parsed from the rendered Message" in n for n in notes) == 1
+    assert errors[-1][0] == data.count(b"\n") + 1  # the cut last line, told at its own number
+
+
+def test_a_file_with_too_few_line_ends_is_not_cut_where_no_line_ends(tmp_path):
+    """One long line and a short one: the cut falls after the only line end, or not at all."""
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(json.dumps({"EventID": 1, "Channel": "x", "pad": "a" * 3_000_000}).encode() + b"\n{}\n")
+    sha, stretches = procread.cut_in_stretches(str(path), 4)
+    assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [(s.start, s.first_line) for s in stretches][:1] == [(0, 1)] and stretches[-1].end == path.stat().st_size
+    assert all(b.start == a.end for a, b in itertools.pairwise(stretches))

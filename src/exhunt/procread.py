@@ -9,6 +9,12 @@ folder collection go to a worker; the pool is only made for collections with `WO
 files (starting it costs about half a second), only for scans with more than one thread (a fleet
 task has one), never in a daemonic process, which may not start processes. When the pool breaks, the
 file is read on the thread as before.
+
+A big file of a line-independent source (`Source.splittable`: each line is one record, read alone) is
+read by several workers at once, each a stretch of whole lines: the thread hashes the file and counts
+its lines up to each cut (memory speed, the GIL released), so every worker numbers its lines and
+offsets as one reading of the whole file would, and the parts' outcomes are joined in file order. A
+SIEM export is often one file: without this, one core read it however many the scan had.
 """
 
 from __future__ import annotations
@@ -23,15 +29,19 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from exhunt.collection import open_readonly
 from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Replay, Source
+from exhunt.sources.delimited import CHUNK_BYTES, NUL_ERROR, line_breaks
+from exhunt.sources.events import message_note
 
 WORTH_BYTES = 32 << 20  # JSON-named files in a collection from which a pool pays for its start
 FILE_BYTES = 1 << 20  # a smaller file is read on the thread (handing it over costs a few ms)
+SPLIT_BYTES = 32 << 20  # a splittable file this big is read in parts, one per worker
 JSON_NAMES = (".json", ".jsonl", ".ndjson")
 PRELOAD = ["exhunt.procread", "exhunt.sources.events"]  # imported once by the fork server, not per worker
 
@@ -45,6 +55,7 @@ class Outcome:
     sha256: str | None = None
     batches: list[tuple[str, str]] = field(default_factory=list)
     error: tuple[str, str] | None = None
+    from_message: int = 0  # events whose fields the source parsed from the rendered text
 
 
 def worth_processes(sizes_by_name: Iterable[tuple[str, int]]) -> bool:
@@ -70,11 +81,19 @@ class ProcessReads:
         """Whether a worker should read this file (of a python-bound source, not a small one)."""
         return source.python_bound and size >= FILE_BYTES and not self.broken
 
-    def read(self, source: Source, local_path: str, path: str) -> Outcome | None:
+    def read(self, source: Source, local_path: str, path: str, size: int = 0) -> Outcome | None:
         """The worker's outcome for one file, or None when the pool could not read it (then read
         it on the thread; nothing of it was passed on)."""
         try:
             pool, scratch = self._pool()
+            if source.splittable and self.workers > 1 and size >= SPLIT_BYTES:
+                sha256, stretches = cut_in_stretches(local_path, self.workers)
+                if len(stretches) > 1:
+                    parts = [
+                        pool.submit(read_stretch, type(source), source.keep, local_path, path, scratch, stretch)
+                        for stretch in stretches
+                    ]
+                    return joined([part.result() for part in parts], sha256)
             return pool.submit(read_file, type(source), source.keep, local_path, path, scratch).result()
         except (BrokenProcessPool, OSError, RuntimeError):  # a worker killed, no fork server ...
             self.broken = True
@@ -124,14 +143,109 @@ def read_file(source_type: type[Source], keep: Any, local_path: str, path: str, 
             head = stream.read(HEAD_BYTES)
             hasher.update(head)
             parts = source_type(keep).read(Replay(head, stream), outcome.info, HashAfter(hasher, len(head)))
-            for table, rows in parts:
-                if not isinstance(rows, pa.Table):
-                    raise TypeError(f"{source_type.__name__} yields unparsed rows: not for a worker")
-                fd, ipc = tempfile.mkstemp(suffix=".arrow", dir=scratch)
-                with os.fdopen(fd, "wb") as sink, pa.ipc.new_stream(sink, rows.schema) as writer:
-                    writer.write_table(rows)
-                outcome.batches.append((table, ipc))
+            _write_batches(parts, outcome, scratch)
         outcome.sha256 = hasher.hexdigest()
     except Exception as exc:
         outcome.error = (type(exc).__name__, str(exc))
     return outcome
+
+
+def _write_batches(parts: Iterable[tuple[str, Any]], outcome: Outcome, scratch: str) -> None:
+    """Each batch a source yields into an Arrow IPC file of its own, named in the outcome."""
+    for table, rows in parts:
+        if not isinstance(rows, pa.Table):
+            raise TypeError("a source that yields unparsed rows is not for a worker")
+        fd, ipc = tempfile.mkstemp(suffix=".arrow", dir=scratch)
+        with os.fdopen(fd, "wb") as sink, pa.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        outcome.batches.append((table, ipc))
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Whole lines of a file: bytes start..end, the first of them line `first_line`."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def cut_in_stretches(local_path: str, parts: int) -> tuple[str, list[Stretch]]:
+    """The file's SHA-256, and the file cut at line ends near each `1/parts` of its size."""
+    hasher = hashlib.sha256()
+    with open_readonly(local_path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        targets = [size * k // parts for k in range(1, parts)]
+        cuts: list[tuple[int, int]] = []  # (offset just after a line end, lines before it)
+        pos = lines = 0
+        while block := stream.read(CHUNK_BYTES):
+            hasher.update(block)
+            while targets and targets[0] < pos + len(block):
+                at = block.find(b"\n", max(0, targets[0] - pos))
+                if at == -1:  # no line end in the rest of this block: cut in a later one
+                    targets[0] = pos + len(block)
+                    break
+                cuts.append((pos + at + 1, lines + line_breaks(block[: at + 1])))
+                targets = [t for t in targets[1:] if t > pos + at]
+            pos, lines = pos + len(block), lines + line_breaks(block)
+    bounds = [(0, 0), *[c for c in cuts if c[0] < pos], (pos, lines)]
+    return hasher.hexdigest(), [Stretch(a, b, n + 1) for (a, n), (b, _) in pairwise(bounds) if b > a]
+
+
+class _StretchStream:
+    """A stretch of a file, read forward; the line splitter starts its numbers and offsets there."""
+
+    def __init__(self, stream: BinaryIO, stretch: Stretch) -> None:
+        stream.seek(stretch.start)
+        self.stream, self.left = stream, stretch.end - stretch.start
+        self.first_line, self.offset = stretch.first_line, stretch.start
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.stream.read(n) if n > 0 else b""
+        self.left -= len(data)
+        return data
+
+
+def read_stretch(
+    source_type: type[Source], keep: Any, local_path: str, path: str, scratch: str, stretch: Stretch
+) -> Outcome:
+    """In a worker: read one stretch of a file (not hashed here: the thread hashed the whole file)."""
+    outcome = Outcome(ArtifactInfo(path))
+    source = source_type(keep)
+    try:
+        with open_readonly(local_path) as stream:
+            _write_batches(source.read(_StretchStream(stream, stretch), outcome.info, None), outcome, scratch)  # type: ignore[arg-type]
+    except Exception as exc:
+        outcome.error = (type(exc).__name__, str(exc))
+    outcome.from_message = getattr(source, "parsed_from_message", 0)
+    return outcome
+
+
+def joined(parts: list[Outcome], sha256: str) -> Outcome:
+    """The stretches' outcomes as one reading of the whole file would have given it: a failed
+    stretch ends the file there (as an error stops a thread), and the one per-file note of events
+    parsed from their rendered text is written once, for the whole file."""
+    first = parts[0].info
+    out = Outcome(ArtifactInfo(first.path, first.table, first.log_type, first.version), sha256)
+    info = out.info
+    for part in parts:
+        summary = message_note(part.from_message, part.info.records) if part.from_message else None
+        info.notes += [n for n in part.info.notes if n != summary and n not in info.notes]
+        info.errors += [e for e in part.info.errors if not (e[1].startswith(NUL_ERROR) and _said(info, NUL_ERROR))]
+        info.runs += part.info.runs
+        info.records += part.info.records
+        out.batches += part.batches
+        out.from_message += part.from_message
+        if part.from_message:
+            info.log_type = part.info.log_type
+        if part.error is not None:
+            out.error, out.sha256 = part.error, None
+            break
+    if out.from_message:
+        info.notes.append(message_note(out.from_message, info.records))
+    return out
+
+
+def _said(info: ArtifactInfo, prefix: str) -> bool:
+    return any(text.startswith(prefix) for _, text in info.errors)

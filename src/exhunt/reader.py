@@ -189,7 +189,7 @@ class Reader:
         local = self.collection.local_path(entry.path)
         if local is None or not procs.takes(entry.size, reading):
             return None
-        return procs.read(reading, local, entry.path)
+        return procs.read(reading, local, entry.path, entry.size)
 
     def _pass_on(self, outcome: Outcome, artifact_id: int, row: dict[str, Any]) -> None:
         """What a worker read, passed on as if read here."""

@@ -38,6 +38,8 @@ class Source:
     kind: ClassVar[str] = ""
     scan_content: ClassVar[bool] = False  # also run the content rules on the file (e.g. a web.config shell)
     python_bound: ClassVar[bool] = False  # read in Python from end to end: one such file at a time
+    # each line a record read alone, so any stretch of whole lines reads apart (in worker processes)
+    splittable: ClassVar[bool] = False
 
     def __init__(self, keep: dict[str, set[str] | None] | None = None) -> None:
         self.keep = keep or {}  # store table -> lower-cased columns to build (absent: all)

@@ -34,6 +34,7 @@ MAX_LINE_BYTES = 64 << 20
 # fields): one hostile header must not widen the family's table past what the store can hold.
 MAX_FIELDS = 1024
 BOM = b"\xef\xbb\xbf"
+NUL_ERROR = "NUL bytes in the data"
 
 
 @dataclass
@@ -110,11 +111,12 @@ def iter_lines_chunks(
     stream: BinaryIO, state: ReadState, hasher: object | None
 ) -> Iterator[tuple[bytes, int, int, int]]:
     """Yield (chunk, first line number, line breaks in it, byte offset of the chunk in the file); each
-    chunk ends at a line end (or EOF)."""
+    chunk ends at a line end (or EOF). A stream that is a stretch of a file (`procread`) says at which
+    line and offset it starts (`first_line`, `offset`); the others start at the file's beginning."""
     carry = b""
-    line_no = 1
-    first = True
-    consumed = 0  # bytes read from the stream so far; `carry` is always the last len(carry) of them
+    line_no = getattr(stream, "first_line", 1)
+    consumed = getattr(stream, "offset", 0)  # bytes of the file before what is read next
+    first = consumed == 0  # only the file's own start may hold a BOM
     nul_seen = False
     while True:
         data = stream.read(CHUNK_BYTES)
@@ -125,7 +127,7 @@ def iter_lines_chunks(
             # in the data: said once per file, at the line where the first one is
             nul_seen = True
             at = line_no + carry.count(b"\n") + data.count(b"\n", 0, k)
-            state.errors.append((at, "NUL bytes in the data: the file is damaged here"))
+            state.errors.append((at, f"{NUL_ERROR}: the file is damaged here"))
         if not data:
             if carry:
                 if carry.strip():

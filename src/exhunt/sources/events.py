@@ -340,6 +340,7 @@ def _level(v: Any) -> int | None:
 class JsonLinesEventSource(Source):
     kind = "events-jsonl"
     python_bound = True
+    splittable = True
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
