@@ -63,6 +63,7 @@ bench: $(STAMP) chromium image-tools
 	$(BIN)/python bench/sigma_events.py
 	$(BIN)/python bench/export_shapes.py
 	$(BIN)/python bench/event_processes.py
+	$(BIN)/python bench/event_processes.py --files 1
 
 ## bench-zircolite: Sigma on events against Zircolite on the same flat JSON lines, in the same run;
 ## ZIRCOLITE=DIR names a checkout of https://github.com/wagga40/Zircolite, installed into a virtual

@@ -239,6 +239,7 @@ def test_one_big_file_read_in_stretches_is_the_file_read_whole(tmp_path, monkeyp
     assert sum("NUL bytes" in e for _, e in errors) == 1 and sum("not a JSON object" in e for _, e in errors) >= 24
     assert log_type == "JSON lines (message-only)" and sum("parsed from the rendered Message" in n for n in notes) == 1
     assert errors[-1][0] == data.count(b"\n") + 1  # the cut last line, told at its own number
+    assert sum(f"(line {errors[-1][0]}) has no line end" in n for n in notes) == 1
 
 
 def test_a_file_with_too_few_line_ends_is_not_cut_where_no_line_ends(tmp_path):

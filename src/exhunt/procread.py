@@ -10,8 +10,9 @@ files (starting it costs about half a second), only for scans with more than one
 task has one), never in a daemonic process, which may not start processes. When the pool breaks, the
 file is read on the thread as before.
 
-A big file of a line-independent source (`Source.splittable`: each line is one record, read alone) is
-read by several workers at once, each a stretch of whole lines: the thread hashes the file and counts
+A big file of a line-independent source (`Source.splittable`: each line is one record, read alone)
+that comes while no other file is in the pool is read by every worker at once, each a stretch of
+whole lines (with several files in hand, one worker a file keeps them as busy, without the cuts): the thread hashes the file and counts
 its lines up to each cut (memory speed, the GIL released), so every worker numbers its lines and
 offsets as one reading of the whole file would, and the parts' outcomes are joined in file order. A
 SIEM export is often one file: without this, one core read it however many the scan had.
@@ -76,6 +77,7 @@ class ProcessReads:
         self.pool: ProcessPoolExecutor | None = None
         self.scratch: str | None = None
         self.broken = False
+        self.reading = 0  # files in the pool's hands now
 
     def takes(self, size: int, source: Source) -> bool:
         """Whether a worker should read this file (of a python-bound source, not a small one)."""
@@ -84,9 +86,12 @@ class ProcessReads:
     def read(self, source: Source, local_path: str, path: str, size: int = 0) -> Outcome | None:
         """The worker's outcome for one file, or None when the pool could not read it (then read
         it on the thread; nothing of it was passed on)."""
+        with self.lock:
+            alone = self.reading == 0  # no other file in the pool: its workers would wait
+            self.reading += 1
         try:
             pool, scratch = self._pool()
-            if source.splittable and self.workers > 1 and size >= SPLIT_BYTES:
+            if alone and source.splittable and self.workers > 1 and size >= SPLIT_BYTES:
                 sha256, stretches = cut_in_stretches(local_path, self.workers)
                 if len(stretches) > 1:
                     parts = [
@@ -98,6 +103,9 @@ class ProcessReads:
         except (BrokenProcessPool, OSError, RuntimeError):  # a worker killed, no fork server ...
             self.broken = True
             return None
+        finally:
+            with self.lock:
+                self.reading -= 1
 
     def batches(self, outcome: Outcome) -> Iterator[tuple[str, pa.Table]]:
         """The outcome's batches in order; each IPC file is removed once read."""

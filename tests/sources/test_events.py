@@ -132,6 +132,16 @@ def test_jsonl_winlogbeat_nxlog_and_flat_shapes():
     assert info.errors == [(3, "not a JSON object: line skipped")]
 
 
+def test_jsonl_export_cut_short_says_so_with_the_line():
+    """A JSON-lines export cut inside its last line: the line is not an event, and the artifact says
+    the file may be cut short (the note the log readers give), at that line's number."""
+    whole = json.dumps({"EventID": 4688, "Channel": "Security", "Computer": "EXCH01", "CommandLine": "whoami"})
+    rows, info = read(JsonLinesEventSource(), (whole + "\n" + whole[:25]).encode())
+    assert [r["_line"] for r in rows] == [1]
+    assert info.errors == [(2, "not a JSON object: line skipped")]
+    assert info.notes == ["the last line (line 2) has no line end: the file may be cut short"]
+
+
 def test_flat_jsonl_keeps_sysmon_source_image():
     line = {"EventTime": "2021-03-03 05:00:00", "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 10,
             "SourceImage": "C:\\Windows\\System32\\rundll32.exe", "TargetImage": "C:\\Windows\\System32\\lsass.exe"}  # fmt: skip

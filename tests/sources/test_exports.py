@@ -161,6 +161,7 @@ def test_elastic_json_lines_odd_and_hostile_lines_are_counted(collection: Path):
     bad = [p for p in result.problems if p.path == "export/filebeat.ndjson"]
     assert [p.line for p in bad] == [2, 6] and all("not JSON objects skipped" in p.reason for p in bad)
     assert [c.records for c in result.coverage if c.family == "log_iis"] == [3]
+    assert any(n.path.endswith("filebeat.ndjson") and "(line 6) has no line end" in n.reason for n in result.notes)
 
 
 def test_headerless_iis_fragments_of_each_default_field_set(collection: Path):

@@ -355,6 +355,7 @@ class JsonLinesEventSource(Source):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
         info.table, info.log_type = TABLE, "JSON lines"
         state = ReadState()
+        state.errors, state.notes = info.errors, info.notes  # a NUL run, a cut last line: said as they are met
         batch = _Batcher()
         self.parsed_from_message = 0
         for chunk, first_line, _, offset in iter_lines_chunks(stream, state, hasher):
@@ -365,7 +366,6 @@ class JsonLinesEventSource(Source):
                 self._add(raw, first_line + i, batch, info)
                 if len(batch) >= BATCH:
                     yield TABLE, batch.flush()
-        info.errors.extend(state.errors)
         if self.parsed_from_message:
             info.log_type = "JSON lines (message-only)"
             info.notes.append(message_note(self.parsed_from_message, info.records))

@@ -191,6 +191,7 @@ class MappedSource(Source):
     @staticmethod
     def _json(stream: BinaryIO, info: ArtifactInfo, hasher: object, fmap: FieldMap) -> Iterator[pa.Table]:
         state = ReadState()
+        state.errors, state.notes = info.errors, info.notes  # a NUL run, a cut last line: said as they are met
         for chunk, first_line, _, offset in iter_lines_chunks(stream, state, hasher):
             info.runs.append((first_line, offset))
             table = _fast_json(chunk, first_line)
@@ -198,7 +199,6 @@ class MappedSource(Source):
                 table = _slow_json(chunk, first_line, info)
             if table is not None and table.num_rows:
                 yield _unwrap(table, fmap.root)
-        info.errors.extend(state.errors)
 
 
 def _line_starts(chunk: bytes, first_line: int) -> np.ndarray:
