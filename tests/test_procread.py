@@ -250,3 +250,22 @@ def test_a_file_with_too_few_line_ends_is_not_cut_where_no_line_ends(tmp_path):
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [(s.start, s.first_line) for s in stretches][:1] == [(0, 1)] and stretches[-1].end == path.stat().st_size
     assert all(b.start == a.end for a, b in itertools.pairwise(stretches))
+
+
+def test_a_big_file_is_cut_only_while_no_other_file_is_in_the_pool(tmp_path, monkeypatch):
+    """With another file in the pool's hands, one worker a file keeps the workers busy: no cuts."""
+    path = _one_big_export(tmp_path)
+    monkeypatch.setattr(procread, "SPLIT_BYTES", 1 << 20)
+    cut: list[str] = []
+    real = procread.cut_in_stretches
+    monkeypatch.setattr(procread, "cut_in_stretches", lambda p, n: (cut.append(p), real(p, n))[1])
+    reads = procread.ProcessReads(2)
+    try:
+        reads.reading = 1  # another reader thread's file is in the pool
+        busy = reads.read(JsonLinesEventSource(), str(path), "export.jsonl", path.stat().st_size)
+        assert busy is not None and busy.error is None and cut == [] and reads.reading == 1
+        reads.reading = 0
+        alone = reads.read(JsonLinesEventSource(), str(path), "export.jsonl", path.stat().st_size)
+        assert alone is not None and cut == [str(path)] and alone.info.records == busy.info.records
+    finally:
+        reads.close()
