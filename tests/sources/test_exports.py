@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from exhunt.cli import app
 from exhunt.scan import ScanOptions, ScanResult, scan
 from exhunt.sources.fieldmap import FieldMap, apply_map, builtin_maps, parse_times
-from exhunt.sources.headerless import infer_iis_fields
+from exhunt.sources.headerless import _csv_rows, infer_iis_fields
 from tests.conftest import write
 
 
@@ -162,6 +162,18 @@ def test_elastic_json_lines_odd_and_hostile_lines_are_counted(collection: Path):
     assert [p.line for p in bad] == [2, 6] and all("not JSON objects skipped" in p.reason for p in bad)
     assert [c.records for c in result.coverage if c.family == "log_iis"] == [3]
     assert any(n.path.endswith("filebeat.ndjson") and "(line 6) has no line end" in n.reason for n in result.notes)
+
+
+@given(st.lists(st.text(alphabet=",\"a \t\r\x00;\\'é\x1c\x85\u2028", max_size=30), min_size=1, max_size=10))
+def test_sample_rows_of_a_headerless_fragment_are_those_of_the_csv_module(lines: list[str]):
+    """The fast split of the sample lines binds the same columns the csv module would."""
+    import csv
+
+    try:
+        want = list(csv.reader(lines))
+    except csv.Error:
+        want = []
+    assert _csv_rows(lines) == want
 
 
 def test_headerless_iis_fragments_of_each_default_field_set(collection: Path):

@@ -125,6 +125,18 @@ def infer_iis_fields(lines: list[str]) -> Inferred | None:
     return best
 
 
+def _csv_rows(lines: list[str]) -> list[list[str]]:
+    """The sample lines as CSV rows (none when the csv module refuses them). Lines without a quote,
+    a NUL or a carriage return split on their commas exactly as the csv module splits them, at a
+    tenth of its cost (it was about half of what a fragment file costs beyond a raw log)."""
+    if not any('"' in ln or "\x00" in ln or "\r" in ln for ln in lines):
+        return [ln.split(",") if ln else [] for ln in lines]
+    try:
+        return list(csv.reader(lines))
+    except csv.Error:
+        return []
+
+
 def _directive(text: str, key: str) -> str | None:
     """The value of the first `#key:` line of a head."""
     m = re.search(rf"^#{key}:(.*)$", text, re.MULTILINE)
@@ -288,7 +300,8 @@ class HeaderlessW3CSource(_FragmentSource):
         return _pattern_rows(data, starts, ends, b"9999-99-99 99:99:99 ")
 
     def _keys(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        widths = np.bincount(np.searchsorted(ends, np.flatnonzero(data == 32)), minlength=len(ends))[: len(ends)] + 1
+        # spaces before each line end, differenced: a search per line, not one per space (2.5x faster)
+        widths = np.diff(np.searchsorted(np.flatnonzero(data == 32), ends), prepend=0) + 1
         widths = np.where(self._row_starts(data, starts, ends), widths, -1)
         if len(widths) and (widths == len(self.fields)).all():
             return np.zeros(len(widths), np.int64)  # one stretch of the inferred list
@@ -343,10 +356,7 @@ class HeaderlessExchangeSource(_FragmentSource):
             info.errors.append((None, "Exchange log without #Fields of an unknown type: not parsed"))
             return
         default = list(default_fields()["exchange"][fam.name])
-        try:
-            rows = list(csv.reader([ln for ln in _data_lines(head)[:10] if _EXCHANGE_ROW.match(ln)]))
-        except csv.Error:
-            rows = []
+        rows = _csv_rows([ln for ln in _data_lines(head)[:10] if _EXCHANGE_ROW.match(ln)])
         width = Counter(len(r) for r in rows).most_common(1)[0][0] if rows else len(default)
         # an earlier CU writes a prefix of the list: bind that many columns, so its rows parse whole
         fields = default[:width] + [f"extra{i}" for i in range(1, width - len(default) + 1)]
