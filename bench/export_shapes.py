@@ -4,7 +4,9 @@ One `--plant all` collection is written raw and in each export shape (`exhunt sy
 the files each one reads into the IIS and HttpProxy tables are copied to a folder of their own, and
 those folders are read with exhunt's reader on one thread, with no store (the rows are counted and
 dropped), `--runs` times in turn. Figures are medians of CPU time (process time, so that other load
-on a shared machine counts less), in MB of the files and in records per second.
+on a shared machine counts less), in MB of the files and in records per second; `paired` is the
+median of each round's own ratio to the raw read beside it, with the range of those ratios (the
+machine's speed drifts between rounds, which a ratio of medians carries).
 Usage: python bench/export_shapes.py [--target-mb 150] [--runs 3] [SHAPE ...]
 """
 
@@ -95,15 +97,23 @@ def main() -> None:
     for _ in range(args.runs):
         for shape in shapes:
             runs[shape].append(read_once(folders[shape]))
-    raw_rate = 0.0
-    print(f"{'shape':11} {'MB':>7} {'records':>9} {'CPU s':>7} {'MB/s':>7} {'k rec/s':>8} {'MB/s vs raw':>12}")
+    print(
+        f"{'shape':11} {'MB':>7} {'records':>9} {'CPU s':>7} {'MB/s':>7} {'k rec/s':>8} {'MB/s vs raw':>12}"
+        f" {'paired':>7} {'range':>12}"
+    )
+    raw_size = runs["raw"][0][1]
     for shape in shapes:
         cpu = statistics.median(c for c, _, _ in runs[shape])
         _, size, records = runs[shape][0]
         rate = size / 1e6 / cpu
-        raw_rate = raw_rate or rate
+        raw_rate = raw_size / 1e6 / statistics.median(c for c, _, _ in runs["raw"])
+        # each round's own ratio (the raw read beside it): the machine's speed drifts between rounds
+        paired = sorted(
+            (size / c) / (raw_size / r) for (c, _, _), (r, _, _) in zip(runs[shape], runs["raw"], strict=True)
+        )
         print(
             f"{shape:11} {size / 1e6:7.1f} {records:9,} {cpu:7.2f} {rate:7.1f} {records / cpu / 1e3:8.1f} {rate / raw_rate:11.2f}x"
+            f" {statistics.median(paired):6.2f}x {paired[0]:5.2f}-{paired[-1]:.2f}x"
         )
 
 
