@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import exhunt.ingest as ingest_mod
 import exhunt.procread as procread
@@ -285,3 +287,29 @@ def test_a_failed_stretch_ends_the_file_there_as_on_a_thread():
     assert out.error == ("OSError", "gone") and out.sha256 is None and out.info.runs == [(3, 3), (2, 2)]
     whole = procread.joined([part(3, ["a"]), part(4, ["c"])], "sha")
     assert whole.error is None and whole.sha256 == "sha" and whole.info.records == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\n", b"x" * 40, b"\r\n", b"y" * 3000, b"\x00", b""]), max_size=200),
+    st.integers(min_value=2, max_value=5),
+    st.integers(min_value=64, max_value=4096),
+)
+def test_stretches_cover_the_file_in_whole_lines_for_any_bytes(tmp_path_factory, pieces, parts, block):
+    """Whatever the bytes and the block size: the stretches follow each other from the first byte to
+    the last, each starts just after a line end, and each knows its first line's number."""
+    path = tmp_path_factory.mktemp("cut") / "f.jsonl"
+    data = b"".join(pieces)
+    path.write_bytes(data)
+    procread_block = procread.CHUNK_BYTES
+    procread.CHUNK_BYTES = block  # small blocks: the cuts fall at and across block ends
+    try:
+        sha, stretches = procread.cut_in_stretches(str(path), parts)
+    finally:
+        procread.CHUNK_BYTES = procread_block
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert len(stretches) <= parts and (not data or (stretches[0].start == 0 and stretches[-1].end == len(data)))
+    for a, b in itertools.pairwise(stretches):
+        assert a.end == b.start and data[b.start - 1 : b.start] == b"\n"
+    for st_ in stretches:
+        assert st_.first_line == data.count(b"\n", 0, st_.start) + 1 and st_.end > st_.start
