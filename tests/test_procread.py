@@ -313,3 +313,16 @@ def test_stretches_cover_the_file_in_whole_lines_for_any_bytes(tmp_path_factory,
         assert a.end == b.start and data[b.start - 1 : b.start] == b"\n"
     for st_ in stretches:
         assert st_.first_line == data.count(b"\n", 0, st_.start) + 1 and st_.end > st_.start
+
+
+def test_a_big_file_that_cannot_be_cut_costs_that_file_only(tmp_path, monkeypatch):
+    """A big file gone before the thread could hash it: the worker says why, and the pool stays up
+    for the files after it (it is the file's problem, not the pool's)."""
+    monkeypatch.setattr(procread, "SPLIT_BYTES", 1 << 20)
+    reads = procread.ProcessReads(2)
+    try:
+        gone = reads.read(JsonLinesEventSource(), str(tmp_path / "gone.jsonl"), "gone.jsonl", 64 << 20)
+        assert gone is not None and gone.sha256 is None and gone.error and gone.error[0] == "FileNotFoundError"
+        assert not reads.broken and reads.takes(64 << 20, JsonLinesEventSource())
+    finally:
+        reads.close()

@@ -12,10 +12,11 @@ file is read on the thread as before.
 
 A big file of a line-independent source (`Source.splittable`: each line is one record, read alone)
 that comes while no other file is in the pool is read by every worker at once, each a stretch of
-whole lines (with several files in hand, one worker a file keeps them as busy, without the cuts): the thread hashes the file and counts
-its lines up to each cut (memory speed, the GIL released), so every worker numbers its lines and
-offsets as one reading of the whole file would, and the parts' outcomes are joined in file order. A
-SIEM export is often one file: without this, one core read it however many the scan had.
+whole lines (with several files in hand, one worker a file keeps them as busy without the cuts).
+The thread hashes the file and counts its lines up to each cut (memory speed, the GIL released), so
+every worker numbers its lines and offsets as one reading of the whole file would, and the parts'
+outcomes are joined in file order. A SIEM export is often one file: without this, one core read it
+however many the scan had.
 """
 
 from __future__ import annotations
@@ -92,13 +93,9 @@ class ProcessReads:
         try:
             pool, scratch = self._pool()
             if alone and source.splittable and self.workers > 1 and size >= SPLIT_BYTES:
-                sha256, stretches = cut_in_stretches(local_path, self.workers)
-                if len(stretches) > 1:
-                    parts = [
-                        pool.submit(read_stretch, type(source), source.keep, local_path, path, scratch, stretch)
-                        for stretch in stretches
-                    ]
-                    return joined([part.result() for part in parts], sha256)
+                outcome = self._in_stretches(pool, scratch, source, local_path, path)
+                if outcome is not None:
+                    return outcome
             return pool.submit(read_file, type(source), source.keep, local_path, path, scratch).result()
         except (BrokenProcessPool, OSError, RuntimeError):  # a worker killed, no fork server ...
             self.broken = True
@@ -106,6 +103,23 @@ class ProcessReads:
         finally:
             with self.lock:
                 self.reading -= 1
+
+    def _in_stretches(
+        self, pool: ProcessPoolExecutor, scratch: str, source: Source, local_path: str, path: str
+    ) -> Outcome | None:
+        """The file read by every worker, a stretch each; None when it is not cut (one line, or it
+        could not be read here: then one worker reads it whole and says why, and the pool stays)."""
+        try:
+            sha256, stretches = cut_in_stretches(local_path, self.workers)
+        except OSError:  # gone or refused: the file's own problem, not the pool's
+            return None
+        if len(stretches) < 2:
+            return None
+        parts = [
+            pool.submit(read_stretch, type(source), source.keep, local_path, path, scratch, stretch)
+            for stretch in stretches
+        ]
+        return joined([part.result() for part in parts], sha256)
 
     def batches(self, outcome: Outcome) -> Iterator[tuple[str, pa.Table]]:
         """The outcome's batches in order; each IPC file is removed once read."""
@@ -193,7 +207,7 @@ def cut_in_stretches(local_path: str, parts: int) -> tuple[str, list[Stretch]]:
                 if at == -1:  # no line end in the rest of this block: cut in a later one
                     targets[0] = pos + len(block)
                     break
-                cuts.append((pos + at + 1, lines + line_breaks(block[: at + 1])))
+                cuts.append((pos + at + 1, lines + block.count(b"\n", 0, at + 1)))  # once a cut: no copy
                 targets = [t for t in targets[1:] if t > pos + at]
             pos, lines = pos + len(block), lines + line_breaks(block)
     bounds = [(0, 0), *[c for c in cuts if c[0] < pos], (pos, lines)]
