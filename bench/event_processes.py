@@ -20,11 +20,12 @@ import treemem
 from zircolite import DATA, SHARED_SIGMA, flat_events
 
 PYTHON = sys.executable
-THREADS_ONLY = (
-    "import sys, exhunt.procread as p; p.WORTH_BYTES = 1 << 62; from exhunt.cli import app; "
+# exhunt with one of procread's thresholds out of reach: no pool at all, or no file cut in stretches
+WITHOUT = (
+    "import sys, exhunt.procread as p; p.{} = 1 << 62; from exhunt.cli import app; "
     "sys.argv = ['exhunt', *sys.argv[1:]]; app()"
 )
-FILES_WHOLE = THREADS_ONLY.replace("p.WORTH_BYTES", "p.SPLIT_BYTES")
+THREADS_ONLY, FILES_WHOLE = WITHOUT.format("WORTH_BYTES"), WITHOUT.format("SPLIT_BYTES")
 
 
 def joined(copies: int, files: int) -> Path:

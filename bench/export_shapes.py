@@ -102,11 +102,11 @@ def main() -> None:
         f" {'paired':>7} {'range':>12}"
     )
     raw_size = runs["raw"][0][1]
+    raw_rate = raw_size / 1e6 / statistics.median(c for c, _, _ in runs["raw"])
     for shape in shapes:
         cpu = statistics.median(c for c, _, _ in runs[shape])
         _, size, records = runs[shape][0]
         rate = size / 1e6 / cpu
-        raw_rate = raw_size / 1e6 / statistics.median(c for c, _, _ in runs["raw"])
         # each round's own ratio (the raw read beside it): the machine's speed drifts between rounds
         paired = sorted(
             (size / c) / (raw_size / r) for (c, _, _), (r, _, _) in zip(runs[shape], runs["raw"], strict=True)
