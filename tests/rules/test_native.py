@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exhunt.case import CaseReader, CaseWriter
 from exhunt.rules.model import rule_from_dict
@@ -135,3 +137,57 @@ def test_evidence_samples_follow_time_then_file_and_line_not_storage_order(tmp_p
     placed = dict(case.fetch("SELECT rowid, [_artifact, _line] FROM log_iis"))
     st.close()
     assert [placed[i] for i in ids] == [[1, 10], [1, 20], [1, 30], [2, 10]]
+
+
+GATE_ALPHABET = "aAkKsSéÉİıK-./:_%\\ 0123456789$~"  # letters that fold oddly beside ASCII without case
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(GATE_ALPHABET, max_size=12)), min_size=1, max_size=8),
+    value=st.text(GATE_ALPHABET, min_size=1, max_size=8),
+    op=st.sampled_from(["contains", "equals", "startswith", "endswith"]),
+    negated=st.booleans(),
+)
+def test_the_uncased_stretch_gate_never_changes_a_match(tmp_path: Path, monkeypatch, values, value, op, negated):
+    """A case-insensitive test gated by a `contains` of the value's longest stretch without case (and a
+    leaf of two tests, each coalesced alone) matches exactly the rows the plain test matches, NULLs,
+    odd case folding and negation included."""
+    import tempfile
+
+    from exhunt.rules import native
+
+    values = [*values, value.swapcase(), value.upper(), f"x{value.lower()}", f"{value.swapcase()}y"]  # rows that match
+    with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
+        st_ = CaseWriter(Path(folder) / "g.duckdb")
+        n = len(values)
+        st_.append(
+            "log_iis",
+            pa.table({
+                "date": ["2021-03-03"] * n, "time": ["01:00:00"] * n, "c-ip": [f"10.0.0.{i}" for i in range(n)],
+                "cs-uri-query": values, "_line": pa.array(np.arange(1, n + 1), pa.int64()),
+                "_artifact": pa.array(np.ones(n), pa.int32()),
+            }),
+        )  # fmt: skip
+        st_.add_artifacts([{"id": 1, "path": "u_ex.log", "host": "EXCH01"}])
+        case = st_.ready_for_queries()
+        leaf = {"field": "cs-uri-query", op: value, "exists": True}  # two tests in one leaf
+        cond = {"none": [leaf]} if negated else leaf
+        rule = rule_from_dict(
+            {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
+             "where": cond, "group_by": ["c-ip"]}, "test")  # fmt: skip
+        gated = sorted(f.group["c-ip"] for f in run_rule(case, rule, {}, None))
+        with monkeypatch.context() as patch:  # undone before the next example
+            patch.setattr(native, "GATED", ())
+            plain = sorted(f.group["c-ip"] for f in run_rule(case, rule, {}, None))
+        st_.close()
+    assert gated == plain
+
+
+def test_the_gate_is_the_longest_stretch_without_case():
+    from exhunt.rules.native import uncased_run
+
+    assert uncased_run("206.188.196.77:8080/themes.aspx") == "206.188.196.77:8080/"
+    assert uncased_run("\\PsExec64.exe") == "64."
+    assert uncased_run("port=") is None  # too short to pay
+    assert uncased_run("É1-2é") == "1-2"  # a letter outside ASCII ends a stretch

@@ -67,6 +67,19 @@ def _escape_clause(pattern: str) -> str:
     return " ESCAPE '\\'" if "\\" in pattern else ""
 
 
+_UNCASED_RUN = re.compile(r"[\x00-\x40\x5b-\x60\x7b-\x7f]{3,}")  # ASCII that no lowering changes
+
+
+def uncased_run(value: str) -> str | None:
+    """The longest stretch of `value` (three characters or more) made of ASCII characters without case:
+    a column that matches `value` case-insensitively holds that stretch as it is, since lowering
+    changes letters only and no other character lowers to ASCII without case (checked against DuckDB
+    for every code point). Found with `contains`, it gates the costly case-insensitive test: DuckDB's
+    ILIKE read 350 MB/s, `contains` several GB/s (an IOC URL on 109k events: 0.120 s -> 0.052 s)."""
+    runs = _UNCASED_RUN.findall(value)
+    return max(runs, key=len) if runs else None
+
+
 PLAIN_COLUMN = re.compile(r't\."[^"]*"')
 ANCHORS = {"equals": ("^", "$"), "startswith": ("^", ""), "endswith": ("", "$"), "contains": ("", "")}
 
@@ -158,6 +171,9 @@ class Compiler:
                 val = self.value(v)
                 as_written = cs or _uncased(val)  # no letter to fold: neither side is lowered
                 col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
+                run = uncased_run(val) if not as_written and op in GATED else None
+                if run:
+                    self.args.append(run)  # the gate's parameter comes first in the alternative
                 if op == "equals":
                     alts.append(f"{col} = {arg}")
                 elif op == "like":
@@ -178,9 +194,16 @@ class Compiler:
                 elif op in ("gte", "lte"):
                     alts.append(f"TRY_CAST({num} AS DOUBLE) {'>=' if op == 'gte' else '<='} ?")
                     val = float(val)  # type: ignore[assignment]
+                if run:  # a CASE, not an AND: inside OR and coalesce DuckDB evaluated both sides of an AND
+                    alts[-1] = f"(CASE WHEN contains({f}, ?) THEN {alts[-1]} ELSE false END)"
                 self.args.append(val)
             parts.append("(" + " OR ".join(alts) + ")")
-        return "coalesce(" + " AND ".join(parts) + ", false)"
+        # each test coalesced alone: around an AND, coalesce made DuckDB evaluate both sides on every
+        # row (a leaf's cheap test no longer spared its costly one: 0.40 s against 0.10 s)
+        return "(" + " AND ".join(f"coalesce({p}, false)" for p in parts) + ")"
+
+
+GATED = ("equals", "contains", "startswith", "endswith")  # the tests `uncased_run` gates
 
 
 def _python_logic(ref: str) -> Callable[[CaseReader, dict[str, str]], list[int]]:
