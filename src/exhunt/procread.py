@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from exhunt.collection import open_readonly
-from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Replay, Source
+from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Source, again
 from exhunt.sources.delimited import CHUNK_BYTES, NUL_ERROR, line_breaks
 from exhunt.sources.events import message_note
 
@@ -164,7 +164,7 @@ def read_file(source_type: type[Source], keep: Any, local_path: str, path: str, 
         with open_readonly(local_path) as stream:
             head = stream.read(HEAD_BYTES)
             hasher.update(head)
-            parts = source_type(keep).read(Replay(head, stream), outcome.info, HashAfter(hasher, len(head)))
+            parts = source_type(keep).read(again(head, stream), outcome.info, HashAfter(hasher, len(head)))
             _write_batches(parts, outcome, scratch)
         outcome.sha256 = hasher.hexdigest()
     except Exception as exc:

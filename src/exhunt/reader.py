@@ -27,7 +27,7 @@ from exhunt.families import family_of_table
 from exhunt.layout import split_host_and_windows_path
 from exhunt.procread import Outcome, ProcessReads
 from exhunt.rules.yara import CONTENT_LIMIT, match, wants_content
-from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Replay, Source
+from exhunt.sources.base import HEAD_BYTES, ArtifactInfo, HashAfter, Source, again
 from exhunt.sources.delimited import RawRows, parse_batch
 from exhunt.sources.events import EvtxSource, JsonLinesEventSource
 from exhunt.sources.exchange_csv import ExchangeCsvSource
@@ -156,7 +156,7 @@ class Reader:
                     self._plain_file(entry, head, stream, hasher, info, row)
                 else:
                     row["kind"] = source.kind
-                    stream = Replay(head, stream)
+                    stream = again(head, stream)
                     scanned = source.scan_content and wants_content(win_path, name) and entry.size <= CONTENT_LIMIT
                     if scanned:
                         stream = self._content_scanned(stream, info, row)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from exhunt.families import family
-from exhunt.sources.base import ArtifactInfo, Replay, Source, text_head
+from exhunt.sources.base import ArtifactInfo, Source, again, text_head
 from exhunt.sources.delimited import (
     EXCHANGE_CSV,
     MAX_FIELDS,
@@ -138,7 +138,7 @@ class MappedSource(Source):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, pa.Table]]:
         head = stream.read(1 << 16)
         fmap = choose_map(self.maps, head)
-        stream = Replay(head, stream)
+        stream = again(head, stream)
         if fmap is None:
             info.errors.append((None, "no field map reads this export: not parsed"))
             return

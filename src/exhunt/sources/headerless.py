@@ -28,8 +28,8 @@ from exhunt.families import FAMILIES, Family, family, for_log_type
 from exhunt.sources.base import (  # HEAD_BYTES: the reader's, so the sniffing's work is reused
     HEAD_BYTES,
     ArtifactInfo,
-    Replay,
     Source,
+    again,
     text_head,
 )
 from exhunt.sources.delimited import (
@@ -283,7 +283,7 @@ class HeaderlessW3CSource(_FragmentSource):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         head = stream.read(HEAD_BYTES)
         guess = infer_iis_fields(_data_lines(head))
-        stream = Replay(head, stream)
+        stream = again(head, stream)
         fam = family("iis")
         info.table = fam.table
         if guess is None:
@@ -351,7 +351,7 @@ class HeaderlessExchangeSource(_FragmentSource):
     def read(self, stream: BinaryIO, info: ArtifactInfo, hasher: object) -> Iterator[tuple[str, RawRows]]:
         head = stream.read(HEAD_BYTES)
         fam = _exchange_family(head, info.path)
-        stream = Replay(head, stream)
+        stream = again(head, stream)
         if fam is None:
             info.errors.append((None, "Exchange log without #Fields of an unknown type: not parsed"))
             return
