@@ -328,12 +328,12 @@ class FolderCollection(Collection):
         return escaped_name(rel)
 
     def local_path(self, path: str) -> str | None:
-        return None if path in self._members else str(self._root / self._real.get(path, path))
+        return None if path in self._members else os.path.join(self.root, self._real.get(path, path))
 
     def open(self, path: str) -> BinaryIO:
         if path in self._members:
             return super().open(path)
-        return open_readonly(self._root / self._real.get(path, path))
+        return open_readonly(os.path.join(self.root, self._real.get(path, path)))  # not pathlib: ~7 us a file
 
 
 class ZipCollection(Collection):

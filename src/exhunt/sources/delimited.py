@@ -103,8 +103,21 @@ def _safe_names(names: tuple[str, ...]) -> tuple[str, ...]:
 def column_names(fields_value: str) -> list[str]:
     """The columns a `#Fields:` value names (comma-separated in Exchange logs, spaces in W3C), made
     safe as above. The reader and the evidence builder both bind rows through this one function."""
+    return list(_column_names(fields_value))
+
+
+@functools.lru_cache(maxsize=256)
+def _column_names(fields_value: str) -> tuple[str, ...]:
+    """`column_names`, once per distinct value: each of thousands of small logs repeats its family's."""
     names = fields_value.split(",") if "," in fields_value else fields_value.split()
-    return safe_names([n.strip() for n in names])
+    return _safe_names(tuple(n.strip() for n in names))
+
+
+@functools.lru_cache(maxsize=256)
+def _bare_header_names(head: str, split: Callable[[str], list[str]]) -> tuple[str, ...]:
+    """The columns of a header line without `#Fields:` (the first line of a raw HttpProxy log), once
+    per distinct line."""
+    return _safe_names(tuple(f.strip() for f in split(head)))
 
 
 def iter_lines_chunks(
@@ -264,7 +277,7 @@ def _data_lines(
             return
         eol = buf.find(b"\n", start, end)
         head = buf[start : eol if eol != -1 else end].decode("utf-8", "backslashreplace").rstrip("\r")
-        state.fields = safe_names([f.strip() for f in fmt.split_fields(head)])
+        state.fields = list(_bare_header_names(head, fmt.split_fields))
         if eol == -1:
             return
         start, line, breaks = eol + 1, line + 1, breaks - 1

@@ -63,6 +63,8 @@ class SentinelEventCsvSource(Source):
 
     @classmethod
     def sniff(cls, head: bytes, path: str) -> bool:
+        if b"EventID" not in head.split(b"\n", 1)[0]:  # its header names it: most files stop here, unparsed
+            return False
         names = _header(head)
         if not names:
             return False
