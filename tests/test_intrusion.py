@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from exhunt.ad_coverage import ad_checks_state
+from exhunt.case import CaseReader
 from exhunt.scan import ScanOptions, scan
 from exhunt.synth import generate
 from exhunt.synth.intrusion import DC_HOST, RULES
@@ -55,7 +56,7 @@ def test_the_dcsync_sample_names_the_account_and_knows_the_dc(tmp_path: Path) ->
     result = scan(tmp_path, ScanOptions(case=tmp_path.parent / f"{tmp_path.name}.duckdb"))
     (hit,) = [f for f in result.findings if f.rule.id == "ad-dcsync-by-account"]
     assert hit.group.get("data.SubjectUserName") == "pgustavo"
-    con = duckdb.connect(str(result.case), read_only=True)
+    con = CaseReader.open_saved(result.case)
     try:
         state = ad_checks_state(con)
     finally:
@@ -176,7 +177,7 @@ def test_intrusion_lookalikes_raise_nothing_above_low(intrusion) -> None:
 
 def test_ad_checks_ran_with_the_dc_and_not_without_it(intrusion, tmp_path: Path) -> None:
     _, _, result = intrusion
-    con = duckdb.connect(str(result.case), read_only=True)
+    con = CaseReader.open_saved(result.case)
     try:
         assert ad_checks_state(con)["domain_controllers"] == [DC_HOST]
     finally:
@@ -185,7 +186,7 @@ def test_ad_checks_ran_with_the_dc_and_not_without_it(intrusion, tmp_path: Path)
     generate(root, seed=11, users=3, days=2, benign_only=True)
     shutil.rmtree(root / DC_HOST)
     no_dc = scan(root, ScanOptions(case=tmp_path / "no-dc.duckdb"))
-    con = duckdb.connect(str(no_dc.case), read_only=True)
+    con = CaseReader.open_saved(no_dc.case)
     try:
         state = ad_checks_state(con)
     finally:
@@ -207,9 +208,9 @@ def test_winlogbeat_user_data_only_events_keep_their_fields(tmp_path: Path) -> N
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "rdp.ndjson").write_text(json.dumps(line) + "\n", encoding="utf-8")
     result = scan(tmp_path / "in", ScanOptions(case=tmp_path / "c.duckdb"))
-    con = duckdb.connect(str(result.case), read_only=True)
+    con = CaseReader.open_saved(result.case)
     try:
-        (data,) = con.execute("SELECT data FROM events WHERE event_id = 1149").fetchone()
+        ((data,),) = con.fetch("SELECT data FROM events WHERE event_id = 1149")
     finally:
         con.close()
     assert json.loads(data)["Param3"] == "10.10.1.20"

@@ -12,13 +12,13 @@ import os
 import signal
 from pathlib import Path
 
-import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import exhunt.ingest as ingest_mod
 import exhunt.procread as procread
+from exhunt.case import CaseReader
 from exhunt.scan import ScanOptions, scan
 from exhunt.sources.events import JsonLinesEventSource
 
@@ -69,10 +69,10 @@ def _scan(folder: Path, case: Path, processes: bool, monkeypatch) -> tuple[dict,
     monkeypatch.setattr(procread, "WORTH_BYTES", 0 if processes else 1 << 60)
     monkeypatch.setattr(procread, "FILE_BYTES", 100_000)
     result = scan(folder, ScanOptions(case=case, threads=2))
-    con = duckdb.connect(str(case), read_only=True)
+    con = CaseReader.open_saved(case)  # row ids follow the order the readers stored rows in: left out
     try:
-        events = con.execute("SELECT * EXCLUDE (_artifact) FROM events ORDER BY _line, record_id").fetchall()
-        artifacts = con.execute("SELECT path, sha256, records, log_type FROM artifacts ORDER BY path").fetchall()
+        events = con.fetch("SELECT * EXCLUDE (_artifact, rowid) FROM events ORDER BY _line, record_id")
+        artifacts = con.fetch("SELECT path, sha256, records, log_type FROM artifacts ORDER BY path")
     finally:
         con.close()
     problems = sorted((p.path, p.line, p.reason) for p in result.problems)

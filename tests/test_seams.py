@@ -11,7 +11,7 @@ from pathlib import Path
 from exhunt.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
-SEAMS = {"src/exhunt/families.py", "src/exhunt/case.py"}
+SEAMS = {"src/exhunt/families.py", "src/exhunt/case.py", "src/exhunt/case_records.py"}  # the case and its records
 # Modules that run SQL on a DuckDB connection of their own, not on a case: why each may.
 OWN_CONNECTION = {
     "src/exhunt/query.py": "`exhunt query` runs the user's own SQL on a read-only case (its guard is tested)",

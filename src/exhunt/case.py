@@ -36,6 +36,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exhunt import case_records
 from exhunt.families import Family, family, family_of_table, record_families
 from exhunt.spool import Failed, RowGroups, Spool, combined, store_parts, why
 from exhunt.sql import literal, quote
@@ -134,10 +135,15 @@ class CaseReader:
     def open_saved(cls, path: Path, threads: int | None = None) -> CaseReader:
         """A saved case file, read-only and without access to any other file (its text is evidence,
         and a file that only claims to be a case may be anyone's). Raises duckdb.Error."""
-        config: dict[str, Any] = {"enable_external_access": False}
-        if threads is not None:
-            config["threads"] = threads
-        return cls(duckdb.connect(str(path), read_only=True, config=config))
+        config: dict[str, Any] = {} if threads is None else {"threads": threads}
+        con = duckdb.connect(str(path), read_only=True, config=config)
+        try:
+            case_records.open_views(con, path)  # the records beside it, and only those, stay readable
+            con.execute("SET enable_external_access = false")
+        except BaseException:
+            con.close()
+            raise
+        return cls(con)
 
     def cursor(self, frozen: bool = False) -> CaseReader:
         """Another connection to the same case, for another thread; `frozen`: its tables and their
@@ -418,13 +424,27 @@ class CaseWriter:
     the queries the scan's whole CPU budget.
     """
 
-    def __init__(self, path: Path, *, memory_limit: str = "512MB", threads: int = 1, spool: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, *, memory_limit: str = "512MB", threads: int = 1, spool: Path | None = None,
+        keep_records: bool = False,
+    ) -> None:  # fmt: skip
+        """`spool`: the folder the record tables are written to as Parquet (the default scan's temporary
+        one); `keep_records`: the case keeps them there (`case_records`), unless it already holds its
+        records as tables (a case of an earlier exhunt, a fleet's merged shards), which it goes on with."""
         self.path = path
         self.threads = max(1, threads)
-        self.spool = Spool(spool, ROW_GROUP_ROWS) if spool is not None else None
         self._con = duckdb.connect()
         self._con.execute(f"ATTACH {literal(str(path))} AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         self._con.execute("USE case_db")
+        self.kept: dict[str, list[Path]] = {}  # an earlier scan's record files, for an incremental one
+        self.keeps_records = keep_records and spool is not None and not self._records_in_tables()
+        if keep_records and not self.keeps_records:
+            spool = None
+        if self.keeps_records:
+            self.kept = case_records.listed(self._con, path)
+            self.spool: Spool | None = Spool(spool, ROW_GROUP_ROWS, *self._continued(self.kept))  # type: ignore[arg-type]
+        else:
+            self.spool = Spool(spool, ROW_GROUP_ROWS) if spool is not None else None
         self.memory_limit = memory_limit
         # while reading, DuckDB only writes: the blocks it keeps cached after writing them are never
         # read back, and they grew the peak with the input (2 M wide rows: 763 MB peak at 512 MB,
@@ -591,6 +611,8 @@ class CaseWriter:
                 else:
                     continue
                 self._con.execute(f"DELETE FROM {quote(table)} WHERE {quote(column)} IN (SELECT id FROM _forget)")
+            if self.keeps_records:
+                case_records.forget(self._con, ids)
             self._con.execute("DELETE FROM errors")
             ntfs = family("fs_records").table
             if ntfs in self.reader.tables():
@@ -655,42 +677,71 @@ class CaseWriter:
         return self.reader
 
     def _spooled_views(self, spool: Spool) -> None:
-        """One view per spooled table over its Parquet files; a file DuckDB cannot read costs its own
-        artifacts only."""
+        """One view per spooled table over its Parquet files (with those an earlier scan of a kept case
+        left); a file DuckDB cannot read costs its own artifacts only. A kept case names its files."""
         files, failed = spool.finish(self._prepared, self.threads)
         self.failed.extend(failed)
+        every: dict[str, list[Path]] = {t: list(p) for t, p in self.kept.items()}
         for table, paths in files.items():
-            usable = []
             for path in paths:
                 try:
                     self._con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
-                    usable.append(path)
+                    every.setdefault(table, []).append(path)
                 except duckdb.Error as exc:
                     self.failed.append((spool.artifacts[path], why(exc)))
+        if self.keeps_records:
+            case_records.save_manifest(self._con, every)
+        forgotten = case_records.FORGOTTEN in self.reader.tables()
+        for table, usable in every.items():
             if not usable:
                 continue
-            listed = ", ".join(literal(str(p)) for p in usable)
             if family_of_table(table).kind == "events":
                 # the schema's (empty) events table gives way to the view: a spooled scan stores every
                 # event in the spool. `data` stays text there: a cast to JSON would parse every event's
                 # data once more in each rule query (measured: the events bench 3% slower, not 8% faster)
                 self._con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
             self._con.execute(
-                f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT _rid AS {ROWID}, * EXCLUDE (_rid) "
-                f"FROM read_parquet([{listed}], union_by_name = true)"
+                f"CREATE OR REPLACE VIEW {quote(table)} AS {case_records.view_sql(table, usable, forgotten)}"
             )
             self._con.execute(f"COMMENT ON VIEW {quote(table)} IS '{MARK}'")
 
+    def _records_in_tables(self) -> bool:
+        """An earlier scan stored this case's records in its tables (no `record_files`, some artifacts)."""
+        names = {r[0] for r in self._con.execute(_TABLES_OF, ["case_db"]).fetchall()}
+        if case_records.MANIFEST in names or "artifacts" not in names:
+            return False
+        return bool(self._con.execute("SELECT 1 FROM artifacts LIMIT 1").fetchall())
+
+    def _continued(self, kept: dict[str, list[Path]]) -> tuple[int, dict[str, int]]:
+        """The first file number and the first row id of each table after an earlier scan's files."""
+        paths = [p for ps in kept.values() for p in ps]
+        first_file = max((int(p.stem) for p in paths), default=-1) + 1
+        first_rid = {}
+        for table, ps in kept.items():
+            listed = ", ".join(literal(str(p)) for p in ps)
+            (top,) = self._con.execute(f"SELECT max(_rid) FROM read_parquet([{listed}])").fetchone()  # type: ignore[misc]
+            first_rid[table] = 0 if top is None else int(top) + 1
+        return first_file, first_rid
+
     def close(self) -> None:
-        self.flush()
-        self._con.close()
+        """Store what waits and close. A kept case's record views read files: they are dropped, and
+        whoever opens the case makes them again (`case_records.open_views`)."""
+        try:
+            self.flush()
+            if self.keeps_records:
+                for (view,) in self._con.execute(
+                    "SELECT view_name FROM duckdb_views() WHERE database_name = 'case_db' AND comment = ?", [MARK]
+                ).fetchall():
+                    self._con.execute(f"DROP VIEW IF EXISTS {quote(view)}")
+        finally:
+            self._con.close()
 
 
 _TABLES_OF = "SELECT table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY table_name"
 _RESULT_TABLES = frozenset({"meta", "findings", "evidence", "coverage", "errors"})  # the scan's, not the records'
 ROWID = "rowid"  # a spooled view's row id column: named so that the rules' `t.rowid` reads it
-MARK = "exhunt records"  # the comment that marks a spooled view
-_TABLES_AND_SPOOLED = (
+MARK = case_records.VIEW_MARK  # the comment that marks a spooled view
+_TABLES_AND_SPOOLED = (  # a saved case's record views are temporary ones (`case_records.open_views`)
     "SELECT table_name FROM duckdb_tables() UNION "
-    f"SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary AND comment = '{MARK}'"
+    f"SELECT view_name FROM duckdb_views() WHERE NOT internal AND comment = '{MARK}'"
 )

@@ -137,9 +137,20 @@ def prepare_case(case: Path, scanned: Path, force: bool = False) -> None:
             f"--case {case}: {wal} exists and does not belong to an exhunt case; "
             "refusing to delete it or replay it into a new case (choose another name)"
         )
+    from exhunt import case_records
+
+    folder, (area, itself) = case_records.folder_of(case), evidence_area(scanned)
+    if folder.resolve() == itself.resolve() or _inside(itself, folder) or (area is not None and _inside(folder, area)):
+        raise UsageError(f"--case {case}: its records folder {folder} would be in the evidence ({scanned})")
+    if case_records.is_foreign_folder(case):
+        raise UsageError(
+            f"--case {case}: {case_records.folder_of(case)} exists and is not exhunt's records folder; "
+            "refusing to replace it (choose another name)"
+        )
     for p in (case, wal):
         if p.exists():
             p.unlink()
+    case_records.remove_folder(case)
 
 
 @contextmanager

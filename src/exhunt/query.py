@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import duckdb
 
+from exhunt import case_records
 from exhunt.errors import InputError, UsageError
 from exhunt.output.safe import _CONTROL, csv_cell, escape_controls
 
@@ -33,6 +34,7 @@ SAFE_CONFIG = {
     "temp_directory": "",
     "lock_configuration": True,  # last: nothing in the query can undo the above
 }
+LATE = ("enable_external_access", "lock_configuration")  # set once the record views are made, in this order
 QUERY_TYPES = ("SELECT", "EXPLAIN")
 # table functions and forms that read files or the network; views and macros using them are refused
 _FILE_READERS = re.compile(
@@ -71,10 +73,19 @@ def connect(case: Path) -> duckdb.DuckDBPyConnection:
     """The case opened read-only, without file access, extensions or a temporary folder."""
     if not case.is_file():
         raise InputError(f"no such case file: {case}")
+    early = {k: v for k, v in SAFE_CONFIG.items() if k not in LATE}
     try:
-        return duckdb.connect(str(case), read_only=True, config=dict(SAFE_CONFIG))
+        con = duckdb.connect(str(case), read_only=True, config=early)
     except duckdb.Error as exc:
         raise InputError(f"cannot open {case} as a case file: {_first_line(exc)}") from None
+    try:  # the records beside the case (and only those) stay readable; then the rest is switched off
+        case_records.open_views(con, case)
+        for key in LATE:
+            con.execute(f"SET {key} = {'true' if SAFE_CONFIG[key] else 'false'}")
+    except duckdb.Error as exc:
+        con.close()
+        raise InputError(f"cannot open {case} as a case file: {_first_line(exc)}") from None
+    return con
 
 
 def check_statements(sql: str) -> None:
@@ -104,7 +115,8 @@ def check_statements(sql: str) -> None:
 def check_case(con: duckdb.DuckDBPyConnection) -> None:
     """Refuse a case whose views or macros read files or reach outside it."""
     hostile = []
-    views = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    # the case file's own views; the temporary ones are exhunt's record views, made on opening it
+    views = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary").fetchall()
     macros = con.execute(
         "SELECT function_name, macro_definition FROM duckdb_functions() "
         "WHERE NOT internal AND macro_definition IS NOT NULL"

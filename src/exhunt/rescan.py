@@ -81,9 +81,9 @@ def ingest_changes(
     changed, removed = set(rescan.changed), set(rescan.removed)
     stale = changed | removed
     kept = case.reader.query("SELECT * FROM artifacts ORDER BY id")
+    first = max((r["id"] for r in kept), default=0) + 1  # never a forgotten one's: its old records stay on disk
     case.forget_artifacts([r["id"] for r in kept if _under(r["path"], stale)])
     kept = [r for r in kept if not _under(r["path"], stale)]
-    first = max((r["id"] for r in kept), default=0) + 1
     new = ingest(
         _Only(collection, changed), case, content_rules=content_rules, keep=keep, threads=threads, readers=readers,
         progress=progress, maps=maps, first_id=first,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from exhunt import __version__
+from exhunt import __version__, case_records
 from exhunt.ad_coverage import ad_checks_state
 from exhunt.analytics import analyse_case
 from exhunt.analytics.findings import analytics_finding
@@ -108,8 +108,11 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
             if not incremental:
                 prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
         threads = cpu_budget(options.threads)
-        spool = Path(tmpdir) / "records" if tmpdir else None  # a case file keeps its records in its tables
-        case = CaseWriter(db_path, memory_limit=options.memory_limit, threads=threads, spool=spool)
+        # the records as Parquet: in the temporary folder, or (`--case`) in the folder beside the case
+        spool = Path(tmpdir) / "records" if tmpdir else case_records.make_folder(db_path)
+        case = CaseWriter(
+            db_path, memory_limit=options.memory_limit, threads=threads, spool=spool, keep_records=tmpdir is None
+        )
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         read = _rescan_reader(options.rescan) if incremental and options.rescan else ingest
         report = read(

@@ -55,15 +55,19 @@ class RowGroups:
 class Spool:
     """The spooled record tables of one scan, in `folder`; `lane()` is the calling thread's writer."""
 
-    def __init__(self, folder: Path, row_group_rows: int) -> None:
+    def __init__(
+        self, folder: Path, row_group_rows: int, first_file: int = 0, first_rid: dict[str, int] | None = None
+    ) -> None:
+        """`first_file`, `first_rid`: where an earlier scan's files and row ids in `folder` end."""
         self.folder = folder
         self.row_group_rows = row_group_rows
+        self.first_file = first_file
         self.lock = threading.Lock()
         self.lanes: list[Lane] = []
         self._local = threading.local()
         self.files: dict[str, list[Path]] = {}
         self.artifacts: dict[Path, set[int]] = {}  # the artifacts whose rows each file holds
-        self.rows: dict[str, int] = {}
+        self.rows: dict[str, int] = dict(first_rid or {})  # the next row id of each table
 
     def lane(self) -> Lane:
         lane = getattr(self._local, "lane", None)
@@ -83,7 +87,7 @@ class Spool:
     def new_file(self, table: str) -> Path:
         with self.lock:
             self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{len(self.artifacts)}.parquet"  # never the table's name: the log chose it
+            path = self.folder / f"{self.first_file + len(self.artifacts)}.parquet"  # never the log's table name
             self.files.setdefault(table, []).append(path)
             self.artifacts[path] = set()
             return path

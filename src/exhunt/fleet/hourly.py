@@ -15,8 +15,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from exhunt.case import CaseReader, quote
 from exhunt.families import family, source_families
 from exhunt.layout import DEFAULT_INSTALL
@@ -41,7 +39,7 @@ def class_rules(rules: list[Rule]) -> dict[str, dict[str, list[Rule]]]:
 
 def hourly_counts(case: Path, rules: list[Rule]) -> list[dict[str, Any]]:
     """[{hour: ISO-8601 UTC, class: requests|exploitation|scanning|webshell, count}] sorted by hour, class."""
-    reader = CaseReader(duckdb.connect(str(case), read_only=True))
+    reader = CaseReader.open_saved(case)
     try:
         tables = reader.tables()
         params = {"install_path": DEFAULT_INSTALL, "install_path_re": re.escape(DEFAULT_INSTALL)}

@@ -1,0 +1,117 @@
+"""A kept case's log and event records, as Parquet files in a folder beside the case file.
+
+A `--case X.duckdb` scan writes its records as the default scan spools them: each reader thread
+its own Parquet files, no single writer (DuckDB stored wide all-text tables at about 120 MB/s of
+Arrow a core, the bound of the old `--case`). They go to `X.duckdb.records/`, which the case file
+names in its `record_files` table (table, file name). While the scan runs, its record tables are
+views over those files; the case it leaves holds no view that reads files. Whoever opens it again
+makes the views for that one connection (`open_views`), with DuckDB's file access limited to the
+folder, so a case moved with its folder still opens. A case file that only claims to be one (anyone's)
+cannot make exhunt read outside the folder: a name must be digits and `.parquet`, and a regular file
+inside the folder, not a link. An incremental rescan names the artifacts it read again in
+`forgotten_artifacts`; the views leave their old records out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+import duckdb
+
+from exhunt.sql import literal, quote
+
+SUFFIX = ".records"
+MARKER = ".exhunt-records"  # the folder is exhunt's own: a new scan may replace it
+MANIFEST = "record_files"
+FORGOTTEN = "forgotten_artifacts"
+VIEW_MARK = "exhunt records"  # the comment on a record view (`CaseReader.tables` lists them)
+_NAME = re.compile(r"[0-9]{1,9}\.parquet")
+
+
+def folder_of(case: Path) -> Path:
+    return Path(f"{case}{SUFFIX}")
+
+
+def make_folder(case: Path) -> Path:
+    folder = folder_of(case)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).touch()
+    return folder
+
+
+def remove_folder(case: Path) -> None:
+    """Remove an earlier scan's records folder of `case` (only one exhunt made: it holds the marker)."""
+    folder = folder_of(case)
+    if folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file():
+        shutil.rmtree(folder)
+
+
+def is_foreign_folder(case: Path) -> bool:
+    """Something that is not exhunt's records folder sits where the case's would go."""
+    folder = folder_of(case)
+    return os.path.lexists(folder) and not (folder.is_dir() and (folder / MARKER).is_file())
+
+
+def save_manifest(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]]) -> None:
+    """Name every record file of the case (file names only: the folder goes with the case)."""
+    con.execute(f"CREATE OR REPLACE TABLE {MANIFEST} (table_name VARCHAR, file VARCHAR)")
+    rows = [(table, p.name) for table, paths in files.items() for p in paths]
+    if rows:
+        con.executemany(f"INSERT INTO {MANIFEST} VALUES (?, ?)", rows)
+
+
+def listed(con: duckdb.DuckDBPyConnection, case: Path) -> dict[str, list[Path]]:
+    """The case's record files by table, each checked: a plain name, a regular file in the folder."""
+    if not _has_table(con, MANIFEST):
+        return {}
+    folder = folder_of(case).resolve()
+    out: dict[str, list[Path]] = {}
+    for table, name in con.execute(f"SELECT table_name, file FROM {MANIFEST} ORDER BY table_name, file").fetchall():
+        if not isinstance(table, str) or not isinstance(name, str) or not _NAME.fullmatch(name):
+            continue
+        path = folder / name
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                continue
+        except OSError:
+            continue
+        out.setdefault(table, []).append(path)
+    return out
+
+
+def view_sql(table: str, paths: list[Path], forgotten: bool) -> str:
+    """A record view over Parquet files: `_rid` as the table's `rowid`, forgotten artifacts left out."""
+    listed_paths = ", ".join(literal(str(p)) for p in paths)
+    where = f" WHERE _artifact NOT IN (SELECT id FROM {FORGOTTEN})" if forgotten else ""
+    return f"SELECT _rid AS rowid, * EXCLUDE (_rid) FROM read_parquet([{listed_paths}], union_by_name = true){where}"
+
+
+def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
+    """Make the saved case's record views on this connection (temporary: the case file may be read-only),
+    its file access limited to the records folder. Call before file access is switched off."""
+    files = listed(con, case)
+    if not files:
+        return
+    con.execute(f"SET allowed_directories = [{literal(str(folder_of(case).resolve()) + os.sep)}]")
+    forgotten = _has_table(con, FORGOTTEN)
+    for table, paths in files.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {view_sql(table, paths, forgotten)}")
+        con.execute(f"COMMENT ON VIEW {quote(table)} IS '{VIEW_MARK}'")
+
+
+def forget(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
+    """Leave these artifacts' records out of the views from now on."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {FORGOTTEN} (id INTEGER)")
+    if ids:
+        con.executemany(f"INSERT INTO {FORGOTTEN} VALUES (?)", [(i,) for i in ids])
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND database_name = current_database()", [name]
+    ).fetchall()
+    return bool(rows)

@@ -1,0 +1,126 @@
+"""A kept case's records as Parquet beside it: written by the readers, named in the case, opened safely."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from exhunt import case_records
+from exhunt.case import CaseReader
+from exhunt.errors import UsageError
+from exhunt.outputs import prepare_case
+from exhunt.query import run_query
+from exhunt.scan import ScanOptions, scan
+from exhunt.synth import generate
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
+    root = tmp_path_factory.mktemp("coll") / "EXCH01-triage"
+    generate(root, seed=5, users=3, days=1)
+    case = root.parent.parent / "kept" / "case.duckdb"
+    case.parent.mkdir()
+    result = scan(root, ScanOptions(case=case, threads=2))
+    return root, case, result.stats.records
+
+
+def _query(case: Path, sql: str) -> list[tuple]:
+    con, result = run_query(case, sql)
+    try:
+        return list(result.rows())
+    finally:
+        con.close()
+
+
+def test_the_case_names_its_record_files_and_holds_no_view_that_reads_files(kept: tuple[Path, Path, int]) -> None:
+    _, case, records = kept
+    folder = case_records.folder_of(case)
+    con = duckdb.connect(str(case), read_only=True)
+    try:
+        views = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        files = con.execute("SELECT table_name, file FROM record_files").fetchall()
+    finally:
+        con.close()
+    assert views == [] and files
+    assert all((folder / name).is_file() for _, name in files)
+    tables = {t for t, _ in files}
+    counted = sum(_query(case, f'SELECT count(*) FROM "{t}"')[0][0] for t in tables)
+    assert counted == records  # every record read is in the files, through `exhunt query`
+
+
+def test_a_case_moved_with_its_folder_still_opens(kept: tuple[Path, Path, int], tmp_path: Path) -> None:
+    _, case, _ = kept
+    moved = tmp_path / "elsewhere" / "moved.duckdb"
+    moved.parent.mkdir()
+    shutil.copy(case, moved)
+    shutil.copytree(case_records.folder_of(case), case_records.folder_of(moved))
+    before = _query(case, "SELECT count(*), max(rowid) FROM log_iis")
+    assert _query(moved, "SELECT count(*), max(rowid) FROM log_iis") == before
+    reader = CaseReader.open_saved(moved)
+    try:
+        assert "log_iis" in reader.tables() and reader.fetch("SELECT count(*) FROM log_iis") == [before[0][:1]]
+    finally:
+        reader.close()
+
+
+def test_a_hostile_manifest_reads_nothing_outside_the_folder(kept: tuple[Path, Path, int], tmp_path: Path) -> None:
+    _, case, _ = kept
+    other = tmp_path / "other"
+    other.mkdir()
+    theirs = other / "case.duckdb"
+    shutil.copy(case, theirs)
+    folder = case_records.folder_of(theirs)
+    folder.mkdir()
+    outside = tmp_path / "secret.parquet"
+    shutil.copy(next(case_records.folder_of(case).glob("*.parquet")), outside)
+    os.symlink(outside, folder / "7.parquet")  # a link out of the folder
+    con = duckdb.connect(str(theirs))
+    try:
+        con.execute("DELETE FROM record_files")
+        con.executemany(
+            "INSERT INTO record_files VALUES (?, ?)",
+            [
+                ("log_iis", "../secret.parquet"),
+                ("log_iis", str(outside)),
+                ("log_iis", "7.parquet"),
+                ("log_iis", "8.parquet"),
+            ],
+        )
+    finally:
+        con.close()
+    assert case_records.listed(duckdb.connect(str(theirs), read_only=True), theirs) == {}
+    reader = CaseReader.open_saved(theirs)
+    try:
+        assert "log_iis" not in reader.tables()
+        with pytest.raises(duckdb.Error):  # file access stays off but for the (empty) folder
+            reader.fetch(f"SELECT count(*) FROM read_parquet('{outside}')")
+    finally:
+        reader.close()
+
+
+def test_a_new_scan_replaces_exhunts_folder_and_refuses_anyone_elses(
+    kept: tuple[Path, Path, int], tmp_path: Path
+) -> None:
+    root, _, _ = kept
+    case = tmp_path / "c.duckdb"
+    scan(root, ScanOptions(case=case))
+    stale = case_records.folder_of(case) / "99.parquet"
+    stale.write_bytes(b"left over")
+    prepare_case(case, root)
+    assert not case_records.folder_of(case).exists() and not case.exists()
+    foreign = tmp_path / "d.duckdb"
+    case_records.folder_of(foreign).mkdir()
+    (case_records.folder_of(foreign) / "mine.txt").write_text("keep me")
+    with pytest.raises(UsageError, match="not exhunt's records folder"):
+        prepare_case(foreign, root)
+    assert (case_records.folder_of(foreign) / "mine.txt").read_text() == "keep me"
+    evidence = tmp_path / "e.duckdb.records"  # evidence named like the records folder of a case beside it
+    evidence.mkdir()
+    (evidence / case_records.MARKER).touch()
+    with pytest.raises(UsageError, match="would be in the evidence"):
+        prepare_case(tmp_path / "e.duckdb", evidence)
+    assert evidence.is_dir()
