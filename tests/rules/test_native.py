@@ -17,20 +17,27 @@ from exhunt.rules.native import run_rule
 QUERIES = ["a=50%_off", "a=50x_off", "a=50%Xoff", "path=C:\\temp\\x", "path=C:/temp/x", "Q=PORT=1", None]
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    st = CaseWriter(tmp_path / "c.duckdb")
-    n = len(QUERIES)
+def iis_case(path: Path, queries: list[str | None]) -> CaseWriter:
+    """A case of IIS rows with these query strings, client 10.0.0.<row>, ready for queries."""
+    st = CaseWriter(path)
+    n = len(queries)
     st.append(
         "log_iis",
         pa.table({
             "date": ["2021-03-03"] * n, "time": ["01:00:00"] * n, "c-ip": [f"10.0.0.{i}" for i in range(n)],
-            "cs-uri-query": QUERIES, "_line": pa.array(np.arange(1, n + 1), pa.int64()),
+            "cs-uri-query": queries, "_line": pa.array(np.arange(1, n + 1), pa.int64()),
             "_artifact": pa.array(np.ones(n), pa.int32()),
         }),
     )  # fmt: skip
     st.add_artifacts([{"id": 1, "path": "u_ex.log", "host": "EXCH01"}])
-    yield st.ready_for_queries()
+    st.ready_for_queries()
+    return st
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    st = iis_case(tmp_path / "c.duckdb", QUERIES)
+    yield st.reader
     st.close()
 
 
@@ -159,18 +166,8 @@ def test_the_uncased_stretch_gate_never_changes_a_match(tmp_path: Path, monkeypa
 
     values = [*values, value.swapcase(), value.upper(), f"x{value.lower()}", f"{value.swapcase()}y"]  # rows that match
     with tempfile.TemporaryDirectory(dir=tmp_path) as folder:
-        st_ = CaseWriter(Path(folder) / "g.duckdb")
-        n = len(values)
-        st_.append(
-            "log_iis",
-            pa.table({
-                "date": ["2021-03-03"] * n, "time": ["01:00:00"] * n, "c-ip": [f"10.0.0.{i}" for i in range(n)],
-                "cs-uri-query": values, "_line": pa.array(np.arange(1, n + 1), pa.int64()),
-                "_artifact": pa.array(np.ones(n), pa.int32()),
-            }),
-        )  # fmt: skip
-        st_.add_artifacts([{"id": 1, "path": "u_ex.log", "host": "EXCH01"}])
-        case = st_.ready_for_queries()
+        st_ = iis_case(Path(folder) / "g.duckdb", values)
+        case = st_.reader
         leaf = {"field": "cs-uri-query", op: value, "exists": True}  # two tests in one leaf
         cond = {"none": [leaf]} if negated else leaf
         rule = rule_from_dict(
