@@ -124,3 +124,30 @@ def test_a_new_scan_replaces_exhunts_folder_and_refuses_anyone_elses(
     with pytest.raises(UsageError, match="would be in the evidence"):
         prepare_case(tmp_path / "e.duckdb", evidence)
     assert evidence.is_dir()
+
+
+def test_a_case_with_its_records_in_tables_goes_on_with_tables(kept: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """A case an earlier exhunt (or a fleet's merge of shards) wrote keeps its record tables through an
+    incremental rescan, and no empty records folder is left beside it."""
+    import pyarrow as pa
+
+    from exhunt.case import EVIDENCE, FINDINGS, CaseWriter
+    from exhunt.collection import open_collection
+    from exhunt.ingest import ingest
+    from exhunt.rescan import Rescan
+    from exhunt.rules.yara import compile_rules
+
+    root, _, records = kept
+    case = tmp_path / "tables.duckdb"
+    writer = CaseWriter(case)  # no spool: records in tables, as before
+    collection = open_collection(root)
+    try:
+        ingest(collection, writer, content_rules=compile_rules(None), keep={}, threads=1)
+        none = pa.table({"family": pa.array([], pa.string())})
+        writer.save_results(pa.Table.from_pylist([], FINDINGS), pa.Table.from_pylist([], EVIDENCE), none, {})
+    finally:
+        writer.close()
+        collection.close()
+    result = scan(root, ScanOptions(case=case, rescan=Rescan(changed=[], removed=[])))
+    assert result.stats.records == records and not case_records.folder_of(case).exists()
+    assert _query(case, "SELECT count(*) FROM log_iis") == _query(kept[1], "SELECT count(*) FROM log_iis")

@@ -50,6 +50,14 @@ def remove_folder(case: Path) -> None:
         shutil.rmtree(folder)
 
 
+def drop_unused_folder(case: Path) -> None:
+    """Remove the case's records folder when it holds nothing but the marker (the case keeps its
+    records in tables)."""
+    folder = folder_of(case)
+    if folder.is_dir() and not folder.is_symlink() and [p.name for p in folder.iterdir()] == [MARKER]:
+        shutil.rmtree(folder)
+
+
 def is_foreign_folder(case: Path) -> bool:
     """Something that is not exhunt's records folder sits where the case's would go."""
     folder = folder_of(case)

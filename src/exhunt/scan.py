@@ -113,6 +113,8 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         case = CaseWriter(
             db_path, memory_limit=options.memory_limit, threads=threads, spool=spool, keep_records=tmpdir is None
         )
+        if tmpdir is None and not case.keeps_records:  # a case that keeps its records in tables
+            case_records.drop_unused_folder(db_path)
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         read = _rescan_reader(options.rescan) if incremental and options.rescan else ingest
         report = read(
