@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import treemem  # a sibling of this script (the benches run as scripts)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "bench-data"
 EXHUNT = [str(Path(sys.executable).parent / "exhunt")]
@@ -115,9 +117,14 @@ def main() -> None:
         statistics.median(s for s, _ in times[m]) for m in ("scan (default), --threads 1", "scan (default)")
     )
     print(f"default scan, {os.cpu_count()} threads against 1: {one / default:.2f}x faster")
-    print(f"cpu: {os.cpu_count()} cores")
-    if not args.keep_case:
+    for mode in ("scan (default)", "scan --case (every column kept)"):  # one more run each, for memory only
         case.unlink(missing_ok=True)
+        _, pss, procs, code, _ = treemem.run([*EXHUNT, "scan", str(coll), *modes[mode], "--json", str(out), "-q"])
+        print(f"{mode:34s} peak PSS of all its processes {pss:,} MiB ({procs} processes at most, exit {code})")
+    print(f"cpu: {os.cpu_count()} cores")
+    if not args.keep_case:  # the case file and the records folder beside it
+        case.unlink(missing_ok=True)
+        shutil.rmtree(f"{case}.records", ignore_errors=True)
 
 
 if __name__ == "__main__":
