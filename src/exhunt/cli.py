@@ -87,7 +87,10 @@ def scan(
     case: Annotated[
         Path | None,
         typer.Option(
-            "--case", metavar="FILE.duckdb", help="Keep every record, artifact and finding in a DuckDB case file."
+            "--case",
+            metavar="FILE.duckdb",
+            help="Keep every record, artifact and finding in a DuckDB case file; the records go to the folder "
+            "FILE.duckdb.records beside it (move or copy the two together).",
         ),
     ] = None,
     all_evidence: Annotated[
