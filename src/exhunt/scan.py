@@ -19,6 +19,7 @@ import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,12 +126,12 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         reader = case.reader
         samples = None if options.all_evidence else options.samples
         raw, rule_problems = detect(reader, rules, rule_params(report.install_path), samples, threads)
-        findings, evidence_problems = build_findings(raw, reader, collection)
+        with ThreadPoolExecutor(max_workers=1) if threads > 1 else _Here() as beside:
+            # coverage, AD checks and exposure read the records only: beside the evidence on a second core
+            context = beside.submit(_context, reader, report.artifacts, threads > 1)
+            findings, evidence_problems = build_findings(raw, reader, collection)
+            coverage, ad, exposure = context.result()
         problems = report.problems + fs_problems + rule_problems + evidence_problems
-        coverage = shape_notes(measure(reader), report.artifacts)
-        ad = ad_checks_state(reader)
-        windows, mitigations, exposure_text = exposure_report(reader)
-        exposure = Exposure(windows, mitigations, exposure_text)
         judge(findings, has_web_logs(coverage), problems)  # severities in context, which the analytics start from
         analysis: dict[str, Any] = {}
         if _analytics_wanted(options):
@@ -164,6 +165,34 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         collection.close()
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _context(reader: CaseReader, artifacts: list[dict[str, Any]], own_cursor: bool) -> tuple[Any, Any, Exposure]:
+    """What the records say besides the rules: coverage, the AD checks' state, the exposure."""
+    case = reader.cursor(frozen=True) if own_cursor else reader
+    try:
+        coverage = shape_notes(measure(case), artifacts)
+        ad = ad_checks_state(case)
+        windows, mitigations, exposure_text = exposure_report(case)
+    finally:
+        if own_cursor:
+            case.close()
+    return coverage, ad, Exposure(windows, mitigations, exposure_text)
+
+
+class _Here:
+    """`submit` that runs at once, on this thread (a budget of one core), as an executor's would later."""
+
+    def __enter__(self) -> _Here:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+        done.set_result(fn(*args))
+        return done
 
 
 def _rescan_reader(rescan: Rescan) -> Any:
