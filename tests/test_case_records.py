@@ -78,6 +78,7 @@ def test_a_hostile_manifest_reads_nothing_outside_the_folder(kept: tuple[Path, P
     outside = tmp_path / "secret.parquet"
     shutil.copy(next(case_records.folder_of(case).glob("*.parquet")), outside)
     os.symlink(outside, folder / "7.parquet")  # a link out of the folder
+    shutil.copy(outside, folder / "9.parquet")
     con = duckdb.connect(str(theirs))
     try:
         con.execute("DELETE FROM record_files")
@@ -88,6 +89,7 @@ def test_a_hostile_manifest_reads_nothing_outside_the_folder(kept: tuple[Path, P
                 ("log_iis", str(outside)),
                 ("log_iis", "7.parquet"),
                 ("log_iis", "8.parquet"),
+                ("findings", "9.parquet"),  # a real file, but a view named `findings` would hide the case's
             ],
         )
     finally:

@@ -8,7 +8,7 @@ views over those files; the case it leaves holds no view that reads files. Whoev
 makes the views for that one connection (`open_views`), with DuckDB's file access limited to the
 folder, so a case moved with its folder still opens. A case file that only claims to be one (anyone's)
 cannot make exhunt read outside the folder: a name must be digits and `.parquet`, and a regular file
-inside the folder, not a link. An incremental rescan names the artifacts it read again in
+inside the folder, not a link; a view is made only for a record table's name. An incremental rescan names the artifacts it read again in
 `forgotten_artifacts`; the views leave their old records out.
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from exhunt.families import FAMILIES
 from exhunt.sql import literal, quote
 
 SUFFIX = ".records"
@@ -30,6 +31,7 @@ MANIFEST = "record_files"
 FORGOTTEN = "forgotten_artifacts"
 VIEW_MARK = "exhunt records"  # the comment on a record view (`CaseReader.tables` lists them)
 _NAME = re.compile(r"[0-9]{1,9}\.parquet")
+_RECORD_TABLES = frozenset(f.table for f in FAMILIES if f.kind in ("log", "events"))
 
 
 def folder_of(case: Path) -> Path:
@@ -79,8 +81,8 @@ def listed(con: duckdb.DuckDBPyConnection, case: Path) -> dict[str, list[Path]]:
     folder = folder_of(case).resolve()
     out: dict[str, list[Path]] = {}
     for table, name in con.execute(f"SELECT table_name, file FROM {MANIFEST} ORDER BY table_name, file").fetchall():
-        if not isinstance(table, str) or not isinstance(name, str) or not _NAME.fullmatch(name):
-            continue
+        if table not in _RECORD_TABLES or not isinstance(name, str) or not _NAME.fullmatch(name):
+            continue  # a record table's name only: never a view that would stand for `findings` or `meta`
         path = folder / name
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
