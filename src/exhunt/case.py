@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from exhunt import case_records
+from exhunt.errors import InputError
 from exhunt.families import Family, family, family_of_table, record_families
 from exhunt.spool import Failed, RowGroups, Spool, combined, store_parts, why
 from exhunt.sql import literal, quote
@@ -134,16 +135,10 @@ class CaseReader:
     @classmethod
     def open_saved(cls, path: Path, threads: int | None = None) -> CaseReader:
         """A saved case file, read-only and without access to any other file (its text is evidence,
-        and a file that only claims to be a case may be anyone's). Raises duckdb.Error."""
-        config: dict[str, Any] = {} if threads is None else {"threads": threads}
-        con = duckdb.connect(str(path), read_only=True, config=config)
-        try:
-            case_records.open_views(con, path)  # the records beside it, and only those, stay readable
-            con.execute("SET enable_external_access = false")
-        except BaseException:
-            con.close()
-            raise
-        return cls(con)
+        and a file that only claims to be a case may be anyone's); only the records folder beside it
+        stays readable. Its record views are this connection's own: a `cursor()` would not see them.
+        Raises duckdb.Error."""
+        return cls(case_records.connect_saved(path, {} if threads is None else {"threads": threads}))
 
     def cursor(self, frozen: bool = False) -> CaseReader:
         """Another connection to the same case, for another thread; `frozen`: its tables and their
@@ -428,23 +423,20 @@ class CaseWriter:
         self, path: Path, *, memory_limit: str = "512MB", threads: int = 1, spool: Path | None = None,
         keep_records: bool = False,
     ) -> None:  # fmt: skip
-        """`spool`: the folder the record tables are written to as Parquet (the default scan's temporary
-        one); `keep_records`: the case keeps them there (`case_records`), unless it already holds its
+        """`spool`: a (temporary) folder to write the record tables to as Parquet; `keep_records`: the
+        case keeps them as Parquet in the folder beside it (`case_records`), unless it already holds its
         records as tables (a case of an earlier exhunt, a fleet's merged shards), which it goes on with."""
         self.path = path
         self.threads = max(1, threads)
         self._con = duckdb.connect()
         self._con.execute(f"ATTACH {literal(str(path))} AS case_db (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         self._con.execute("USE case_db")
-        self.kept: dict[str, list[Path]] = {}  # an earlier scan's record files, for an incremental one
-        self.keeps_records = keep_records and spool is not None and not self._records_in_tables()
-        if keep_records and not self.keeps_records:
-            spool = None
+        self.keeps_records = keep_records and not self._records_in_tables()
         if self.keeps_records:
-            self.kept = case_records.listed(self._con, path)
-            self.spool: Spool | None = Spool(spool, ROW_GROUP_ROWS, *self._continued(self.kept))  # type: ignore[arg-type]
-        else:
-            self.spool = Spool(spool, ROW_GROUP_ROWS) if spool is not None else None
+            spool = case_records.make_folder(path)
+        self.kept = case_records.listed(self._con, path) if self.keeps_records else {}  # an earlier scan's files
+        first_file, first_rid = self._continued(self.kept)
+        self.spool = Spool(spool, ROW_GROUP_ROWS, first_file, first_rid) if spool is not None else None
         self.memory_limit = memory_limit
         # while reading, DuckDB only writes: the blocks it keeps cached after writing them are never
         # read back, and they grew the peak with the input (2 M wide rows: 763 MB peak at 512 MB,
@@ -700,9 +692,7 @@ class CaseWriter:
                 # event in the spool. `data` stays text there: a cast to JSON would parse every event's
                 # data once more in each rule query (measured: the events bench 3% slower, not 8% faster)
                 self._con.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-            self._con.execute(
-                f"CREATE OR REPLACE VIEW {quote(table)} AS {case_records.view_sql(table, usable, forgotten)}"
-            )
+            self._con.execute(f"CREATE OR REPLACE VIEW {quote(table)} AS {case_records.view_sql(usable, forgotten)}")
             self._con.execute(f"COMMENT ON VIEW {quote(table)} IS '{MARK}'")
 
     def _records_in_tables(self) -> bool:
@@ -719,7 +709,13 @@ class CaseWriter:
         first_rid = {}
         for table, ps in kept.items():
             listed = ", ".join(literal(str(p)) for p in ps)
-            (top,) = self._con.execute(f"SELECT max(_rid) FROM read_parquet([{listed}])").fetchone()  # type: ignore[misc]
+            try:
+                (top,) = self._con.execute(f"SELECT max(_rid) FROM read_parquet([{listed}])").fetchone()  # type: ignore[misc]
+            except duckdb.Error as exc:  # the earlier scan's records cannot be carried over: say so, stop
+                raise InputError(
+                    f"{self.path}: the records it keeps for {table} cannot be read ({why(exc)}); "
+                    "scan again without --rescan"
+                ) from None
             first_rid[table] = 0 if top is None else int(top) + 1
         return first_file, first_rid
 

@@ -19,6 +19,7 @@ import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -49,14 +50,6 @@ def remove_folder(case: Path) -> None:
     """Remove an earlier scan's records folder of `case` (only one exhunt made: it holds the marker)."""
     folder = folder_of(case)
     if folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file():
-        shutil.rmtree(folder)
-
-
-def drop_unused_folder(case: Path) -> None:
-    """Remove the case's records folder when it holds nothing but the marker (the case keeps its
-    records in tables)."""
-    folder = folder_of(case)
-    if folder.is_dir() and not folder.is_symlink() and [p.name for p in folder.iterdir()] == [MARKER]:
         shutil.rmtree(folder)
 
 
@@ -93,11 +86,24 @@ def listed(con: duckdb.DuckDBPyConnection, case: Path) -> dict[str, list[Path]]:
     return out
 
 
-def view_sql(table: str, paths: list[Path], forgotten: bool) -> str:
+def view_sql(paths: list[Path], forgotten: bool) -> str:
     """A record view over Parquet files: `_rid` as the table's `rowid`, forgotten artifacts left out."""
     listed_paths = ", ".join(literal(str(p)) for p in paths)
     where = f" WHERE _artifact NOT IN (SELECT id FROM {FORGOTTEN})" if forgotten else ""
     return f"SELECT _rid AS rowid, * EXCLUDE (_rid) FROM read_parquet([{listed_paths}], union_by_name = true){where}"
+
+
+def connect_saved(case: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    """A saved case opened read-only with `config`, its record views made (`open_views`), then every
+    other file access switched off. Raises duckdb.Error (the connection closed)."""
+    con = duckdb.connect(str(case), read_only=True, config=config)
+    try:
+        open_views(con, case)
+        con.execute("SET enable_external_access = false")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
@@ -109,7 +115,7 @@ def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
     con.execute(f"SET allowed_directories = [{literal(str(folder_of(case).resolve()) + os.sep)}]")
     forgotten = _has_table(con, FORGOTTEN)
     for table, paths in files.items():
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {view_sql(table, paths, forgotten)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {view_sql(paths, forgotten)}")
         con.execute(f"COMMENT ON VIEW {quote(table)} IS '{VIEW_MARK}'")
 
 

@@ -144,7 +144,7 @@ def prepare_case(case: Path, scanned: Path, force: bool = False) -> None:
         raise UsageError(f"--case {case}: its records folder {folder} would be in the evidence ({scanned})")
     if case_records.is_foreign_folder(case):
         raise UsageError(
-            f"--case {case}: {case_records.folder_of(case)} exists and is not exhunt's records folder; "
+            f"--case {case}: {folder} exists and is not exhunt's records folder; "
             "refusing to replace it (choose another name)"
         )
     for p in (case, wal):

@@ -34,7 +34,7 @@ SAFE_CONFIG = {
     "temp_directory": "",
     "lock_configuration": True,  # last: nothing in the query can undo the above
 }
-LATE = ("enable_external_access", "lock_configuration")  # set once the record views are made, in this order
+LATE = ("enable_external_access", "lock_configuration")  # set once the record views are made (connect)
 QUERY_TYPES = ("SELECT", "EXPLAIN")
 # table functions and forms that read files or the network; views and macros using them are refused
 _FILE_READERS = re.compile(
@@ -74,14 +74,12 @@ def connect(case: Path) -> duckdb.DuckDBPyConnection:
     if not case.is_file():
         raise InputError(f"no such case file: {case}")
     early = {k: v for k, v in SAFE_CONFIG.items() if k not in LATE}
-    try:
-        con = duckdb.connect(str(case), read_only=True, config=early)
+    try:  # the records beside the case (and only those) stay readable; then the rest is switched off
+        con = case_records.connect_saved(case, early)
     except duckdb.Error as exc:
         raise InputError(f"cannot open {case} as a case file: {_first_line(exc)}") from None
-    try:  # the records beside the case (and only those) stay readable; then the rest is switched off
-        case_records.open_views(con, case)
-        for key in LATE:
-            con.execute(f"SET {key} = {'true' if SAFE_CONFIG[key] else 'false'}")
+    try:
+        con.execute("SET lock_configuration = true")
     except duckdb.Error as exc:
         con.close()
         raise InputError(f"cannot open {case} as a case file: {_first_line(exc)}") from None

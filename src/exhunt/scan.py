@@ -19,14 +19,14 @@ import json
 import shutil
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from exhunt import __version__, case_records
+from exhunt import __version__
 from exhunt.ad_coverage import ad_checks_state
 from exhunt.analytics import analyse_case
 from exhunt.analytics.findings import analytics_finding
@@ -110,12 +110,10 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
                 prepare_case(db_path, scanned, options.force)  # refused in the evidence or on others' files
         threads = cpu_budget(options.threads)
         # the records as Parquet: in the temporary folder, or (`--case`) in the folder beside the case
-        spool = Path(tmpdir) / "records" if tmpdir else case_records.make_folder(db_path)
+        spool = Path(tmpdir) / "records" if tmpdir else None
         case = CaseWriter(
             db_path, memory_limit=options.memory_limit, threads=threads, spool=spool, keep_records=tmpdir is None
         )
-        if tmpdir is None and not case.keeps_records:  # a case that keeps its records in tables
-            case_records.drop_unused_folder(db_path)
         keep = {} if options.case is not None else columns_to_keep(rules)  # a case file keeps every column
         read = _rescan_reader(options.rescan) if incremental and options.rescan else ingest
         report = read(
@@ -126,11 +124,11 @@ def scan(path: Path | Collection, options: ScanOptions | None = None, progress: 
         reader = case.reader
         samples = None if options.all_evidence else options.samples
         raw, rule_problems = detect(reader, rules, rule_params(report.install_path), samples, threads)
-        with ThreadPoolExecutor(max_workers=1) if threads > 1 else _Here() as beside:
+        with ThreadPoolExecutor(max_workers=1) as beside:  # starts no thread unless given work
             # coverage, AD checks and exposure read the records only: beside the evidence on a second core
-            context = beside.submit(_context, reader, report.artifacts, threads > 1)
+            later = beside.submit(_context, reader, report.artifacts, True) if threads > 1 else None
             findings, evidence_problems = build_findings(raw, reader, collection)
-            coverage, ad, exposure = context.result()
+            coverage, ad, exposure = later.result() if later else _context(reader, report.artifacts, False)
         problems = report.problems + fs_problems + rule_problems + evidence_problems
         judge(findings, has_web_logs(coverage), problems)  # severities in context, which the analytics start from
         analysis: dict[str, Any] = {}
@@ -178,21 +176,6 @@ def _context(reader: CaseReader, artifacts: list[dict[str, Any]], own_cursor: bo
         if own_cursor:
             case.close()
     return coverage, ad, Exposure(windows, mitigations, exposure_text)
-
-
-class _Here:
-    """`submit` that runs at once, on this thread (a budget of one core), as an executor's would later."""
-
-    def __enter__(self) -> _Here:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Any, *args: Any) -> Future[Any]:
-        done: Future[Any] = Future()
-        done.set_result(fn(*args))
-        return done
 
 
 def _rescan_reader(rescan: Rescan) -> Any:
