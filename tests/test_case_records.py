@@ -153,3 +153,18 @@ def test_a_case_with_its_records_in_tables_goes_on_with_tables(kept: tuple[Path,
     result = scan(root, ScanOptions(case=case, rescan=Rescan(changed=[], removed=[])))
     assert result.stats.records == records and not case_records.folder_of(case).exists()
     assert _query(case, "SELECT count(*) FROM log_iis") == _query(kept[1], "SELECT count(*) FROM log_iis")
+
+
+def test_a_rescan_over_unreadable_kept_records_says_so(kept: tuple[Path, Path, int], tmp_path: Path) -> None:
+    from exhunt.errors import InputError
+    from exhunt.rescan import Rescan
+
+    root, case, _ = kept
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(case, copy)
+    shutil.copytree(case_records.folder_of(case), case_records.folder_of(copy))
+    for path in case_records.folder_of(copy).glob("*.parquet"):
+        path.write_bytes(b"not parquet at all")
+    assert _query(copy, "SELECT count(*) FROM findings") == _query(case, "SELECT count(*) FROM findings")  # opens
+    with pytest.raises(InputError, match=r"cannot be read.*without --rescan"):
+        scan(root, ScanOptions(case=copy, rescan=Rescan(changed=[], removed=[])))

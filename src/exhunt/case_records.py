@@ -108,15 +108,33 @@ def connect_saved(case: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnecti
 
 def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
     """Make the saved case's record views on this connection (temporary: the case file may be read-only),
-    its file access limited to the records folder. Call before file access is switched off."""
+    its file access limited to the records folder. Call before file access is switched off. A damaged
+    record file costs its own records only: the rest of its table and the case still open."""
     files = listed(con, case)
     if not files:
         return
     con.execute(f"SET allowed_directories = [{literal(str(folder_of(case).resolve()) + os.sep)}]")
     forgotten = _has_table(con, FORGOTTEN)
     for table, paths in files.items():
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {view_sql(paths, forgotten)}")
-        con.execute(f"COMMENT ON VIEW {quote(table)} IS '{VIEW_MARK}'")
+        try:
+            _view(con, table, paths, forgotten)
+        except duckdb.Error:  # only then is each file tried alone (a few ms a file)
+            readable = [p for p in paths if _readable(con, p)]
+            if readable:
+                _view(con, table, readable, forgotten)
+
+
+def _view(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], forgotten: bool) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(table)} AS {view_sql(paths, forgotten)}")
+    con.execute(f"COMMENT ON VIEW {quote(table)} IS '{VIEW_MARK}'")
+
+
+def _readable(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    try:
+        con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
+        return True
+    except duckdb.Error:
+        return False
 
 
 def forget(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
