@@ -81,12 +81,23 @@ def test_contains_case_sensitive_and_lists(store: CaseReader):
     assert hits(store, {"field": "cs-uri-query", "contains": ["50x", "PORT"]}) == ["Q=PORT=1", "a=50x_off"]
 
 
-EVENT_VALUES = ["C:\\Temp\\A.B", "c:\\temp\\a(b)", "x$y^", "[z]", "a.bc", "pre+post*", "tab\there", "É.exe", None]
+EVENT_VALUES = [
+    "C:\\Temp\\A.B",
+    "c:\\temp\\a(b)",
+    "x$y^",
+    "[z]",
+    "a.bc",
+    "pre+post*",
+    "tab\there",
+    "É.exe",
+    "\u0130+P",
+    None,
+]
 LISTS = {
     "equals": ["c:\\temp\\a.b", "x$y^", "[Z]"],
     "startswith": ["C:\\TEMP", "x$", "pre+"],
     "endswith": ["(b)", "^", "*", ".EXE"],
-    "contains": ["a.b", "\\t", "$y", "+p", "\there"],
+    "contains": ["a.b", "\\t", "$y", "+p", "\there", "i+"],
 }
 
 
@@ -116,6 +127,7 @@ def test_value_lists_on_a_json_field_match_as_each_value_alone(tmp_path: Path, m
          "where": {"field": "data.F", op: LISTS[op], "case_sensitive": cs}, "group_by": ["computer"]}, "test")  # fmt: skip
     together = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
     monkeypatch.setattr(native, "ANCHORS", {})  # each value its own condition
+    monkeypatch.setattr(native, "ascii_cases", lambda value: None)  # and the plain test (ILIKE or lower())
     alone = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
     st.close()
     assert together == alone and (together or (op == "equals" and cs))
@@ -146,7 +158,7 @@ def test_evidence_samples_follow_time_then_file_and_line_not_storage_order(tmp_p
     assert [placed[i] for i in ids] == [[1, 10], [1, 20], [1, 30], [2, 10]]
 
 
-GATE_ALPHABET = "aAkKsSéÉİıK-./:_%\\ 0123456789$~"  # letters that fold oddly beside ASCII without case
+GATE_ALPHABET = "aAkKsSiIéÉİıKſ-./:_%\\ 0123456789$~"  # letters that fold oddly beside ASCII without case
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -157,9 +169,10 @@ GATE_ALPHABET = "aAkKsSéÉİıK-./:_%\\ 0123456789$~"  # letters that fold oddl
     negated=st.booleans(),
 )
 def test_the_uncased_stretch_gate_never_changes_a_match(tmp_path: Path, monkeypatch, values, value, op, negated):
-    """A case-insensitive test gated by a `contains` of the value's longest stretch without case (and a
-    leaf of two tests, each coalesced alone) matches exactly the rows the plain test matches, NULLs,
-    odd case folding and negation included."""
+    """A case-insensitive test gated by a `contains` of the value's longest stretch without case, or
+    a `contains` as an RE2 pattern of ASCII case classes (and a leaf of two tests, each coalesced alone)
+    matches exactly the rows the plain test matches, NULLs, odd case folding (the dotted I and the
+    Kelvin sign fold to ASCII letters, the long s does not) and negation included."""
     import tempfile
 
     from exhunt.rules import native
@@ -176,9 +189,30 @@ def test_the_uncased_stretch_gate_never_changes_a_match(tmp_path: Path, monkeypa
         gated = sorted(f.group["c-ip"] for f in run_rule(case, rule, {}, None))
         with monkeypatch.context() as patch:  # undone before the next example
             patch.setattr(native, "GATED", ())
+            patch.setattr(native, "ascii_cases", lambda value: None)
             plain = sorted(f.group["c-ip"] for f in run_rule(case, rule, {}, None))
         st_.close()
     assert gated == plain
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("cmd=", ["CmD=1", "cmd=1"]),
+        ("ip=", ["&\u0130P=1", "&iP=1"]),  # lower() folds the dotted capital I to i
+        ("kMd", ["\u212amd=2", "kmd=3"]),  # and the Kelvin sign to k
+        ("ss", ["SS=4"]),  # but not the long s to s (RE2's own case folding would)
+    ],
+)
+def test_contains_as_ascii_case_classes_matches_as_lowering_does(tmp_path: Path, value: str, expected: list[str]):
+    from exhunt.rules.native import ascii_cases
+
+    assert ascii_cases("cmd=") == "[cC][mM][dD]="
+    assert ascii_cases("é") is None  # only ASCII values take the pattern
+    rows = ["CmD=1", "cmd=1", "&\u0130P=1", "&iP=1", "\u212amd=2", "kmd=3", "\u017fs=4", "SS=4", None]
+    st_ = iis_case(tmp_path / "a.duckdb", rows)
+    assert hits(st_.reader, {"field": "cs-uri-query", "contains": value}) == sorted(expected)
+    st_.close()
 
 
 def test_the_gate_is_the_longest_stretch_without_case():

@@ -91,6 +91,28 @@ def re2_literal(text: str) -> str:
     return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
 
 
+# What DuckDB's lower() and ILIKE fold to an ASCII letter besides its two ASCII cases (checked for
+# every code point): the dotted capital I and the Kelvin sign.
+_FOLDS_TO_ASCII = {"i": "\u0130", "k": "\u212a"}
+
+
+def ascii_cases(value: str) -> str | None:
+    """An RE2 pattern (no flags) for ASCII `value` in any mix of ASCII case, e.g. `[cC][mM][dD]=`;
+    None for a value with other characters. RE2 finds such a literal at about twice the speed of
+    ILIKE and with a flag-free class it folds nothing that lower() would not (RE2's own `i` flag
+    also folds the long s, which lower() keeps)."""
+    if not value.isascii():
+        return None
+    return "".join(f"[{ch.lower()}{ch.upper()}]" if ch.isalpha() else re2_literal(ch) for ch in value)
+
+
+def folded_specials(value: str) -> list[str]:
+    """The non-ASCII characters that lower() folds to a letter of `value`: text holding one of them
+    may match case-insensitively although no ASCII-case spelling of `value` is in it."""
+    low = value.lower()
+    return [ch for letter, ch in _FOLDS_TO_ASCII.items() if letter in low]
+
+
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
@@ -123,6 +145,17 @@ class Compiler:
             text = text.replace("{" + key + "}", val)
         return text
 
+    def _with_specials(self, test: str, f: str, specials: list[str], folded: str, folded_args: list[Any]) -> str:
+        """`test` (its arguments already given), or else, only in text holding one of `specials`
+        (characters lower() folds to an ASCII letter), the `folded` case-insensitive test: together
+        exactly what the folded test alone would match."""
+        if not specials:
+            return test
+        self.args.extend(specials)
+        self.args.extend(folded_args)
+        has = " OR ".join(f"contains({f}, ?)" for _ in specials)
+        return f"({test} OR (CASE WHEN {has} THEN {folded} ELSE false END))"
+
     def compile(self, cond: dict[str, Any]) -> str:
         if "all" in cond:
             return "(" + " AND ".join(self.compile(c) for c in cond["all"]) + ")"
@@ -149,7 +182,18 @@ class Compiler:
             values = cond[op] if isinstance(cond[op], list) else [cond[op]]
             if costly and op in ANCHORS and len(values) > 1:
                 head, tail = ANCHORS[op]
-                pattern = head + "(?:" + "|".join(re2_literal(self.value(v)) for v in values) + ")" + tail
+                texts = [self.value(v) for v in values]
+                pattern = head + "(?:" + "|".join(map(re2_literal, texts)) + ")" + tail
+                cased = [] if cs or op != "contains" else [ascii_cases(t) for t in texts]
+                if cased and all(c is not None for c in cased):  # no column lowered
+                    self.args.append(head + "(?:" + "|".join(cased) + ")" + tail)  # type: ignore[arg-type]
+                    specials = sorted({ch for t in texts for ch in folded_specials(t)})
+                    parts.append(
+                        self._with_specials(
+                            f"regexp_matches({f}, ?)", f, specials, f"regexp_matches({low(f)}, lower(?))", [pattern]
+                        )
+                    )
+                    continue
                 parts.append(f"regexp_matches({low(f)}, {low('?')})")
                 self.args.append(pattern)
                 continue
@@ -173,6 +217,13 @@ class Compiler:
                 as_written = cs or _uncased(val)  # no letter to fold: neither side is lowered
                 col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
                 run = uncased_run(val) if not as_written and op in GATED else None
+                cased = ascii_cases(val) if not as_written and not run and op == "contains" else None
+                if cased is not None:  # RE2 on the column as it is: ILIKE read half as fast
+                    self.args.append(cased)
+                    like = re.sub(r"([%_\\])", r"\\\1", val)
+                    folded = f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'"
+                    alts.append(self._with_specials(f"regexp_matches({f}, ?)", f, folded_specials(val), folded, [like]))
+                    continue
                 if run:
                     self.args.append(run)  # the gate's parameter comes first in the alternative
                 if op == "equals":
