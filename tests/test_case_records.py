@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -168,3 +169,28 @@ def test_a_rescan_over_unreadable_kept_records_says_so(kept: tuple[Path, Path, i
     assert _query(copy, "SELECT count(*) FROM findings") == _query(case, "SELECT count(*) FROM findings")  # opens
     with pytest.raises(InputError, match=r"cannot be read.*without --rescan"):
         scan(root, ScanOptions(case=copy, rescan=Rescan(changed=[], removed=[])))
+
+
+def test_exhunt_query_says_which_record_files_it_could_not_read(kept: tuple[Path, Path, int], tmp_path: Path) -> None:
+    """A damaged record file costs its own records; `exhunt query` answers from the rest and says on
+    stderr that records are missing, naming where to see which files."""
+    from typer.testing import CliRunner
+
+    from exhunt.cli import app
+
+    _, case, _ = kept
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(case, copy)
+    shutil.copytree(case_records.folder_of(case), case_records.folder_of(copy))
+    con = duckdb.connect(str(copy), read_only=True)
+    (damaged,) = con.execute("SELECT file FROM record_files WHERE table_name = 'log_iis'").fetchall()[:1]
+    con.close()
+    (case_records.folder_of(copy) / damaged[0]).write_bytes(b"cut short")
+    sql = "SELECT count(*) AS n FROM log_httpproxy"
+    run = CliRunner().invoke(app, ["query", str(copy), sql, "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout) == {"n": _query(case, sql)[0][0]}  # the other tables answer whole
+    assert "1 record file(s) of this case cannot be read (log_iis)" in run.stderr
+    assert _query(copy, f"SELECT * FROM {case_records.DAMAGED}") == [("log_iis", damaged[0])]
+    clean = CliRunner().invoke(app, ["query", str(case), sql])
+    assert clean.exit_code == 0 and "cannot be read" not in clean.stderr

@@ -30,6 +30,7 @@ SUFFIX = ".records"
 MARKER = ".exhunt-records"  # the folder is exhunt's own: a new scan may replace it
 MANIFEST = "record_files"
 FORGOTTEN = "forgotten_artifacts"
+DAMAGED = "damaged_record_files"  # on a connection whose records folder holds files it cannot read
 VIEW_MARK = "exhunt records"  # the comment on a record view (`CaseReader.tables` lists them)
 _NAME = re.compile(r"[0-9]{1,9}\.parquet")
 _RECORD_TABLES = frozenset(f.table for f in FAMILIES if f.kind in ("log", "events"))
@@ -115,13 +116,24 @@ def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
         return
     con.execute(f"SET allowed_directories = [{literal(str(folder_of(case).resolve()) + os.sep)}]")
     forgotten = _has_table(con, FORGOTTEN)
+    damaged: list[tuple[str, str]] = []
     for table, paths in files.items():
         try:
             _view(con, table, paths, forgotten)
         except duckdb.Error:  # only then is each file tried alone (a few ms a file)
             readable = [p for p in paths if _readable(con, p)]
+            damaged += [(table, p.name) for p in paths if p not in readable]
             if readable:
                 _view(con, table, readable, forgotten)
+    if damaged:  # said, and queryable, on this connection only
+        con.execute(f"CREATE TEMP TABLE {DAMAGED} (table_name VARCHAR, file VARCHAR)")
+        con.executemany(f"INSERT INTO {DAMAGED} VALUES (?, ?)", damaged)
+
+
+def damaged_files(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(record table, file name) of each record file `open_views` could not read on this connection."""
+    exists = con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND temporary", [DAMAGED]).fetchall()
+    return [tuple(r) for r in con.execute(f"SELECT * FROM {DAMAGED} ORDER BY ALL").fetchall()] if exists else []
 
 
 def _view(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], forgotten: bool) -> None:

@@ -307,6 +307,7 @@ def query(
 
     con, result = _guard(lambda: run_query(case, sql))
     try:
+        _warn_damaged(result.damaged)
         if as_json or as_csv:
             _guard(lambda: (write_json_lines if as_json else write_csv)(result, sys.stdout))
             return
@@ -325,6 +326,22 @@ def query(
             err.print(f"… {more} more rows (use --json or --limit)")
     finally:
         con.close()
+
+
+def _warn_damaged(damaged: list[tuple[str, str]]) -> None:
+    """Say on stderr that some of the case's record files could not be read: their records are
+    missing from the answer, which is otherwise given."""
+    from exhunt.case_records import DAMAGED
+
+    if damaged:
+        tables = sorted({t for t, _ in damaged})
+        err.print(
+            f"[yellow]exhunt: warning:[/] {len(damaged)} record file(s) of this case cannot be read "
+            f"({terminal_text(', '.join(tables), 300)}); their records are missing from the answer "
+            f"(which files: SELECT * FROM {DAMAGED})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -16,7 +16,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +53,7 @@ class QueryRefused(UsageError):
 class QueryResult:
     names: list[str]
     cursor: Any
+    damaged: list[tuple[str, str]] = field(default_factory=list)  # record files the answer lacks
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         while True:
@@ -137,6 +138,7 @@ def run_query(case: Path, sql: str) -> tuple[duckdb.DuckDBPyConnection, QueryRes
     con = connect(case)
     try:
         check_case(con)
+        damaged = case_records.damaged_files(con)  # asked first: a later statement ends the query's result
         cursor = con.execute(sql)
     except duckdb.PermissionException as exc:
         con.close()
@@ -150,7 +152,7 @@ def run_query(case: Path, sql: str) -> tuple[duckdb.DuckDBPyConnection, QueryRes
         con.close()
         raise
     names = [d[0] for d in cursor.description] if cursor.description else []
-    return con, QueryResult(names, cursor)
+    return con, QueryResult(names, cursor, damaged)
 
 
 def _first_line(exc: BaseException) -> str:
