@@ -234,3 +234,19 @@ def test_the_gate_is_the_longest_stretch_without_case():
     assert uncased_run("\\PsExec64.exe") == "64."
     assert uncased_run("port=") is None  # too short to pay
     assert uncased_run("É1-2é") == "1-2"  # a letter outside ASCII ends a stretch
+
+
+def test_a_contains_is_spelt_by_whether_the_column_repeats(tmp_path: Path):
+    """On a column whose values repeat, DuckDB runs ILIKE once per distinct value and RE2 once per
+    row, so the spelling follows the column; the rows found are the same either way."""
+    from exhunt.families import family
+    from exhunt.rules.native import Compiler
+
+    st_ = iis_case(tmp_path / "r.duckdb", ["Cmd=Sync"] * 30 + [f"Cmd=Ping&n={i}" for i in range(30)] + [None])
+    case = st_.reader
+    assert case.repeats("log_iis", "c-ip") is False and case.repeats("log_iis", "date") is True
+    for column, spelt in (("date", "ILIKE"), ("c-ip", "regexp_matches")):
+        comp = Compiler(family("iis"), case.columns("log_iis"), {}, repeats=lambda c: case.repeats("log_iis", c))
+        assert spelt in comp.compile({"field": column, "contains": "x"})
+    assert len(hits(case, {"field": "cs-uri-query", "contains": "cmd=p"})) == 30
+    st_.close()

@@ -116,8 +116,16 @@ def folded_specials(value: str) -> list[str]:
 class Compiler:
     """Turns one rule's condition tree into SQL text plus its parameter list."""
 
-    def __init__(self, family: Family, columns: list[str], params: dict[str, str], union: str | None = None) -> None:
+    def __init__(
+        self,
+        family: Family,
+        columns: list[str],
+        params: dict[str, str],
+        union: str | None = None,
+        repeats: Callable[[str], bool] | None = None,
+    ) -> None:
         self.family = family
+        self.repeats = repeats or (lambda column: False)  # a column whose values repeat (see CaseReader)
         self.union = union  # a union rule reads that union's normalised fields first
         self.columns = {c.lower(): c for c in columns}
         self.template = params
@@ -138,6 +146,12 @@ class Compiler:
             cols = [f"t.{quote(c)}" for c in self.columns.values() if not c.startswith("_")]
             return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
         return self.col(name)
+
+    def _repeated(self, expr: str) -> bool:
+        """Is `expr` a plain column whose values repeat? ILIKE runs on such a column's distinct
+        values (0.006 s for 1.2M user agents, RE2 0.085 s); on unique values RE2 is twice as fast."""
+        plain = PLAIN_COLUMN.fullmatch(expr)
+        return bool(plain) and self.repeats(expr[3:-1].replace('""', '"'))
 
     def value(self, v: Any) -> str:
         text = str(v)
@@ -217,8 +231,10 @@ class Compiler:
                 as_written = cs or _uncased(val)  # no letter to fold: neither side is lowered
                 col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
                 run = uncased_run(val) if not as_written and op in GATED else None
-                cased = ascii_cases(val) if not as_written and not run and op == "contains" else None
-                if cased is not None:  # RE2 on the column as it is: ILIKE read half as fast
+                cased = None
+                if not as_written and not run and op == "contains" and not self._repeated(num):
+                    cased = ascii_cases(val)
+                if cased is not None:  # RE2 on the column as it is: ILIKE read half as fast on unique values
                     self.args.append(cased)
                     like = re.sub(r"([%_\\])", r"\\\1", val)
                     folded = f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'"
@@ -272,7 +288,7 @@ def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int 
     fam = family(rule.source)
     if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
-    comp = Compiler(fam, case.columns(fam.table), params)
+    comp = Compiler(fam, case.columns(fam.table), params, repeats=lambda c: case.repeats(fam.table, c))
     if rule.python is not None:
         rowids = _python_logic(rule.python)(case, params)
         if not rowids:
@@ -441,7 +457,7 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
     for fam in source_families(rule.source):
         if fam.table not in tables or (rule.where is None and fam.name not in generated):
             continue
-        comp = Compiler(fam, case.columns(fam.table), params, rule.source)
+        comp = Compiler(fam, case.columns(fam.table), params, rule.source, lambda c, t=fam.table: case.repeats(t, c))
         if rule.where is not None:
             where = comp.compile(rule.where)
         else:
