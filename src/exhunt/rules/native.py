@@ -232,13 +232,20 @@ class Compiler:
                 col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
                 run = uncased_run(val) if not as_written and op in GATED else None
                 cased = None
-                if not as_written and not run and op == "contains" and not self._repeated(num):
+                if not as_written and not run and op in ANCHORS and not self._repeated(num):
                     cased = ascii_cases(val)
-                if cased is not None:  # RE2 on the column as it is: ILIKE read half as fast on unique values
-                    self.args.append(cased)
-                    like = re.sub(r"([%_\\])", r"\\\1", val)
-                    folded = f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'"
-                    alts.append(self._with_specials(f"regexp_matches({f}, ?)", f, folded_specials(val), folded, [like]))
+                if cased is not None:  # RE2 on the column as it is, not ILIKE or a lowered copy of it
+                    head, tail = ANCHORS[op]
+                    self.args.append(head + cased + tail)
+                    folded, folded_arg = {
+                        "contains": (f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'", re.sub(r"([%_\\])", r"\\\1", val)),
+                        "equals": (f"{col} = {arg}", val),
+                        "startswith": (f"starts_with({col}, {arg})", val),
+                        "endswith": (f"ends_with({col}, {arg})", val),
+                    }[op]
+                    alts.append(
+                        self._with_specials(f"regexp_matches({f}, ?)", f, folded_specials(val), folded, [folded_arg])
+                    )
                     continue
                 if run:
                     self.args.append(run)  # the gate's parameter comes first in the alternative
