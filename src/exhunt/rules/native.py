@@ -237,8 +237,9 @@ class Compiler:
                 if cased is not None:  # RE2 on the column as it is, not ILIKE or a lowered copy of it
                     head, tail = ANCHORS[op]
                     self.args.append(head + cased + tail)
+                    like = re.sub(r"([%_\\])", r"\\\1", val)
                     folded, folded_arg = {
-                        "contains": (f"{f} ILIKE '%' || ? || '%' ESCAPE '\\'", re.sub(r"([%_\\])", r"\\\1", val)),
+                        "contains": (f"{f} ILIKE '%' || ? || '%'" + _escape_clause(like), like),
                         "equals": (f"{col} = {arg}", val),
                         "startswith": (f"starts_with({col}, {arg})", val),
                         "endswith": (f"ends_with({col}, {arg})", val),
