@@ -114,6 +114,10 @@ def log_time(rows: pa.Table, family: Family) -> pa.Array | pa.ChunkedArray | Non
 _TEMP_NAMES = itertools.count(1)
 
 
+DISTINCT_VALUES = 4096  # a column with more distinct values is searched row by row
+MATCHED_VALUES = 64  # an IN list longer than this costs more than the regex on every row
+
+
 class CaseReader:
     """Named queries over a case database (one cursor; `cursor()` gives another for another thread)."""
 
@@ -125,6 +129,7 @@ class CaseReader:
         self._tables: frozenset[str] | None = None
         self._columns: dict[str, tuple[str, ...]] = {}
         self._repeats: dict[tuple[str, str], bool] = {}
+        self._distinct: dict[tuple[str, str], list[str] | None] = {}
         if catalog is None:  # asked once, here: the connection may be busy on another thread later
             ((catalog,),) = con.execute("SELECT current_database()").fetchall()
         self._catalog = catalog
@@ -184,6 +189,31 @@ class CaseReader:
                 distinct = values = 0
             self._repeats[key] = distinct * 2 < values
         return self._repeats[key]
+
+    def matching_values(self, table: str, column: str, pattern: str, flags: str) -> list[str] | None:
+        """The distinct values (as text) of a column that RE2 `pattern` matches, for a frozen reader
+        (its tables do not change, so the values read once stay true) and a column of at most
+        DISTINCT_VALUES distinct values, of which at most MATCHED_VALUES match; None otherwise."""
+        if not self._frozen:
+            return None
+        key = (table, column)
+        if key not in self._distinct:
+            text = f"CAST({quote(column)} AS VARCHAR)"
+            ((estimate,),) = self._con.execute(f"SELECT approx_count_distinct({text}) FROM {quote(table)}").fetchall()
+            rows = []  # the estimate first: a column that repeats early may not later, and its DISTINCT is costly
+            if estimate <= DISTINCT_VALUES:
+                rows = self._con.execute(
+                    f"SELECT DISTINCT {text} AS v FROM {quote(table)} WHERE v IS NOT NULL LIMIT {DISTINCT_VALUES + 1}"
+                ).fetchall()
+            self._distinct[key] = [r[0] for r in rows] if rows and len(rows) <= DISTINCT_VALUES else None
+        values = self._distinct[key]
+        if values is None:
+            return None
+        ((matched,),) = self._con.execute(
+            "SELECT coalesce(list(v ORDER BY v), []) FROM unnest(?::VARCHAR[]) u(v) WHERE regexp_matches(v, ?, ?)",
+            [values, pattern, flags],
+        ).fetchall()
+        return list(matched) if len(matched) <= MATCHED_VALUES else None
 
     def fields_sql(self, table: str, alias: str = "t", provenance: bool = False) -> str:
         """SQL for a record's columns as `alias.*` would list them, without a spooled view's row id, and

@@ -246,7 +246,31 @@ def test_a_contains_is_spelt_by_whether_the_column_repeats(tmp_path: Path):
     case = st_.reader
     assert case.repeats("log_iis", "c-ip") is False and case.repeats("log_iis", "date") is True
     for column, spelt in (("date", "ILIKE"), ("c-ip", "regexp_matches")):
-        comp = Compiler(family("iis"), case.columns("log_iis"), {}, repeats=lambda c: case.repeats("log_iis", c))
+        comp = Compiler(family("iis"), case.columns("log_iis"), {}, case=case)
         assert spelt in comp.compile({"field": column, "contains": "x"})
     assert len(hits(case, {"field": "cs-uri-query", "contains": "cmd=p"})) == 30
     st_.close()
+
+
+@pytest.mark.parametrize("negated", [False, True])
+@pytest.mark.parametrize(
+    ("pattern", "cs"),
+    [("^/owa/auth/[^/]+\\.aspx$", False), ("ASPX$", False), ("ASPX$", True), ("^$", False), ("x|(?i:ĸ)", True)],
+)
+def test_a_regex_asked_of_a_repeating_columns_values_matches_as_on_the_rows(tmp_path: Path, pattern, cs, negated):
+    """During the rules (a frozen reader) a regex on a column whose values repeat is answered from its
+    distinct values and an IN list; the rows found are those the regex finds row by row."""
+    stems = ["/owa/auth/logon.aspx", "/OWA/auth/x.ASPX", "/owa/auth/a/b.aspx", "", None, "/ecp/\u0130x.aspx", "xĸ"]
+    st_ = iis_case(tmp_path / "v.duckdb", [stems[i % len(stems)] for i in range(70)])
+    leaf = {"field": "cs-uri-query", "regex": pattern, "case_sensitive": cs}
+    cond = {"none": [leaf]} if negated else leaf
+    rule = rule_from_dict(
+        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
+         "where": cond, "group_by": ["c-ip"]}, "test")  # fmt: skip
+    rows = sorted(f.group["c-ip"] for f in run_rule(st_.reader, rule, {}, None))
+    frozen = st_.reader.cursor(frozen=True)
+    assert frozen.matching_values("log_iis", "cs-uri-query", pattern, "" if cs else "i") is not None  # the path taken
+    by_values = sorted(f.group["c-ip"] for f in run_rule(frozen, rule, {}, None))
+    frozen.close()
+    st_.close()
+    assert by_values == rows

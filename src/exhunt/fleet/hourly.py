@@ -54,7 +54,7 @@ def hourly_counts(case: Path, rules: list[Rule]) -> list[dict[str, Any]]:
             for cls in CLASSES:
                 chosen = by_class[cls][source]
                 if chosen:
-                    comp = Compiler(fam, columns, params, repeats=lambda c, t=fam.table: reader.repeats(t, c))
+                    comp = Compiler(fam, columns, params, case=reader)
                     where = " OR ".join(comp.compile(r.where) for r in chosen)
                     queries.append((cls, where, comp.args))
             for cls, where, args in queries:

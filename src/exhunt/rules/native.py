@@ -122,10 +122,10 @@ class Compiler:
         columns: list[str],
         params: dict[str, str],
         union: str | None = None,
-        repeats: Callable[[str], bool] | None = None,
+        case: CaseReader | None = None,
     ) -> None:
         self.family = family
-        self.repeats = repeats or (lambda column: False)  # a column whose values repeat (see CaseReader)
+        self.case = case  # asked which columns repeat, and their distinct values: spelling only
         self.union = union  # a union rule reads that union's normalised fields first
         self.columns = {c.lower(): c for c in columns}
         self.template = params
@@ -147,11 +147,24 @@ class Compiler:
             return f"concat_ws(' ', {', '.join(cols)})" if cols else "NULL"
         return self.col(name)
 
+    def _plain(self, expr: str) -> str | None:
+        """The column `expr` names when it is a plain column of the family's table."""
+        return expr[3:-1].replace('""', '"') if PLAIN_COLUMN.fullmatch(expr) else None
+
     def _repeated(self, expr: str) -> bool:
         """Is `expr` a plain column whose values repeat? ILIKE runs on such a column's distinct
         values (0.006 s for 1.2M user agents, RE2 0.085 s); on unique values RE2 is twice as fast."""
-        plain = PLAIN_COLUMN.fullmatch(expr)
-        return bool(plain) and self.repeats(expr[3:-1].replace('""', '"'))
+        column = self._plain(expr)
+        return column is not None and self.case is not None and self.case.repeats(self.family.table, column)
+
+    def _regex_by_values(self, expr: str, pattern: str, flags: str) -> list[str] | None:
+        """The values of a repeating column that `pattern` matches, asked of its distinct values
+        once (RE2 runs once per row, not per distinct value: five stem regexes on 1.2M rows took
+        0.107 s, the distinct values and an `IN` list 0.026 s); None to run the regex on the rows."""
+        column = self._plain(expr)
+        if column is None or self.case is None or not self._repeated(expr):
+            return None
+        return self.case.matching_values(self.family.table, column, pattern, flags)
 
     def value(self, v: Any) -> str:
         text = str(v)
@@ -266,7 +279,13 @@ class Compiler:
                     alts.append(f"ends_with({col}, {arg})")
                 elif op == "regex":
                     re.compile(val)  # fail early on a bad pattern
-                    alts.append(f"regexp_matches({f}, ?, '{'' if cs else 'i'}')")
+                    flags = "" if cs else "i"
+                    matched = self._regex_by_values(num, val, flags)
+                    if matched is not None:
+                        alts.append(f"list_contains(?::VARCHAR[], {f})")
+                        val = matched  # type: ignore[assignment]
+                    else:
+                        alts.append(f"regexp_matches({f}, ?, '{flags}')")
                 elif op in ("gte", "lte"):
                     alts.append(f"TRY_CAST({num} AS DOUBLE) {'>=' if op == 'gte' else '<='} ?")
                     val = float(val)  # type: ignore[assignment]
@@ -296,7 +315,7 @@ def run_rule(case: CaseReader, rule: Rule, params: dict[str, str], samples: int 
     fam = family(rule.source)
     if fam.table not in case.tables() or (rule.where is None and rule.sql is None and rule.python is None):
         return []
-    comp = Compiler(fam, case.columns(fam.table), params, repeats=lambda c: case.repeats(fam.table, c))
+    comp = Compiler(fam, case.columns(fam.table), params, case=case)
     if rule.python is not None:
         rowids = _python_logic(rule.python)(case, params)
         if not rowids:
@@ -465,7 +484,7 @@ def _run_union(case: CaseReader, rule: Rule, params: dict[str, str], samples: in
     for fam in source_families(rule.source):
         if fam.table not in tables or (rule.where is None and fam.name not in generated):
             continue
-        comp = Compiler(fam, case.columns(fam.table), params, rule.source, lambda c, t=fam.table: case.repeats(t, c))
+        comp = Compiler(fam, case.columns(fam.table), params, rule.source, case)
         if rule.where is not None:
             where = comp.compile(rule.where)
         else:

@@ -57,7 +57,7 @@ def _flagged_sql(case: CaseReader, params: dict[str, str]) -> tuple[str, list[An
     files = family("files")
     conds, args = [], []
     for rule in _flagging_rules():
-        comp = Compiler(files, case.columns(files.table), params, repeats=lambda c: case.repeats(files.table, c))
+        comp = Compiler(files, case.columns(files.table), params, case=case)
         conds.append(comp.compile(rule.where))
         args.extend(comp.args)
     where = " OR ".join(conds) or "false"
