@@ -116,6 +116,7 @@ _TEMP_NAMES = itertools.count(1)
 
 DISTINCT_VALUES = 4096  # a column with more distinct values is searched row by row
 MATCHED_VALUES = 64  # an IN list longer than this costs more than the regex on every row
+DISTINCT_BYTES = 8 << 20  # nor are more than this many bytes of values kept
 
 
 class CaseReader:
@@ -199,9 +200,11 @@ class CaseReader:
         key = (table, column)
         if key not in self._distinct:
             text = f"CAST({quote(column)} AS VARCHAR)"
-            ((estimate,),) = self._con.execute(f"SELECT approx_count_distinct({text}) FROM {quote(table)}").fetchall()
+            ((estimate, longest),) = self._con.execute(
+                f"SELECT approx_count_distinct({text}), max(strlen({text})) FROM {quote(table)}"
+            ).fetchall()
             rows = []  # the estimate first: a column that repeats early may not later, and its DISTINCT is costly
-            if estimate <= DISTINCT_VALUES:
+            if estimate <= DISTINCT_VALUES and estimate * (longest or 0) <= DISTINCT_BYTES:  # long hostile values too
                 rows = self._con.execute(
                     f"SELECT DISTINCT {text} AS v FROM {quote(table)} WHERE v IS NOT NULL LIMIT {DISTINCT_VALUES + 1}"
                 ).fetchall()

@@ -274,3 +274,22 @@ def test_a_regex_asked_of_a_repeating_columns_values_matches_as_on_the_rows(tmp_
     frozen.close()
     st_.close()
     assert by_values == rows
+
+
+def test_distinct_values_are_kept_only_within_bounds(tmp_path: Path, monkeypatch):
+    """Too many distinct values, or too many bytes of them (a hostile log's long URLs), and the regex
+    runs on the rows: what a frozen reader keeps stays small whatever the logs hold."""
+    from exhunt import case as case_module
+
+    st_ = iis_case(tmp_path / "b.duckdb", ["/a/" + "x" * 40, "/b/" + "y" * 40] * 20)
+    frozen = st_.reader.cursor(frozen=True)
+    assert st_.reader.matching_values("log_iis", "cs-uri-query", "^/a/", "") is None  # not frozen: not kept
+    assert frozen.matching_values("log_iis", "cs-uri-query", "^/a/", "") == ["/a/" + "x" * 40]
+    for bound, value in (("DISTINCT_BYTES", 80), ("DISTINCT_VALUES", 1), ("MATCHED_VALUES", 0)):
+        with monkeypatch.context() as patch:
+            patch.setattr(case_module, bound, value)
+            again = st_.reader.cursor(frozen=True)
+            assert again.matching_values("log_iis", "cs-uri-query", "^/a/", "") is None, bound
+            again.close()
+    frozen.close()
+    st_.close()
