@@ -82,6 +82,7 @@ def uncased_run(value: str) -> str | None:
 
 
 PLAIN_COLUMN = re.compile(r't\."[^"]*"')
+COLUMN_REF = re.compile(r't\."((?:[^"]|"")*)"')  # a column of the table, in compiled field SQL
 ANCHORS = {"equals": ("^", "$"), "startswith": ("^", ""), "endswith": ("", "$"), "contains": ("", "")}
 
 
@@ -152,10 +153,12 @@ class Compiler:
         return expr[3:-1].replace('""', '"') if PLAIN_COLUMN.fullmatch(expr) else None
 
     def _repeated(self, expr: str) -> bool:
-        """Is `expr` a plain column whose values repeat? ILIKE runs on such a column's distinct
-        values (0.006 s for 1.2M user agents, RE2 0.085 s); on unique values RE2 is twice as fast."""
-        column = self._plain(expr)
-        return column is not None and self.case is not None and self.case.repeats(self.family.table, column)
+        """Does `expr` read only columns whose values repeat? DuckDB then runs ILIKE and lower() on
+        distinct values, also through `replace` or a `CASE` (1.2M user agents: 0.006 s, through IIS's
+        `+` for spaces 0.018 s, RE2 0.085-0.102 s); on unique values RE2 is twice as fast."""
+        columns = [c.replace('""', '"') for c in COLUMN_REF.findall(expr)]
+        case, table = self.case, self.family.table
+        return bool(columns) and case is not None and all(case.repeats(table, c) for c in columns)
 
     def _regex_by_values(self, expr: str, pattern: str, flags: str) -> list[str] | None:
         """The values of a repeating column that `pattern` matches, asked of its distinct values
@@ -211,7 +214,7 @@ class Compiler:
                 head, tail = ANCHORS[op]
                 texts = [self.value(v) for v in values]
                 pattern = head + "(?:" + "|".join(map(re2_literal, texts)) + ")" + tail
-                cased = [] if cs or op != "contains" else [ascii_cases(t) for t in texts]
+                cased = [] if cs or op != "contains" or self._repeated(num) else [ascii_cases(t) for t in texts]
                 if cased and all(c is not None for c in cased):  # no column lowered
                     self.args.append(head + "(?:" + "|".join(cased) + ")" + tail)  # type: ignore[arg-type]
                     specials = sorted({ch for t in texts for ch in folded_specials(t)})
