@@ -84,6 +84,7 @@ def uncased_run(value: str) -> str | None:
 PLAIN_COLUMN = re.compile(r't\."[^"]*"')
 COLUMN_REF = re.compile(r't\."((?:[^"]|"")*)"')  # a column of the table, in compiled field SQL
 ANCHORS = {"equals": ("^", "$"), "startswith": ("^", ""), "endswith": ("", "$"), "contains": ("", "")}
+TEXT_TESTS = ("equals", "like", "contains", "startswith", "endswith")
 
 
 def re2_literal(text: str) -> str:
@@ -186,6 +187,23 @@ class Compiler:
         has = " OR ".join(f"contains({f}, ?)" for _ in specials)
         return f"({test} OR (CASE WHEN {has} THEN {folded} ELSE false END))"
 
+    @staticmethod
+    def _text_test(op: str, f: str, val: str, as_written: bool) -> tuple[str, str]:
+        """A text test of `f` as SQL, and the value to bind to it: as written, or case-insensitively
+        by lowering both sides (a `contains` by ILIKE, which spares lowering every row: 25% faster)."""
+        col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
+        if op == "equals":
+            return f"{col} = {arg}", val
+        if op == "like":
+            pattern = glob_to_like(val)
+            return f"{col} LIKE {arg}" + _escape_clause(pattern), pattern
+        if op == "contains" and as_written:
+            return f"contains({f}, ?)", val
+        if op == "contains":
+            literal_text = re.sub(r"([%_\\])", r"\\\1", val)
+            return f"{f} ILIKE '%' || ? || '%'" + _escape_clause(literal_text), literal_text
+        return f"{'starts_with' if op == 'startswith' else 'ends_with'}({col}, {arg})", val
+
     def compile(self, cond: dict[str, Any]) -> str:
         if "all" in cond:
             return "(" + " AND ".join(self.compile(c) for c in cond["all"]) + ")"
@@ -207,24 +225,21 @@ class Compiler:
             return x if cs else f"lower({x})"
 
         parts = []
-        costly = not PLAIN_COLUMN.fullmatch(num)  # a JSON field or an alias: computed once, not once per value
+        costly = self._plain(num) is None  # a JSON field or an alias: computed once, not once per value
         for op in (k for k in cond if k not in ("field", "case_sensitive")):
             values = cond[op] if isinstance(cond[op], list) else [cond[op]]
             if costly and op in ANCHORS and len(values) > 1:
                 head, tail = ANCHORS[op]
                 texts = [self.value(v) for v in values]
                 pattern = head + "(?:" + "|".join(map(re2_literal, texts)) + ")" + tail
+                lowered = f"regexp_matches({low(f)}, {low('?')})"
                 cased = [] if cs or op != "contains" or self._repeated(num) else [ascii_cases(t) for t in texts]
                 if cased and all(c is not None for c in cased):  # no column lowered
                     self.args.append(head + "(?:" + "|".join(cased) + ")" + tail)  # type: ignore[arg-type]
                     specials = sorted({ch for t in texts for ch in folded_specials(t)})
-                    parts.append(
-                        self._with_specials(
-                            f"regexp_matches({f}, ?)", f, specials, f"regexp_matches({low(f)}, lower(?))", [pattern]
-                        )
-                    )
+                    parts.append(self._with_specials(f"regexp_matches({f}, ?)", f, specials, lowered, [pattern]))
                     continue
-                parts.append(f"regexp_matches({low(f)}, {low('?')})")
+                parts.append(lowered)
                 self.args.append(pattern)
                 continue
             if op == "equals" and len(values) > 8:
@@ -245,41 +260,23 @@ class Compiler:
                     continue
                 val = self.value(v)
                 as_written = cs or _uncased(val)  # no letter to fold: neither side is lowered
-                col, arg = (f, "?") if as_written else (f"lower({f})", "lower(?)")
                 run = uncased_run(val) if not as_written and op in GATED else None
-                cased = None
-                if not as_written and not run and op in ANCHORS and not self._repeated(num):
-                    cased = ascii_cases(val)
-                if cased is not None:  # RE2 on the column as it is, not ILIKE or a lowered copy of it
-                    head, tail = ANCHORS[op]
-                    self.args.append(head + cased + tail)
-                    like = re.sub(r"([%_\\])", r"\\\1", val)
-                    folded, folded_arg = {
-                        "contains": (f"{f} ILIKE '%' || ? || '%'" + _escape_clause(like), like),
-                        "equals": (f"{col} = {arg}", val),
-                        "startswith": (f"starts_with({col}, {arg})", val),
-                        "endswith": (f"ends_with({col}, {arg})", val),
-                    }[op]
-                    alts.append(
-                        self._with_specials(f"regexp_matches({f}, ?)", f, folded_specials(val), folded, [folded_arg])
-                    )
-                    continue
-                if run:
-                    self.args.append(run)  # the gate's parameter comes first in the alternative
-                if op == "equals":
-                    alts.append(f"{col} = {arg}")
-                elif op == "like":
-                    val = glob_to_like(val)
-                    alts.append(f"{col} LIKE {arg}" + _escape_clause(val))
-                elif op == "contains" and as_written:
-                    alts.append(f"contains({f}, ?)")
-                elif op == "contains":  # ILIKE spares lowering every row (measured 25% faster)
-                    val = re.sub(r"([%_\\])", r"\\\1", val)
-                    alts.append(f"{f} ILIKE '%' || ? || '%'" + _escape_clause(val))
-                elif op == "startswith":
-                    alts.append(f"starts_with({col}, {arg})")
-                elif op == "endswith":
-                    alts.append(f"ends_with({col}, {arg})")
+                if op in TEXT_TESTS:
+                    test, bound = self._text_test(op, f, val, as_written)
+                    cased = None
+                    if not as_written and not run and op in ANCHORS and not self._repeated(num):
+                        cased = ascii_cases(val)
+                    if cased is not None:  # RE2 on the column as it is, not ILIKE or a lowered copy of it
+                        head, tail = ANCHORS[op]
+                        self.args.append(head + cased + tail)
+                        alts.append(
+                            self._with_specials(f"regexp_matches({f}, ?)", f, folded_specials(val), test, [bound])
+                        )
+                        continue
+                    if run:
+                        self.args.append(run)  # the gate's parameter comes first in the alternative
+                    alts.append(test)
+                    val = bound
                 elif op == "regex":
                     re.compile(val)  # fail early on a bad pattern
                     flags = "" if cs else "i"
