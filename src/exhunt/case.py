@@ -198,25 +198,33 @@ class CaseReader:
         if not self._frozen:
             return None
         key = (table, column)
-        if key not in self._distinct:
-            text = f"CAST({quote(column)} AS VARCHAR)"
-            ((estimate, longest),) = self._con.execute(
-                f"SELECT approx_count_distinct({text}), max(strlen({text})) FROM {quote(table)}"
+        try:  # a column it cannot read is searched row by row, where the rule's own query says why
+            if key not in self._distinct:
+                self._distinct[key] = self._few_distinct(table, column)
+            values = self._distinct[key]
+            if values is None:
+                return None
+            ((matched,),) = self._con.execute(
+                "SELECT coalesce(list(v ORDER BY v), []) FROM unnest(?::VARCHAR[]) u(v) WHERE regexp_matches(v, ?, ?)",
+                [values, pattern, flags],
             ).fetchall()
-            rows = []  # the estimate first: a column that repeats early may not later, and its DISTINCT is costly
-            if estimate <= DISTINCT_VALUES and estimate * (longest or 0) <= DISTINCT_BYTES:  # long hostile values too
-                rows = self._con.execute(
-                    f"SELECT DISTINCT {text} AS v FROM {quote(table)} WHERE v IS NOT NULL LIMIT {DISTINCT_VALUES + 1}"
-                ).fetchall()
-            self._distinct[key] = [r[0] for r in rows] if rows and len(rows) <= DISTINCT_VALUES else None
-        values = self._distinct[key]
-        if values is None:
+        except duckdb.Error:
             return None
-        ((matched,),) = self._con.execute(
-            "SELECT coalesce(list(v ORDER BY v), []) FROM unnest(?::VARCHAR[]) u(v) WHERE regexp_matches(v, ?, ?)",
-            [values, pattern, flags],
-        ).fetchall()
         return list(matched) if len(matched) <= MATCHED_VALUES else None
+
+    def _few_distinct(self, table: str, column: str) -> list[str] | None:
+        """A column's distinct values as text, if at most DISTINCT_VALUES of them and DISTINCT_BYTES."""
+        text = f"CAST({quote(column)} AS VARCHAR)"
+        ((estimate, longest),) = self._con.execute(
+            f"SELECT approx_count_distinct({text}), max(strlen({text})) FROM {quote(table)}"
+        ).fetchall()
+        # the estimate first: a column that repeats early may not later, and its DISTINCT is costly
+        if estimate > DISTINCT_VALUES or estimate * (longest or 0) > DISTINCT_BYTES:  # long hostile values too
+            return None
+        rows = self._con.execute(
+            f"SELECT DISTINCT {text} AS v FROM {quote(table)} WHERE v IS NOT NULL LIMIT {DISTINCT_VALUES + 1}"
+        ).fetchall()
+        return [r[0] for r in rows] if rows and len(rows) <= DISTINCT_VALUES else None
 
     def fields_sql(self, table: str, alias: str = "t", provenance: bool = False) -> str:
         """SQL for a record's columns as `alias.*` would list them, without a spooled view's row id, and
@@ -725,10 +733,9 @@ class CaseWriter:
         every: dict[str, list[Path]] = {t: list(p) for t, p in self.kept.items()}
         for table, paths in files.items():
             for path in paths:
-                try:
-                    self._con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
+                if (exc := case_records.read_error(self._con, path)) is None:
                     every.setdefault(table, []).append(path)
-                except duckdb.Error as exc:
+                else:
                     self.failed.append((spool.artifacts[path], why(exc)))
         if self.keeps_records:
             case_records.save_manifest(self._con, every)

@@ -8,8 +8,8 @@ views over those files; the case it leaves holds no view that reads files. Whoev
 makes the views for that one connection (`open_views`), with DuckDB's file access limited to the
 folder, so a case moved with its folder still opens. A case file that only claims to be one (anyone's)
 cannot make exhunt read outside the folder: a name must be digits and `.parquet`, and a regular file
-inside the folder, not a link; a view is made only for a record table's name. An incremental rescan names the artifacts it read again in
-`forgotten_artifacts`; the views leave their old records out.
+inside the folder, not a link; a view is made only for a record table's name. An incremental rescan
+names the artifacts it read again in `forgotten_artifacts`; the views leave their old records out.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
         try:
             _view(con, table, paths, forgotten)
         except duckdb.Error:  # only then is each file tried alone (a few ms a file)
-            readable = [p for p in paths if _readable(con, p)]
+            readable = [p for p in paths if read_error(con, p) is None]
             damaged += [(table, p.name) for p in paths if p not in readable]
             if readable:
                 _view(con, table, readable, forgotten)
@@ -132,8 +132,9 @@ def open_views(con: duckdb.DuckDBPyConnection, case: Path) -> None:
 
 def damaged_files(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """(record table, file name) of each record file `open_views` could not read on this connection."""
-    exists = con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND temporary", [DAMAGED]).fetchall()
-    return [tuple(r) for r in con.execute(f"SELECT * FROM {DAMAGED} ORDER BY ALL").fetchall()] if exists else []
+    if not _has_table(con, DAMAGED, "temp"):
+        return []
+    return [tuple(r) for r in con.execute(f"SELECT * FROM {DAMAGED} ORDER BY ALL").fetchall()]
 
 
 def _view(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], forgotten: bool) -> None:
@@ -141,12 +142,13 @@ def _view(con: duckdb.DuckDBPyConnection, table: str, paths: list[Path], forgott
     con.execute(f"COMMENT ON VIEW {quote(table)} IS '{VIEW_MARK}'")
 
 
-def _readable(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+def read_error(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.Error | None:
+    """Why DuckDB cannot read a Parquet file, or None when it can."""
     try:
         con.execute(f"SELECT 1 FROM read_parquet({literal(str(path))}) LIMIT 0")
-        return True
-    except duckdb.Error:
-        return False
+        return None
+    except duckdb.Error as exc:
+        return exc
 
 
 def forget(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
@@ -156,8 +158,10 @@ def forget(con: duckdb.DuckDBPyConnection, ids: list[int]) -> None:
         con.executemany(f"INSERT INTO {FORGOTTEN} VALUES (?)", [(i,) for i in ids])
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def _has_table(con: duckdb.DuckDBPyConnection, name: str, database: str | None = None) -> bool:
+    """Is there a table `name` in `database` (the connection's current one unless named)?"""
     rows = con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND database_name = current_database()", [name]
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND database_name = coalesce(?, current_database())",
+        [name, database],
     ).fetchall()
     return bool(rows)
