@@ -37,6 +37,13 @@ def _query(case: Path, sql: str) -> list[tuple]:
         con.close()
 
 
+def _copied(case: Path, to: Path) -> Path:
+    """A copy of a kept case with its records folder."""
+    shutil.copy(case, to)
+    shutil.copytree(case_records.folder_of(case), case_records.folder_of(to))
+    return to
+
+
 def test_the_case_names_its_record_files_and_holds_no_view_that_reads_files(kept: tuple[Path, Path, int]) -> None:
     _, case, records = kept
     folder = case_records.folder_of(case)
@@ -57,8 +64,7 @@ def test_a_case_moved_with_its_folder_still_opens(kept: tuple[Path, Path, int], 
     _, case, _ = kept
     moved = tmp_path / "elsewhere" / "moved.duckdb"
     moved.parent.mkdir()
-    shutil.copy(case, moved)
-    shutil.copytree(case_records.folder_of(case), case_records.folder_of(moved))
+    _copied(case, moved)
     before = _query(case, "SELECT count(*), max(rowid) FROM log_iis")
     assert _query(moved, "SELECT count(*), max(rowid) FROM log_iis") == before
     reader = CaseReader.open_saved(moved)
@@ -161,9 +167,7 @@ def test_a_rescan_over_unreadable_kept_records_says_so(kept: tuple[Path, Path, i
     from exhunt.rescan import Rescan
 
     root, case, _ = kept
-    copy = tmp_path / "copy.duckdb"
-    shutil.copy(case, copy)
-    shutil.copytree(case_records.folder_of(case), case_records.folder_of(copy))
+    copy = _copied(case, tmp_path / "copy.duckdb")
     for path in case_records.folder_of(copy).glob("*.parquet"):
         path.write_bytes(b"not parquet at all")
     assert _query(copy, "SELECT count(*) FROM findings") == _query(case, "SELECT count(*) FROM findings")  # opens
@@ -179,9 +183,7 @@ def test_exhunt_query_says_which_record_files_it_could_not_read(kept: tuple[Path
     from exhunt.cli import app
 
     _, case, _ = kept
-    copy = tmp_path / "copy.duckdb"
-    shutil.copy(case, copy)
-    shutil.copytree(case_records.folder_of(case), case_records.folder_of(copy))
+    copy = _copied(case, tmp_path / "copy.duckdb")
     con = duckdb.connect(str(copy), read_only=True)
     (damaged,) = con.execute("SELECT file FROM record_files WHERE table_name = 'log_iis'").fetchall()[:1]
     con.close()

@@ -41,11 +41,21 @@ def store(tmp_path: Path):
     st.close()
 
 
+def a_rule(cond: dict, group_by: list[str] | None = None, source: str = "iis"):
+    """A test rule with this condition."""
+    fields = {"group_by": group_by} if group_by else {}
+    return rule_from_dict(
+        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": source,
+         "where": cond, **fields}, "test")  # fmt: skip
+
+
+def grouped(case: CaseReader, cond: dict, by: str) -> list[str]:
+    """The `by` value of each group a rule with this condition finds, sorted."""
+    return sorted(f.group[by] for f in run_rule(case, a_rule(cond, [by]), {}, None))
+
+
 def hits(store: CaseReader, cond: dict) -> list[str]:
-    rule = rule_from_dict(
-        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
-         "where": cond, "group_by": ["cs-uri-query"]}, "test")  # fmt: skip
-    return sorted(f.group["cs-uri-query"] for f in run_rule(store, rule, {}, None))
+    return grouped(store, cond, "cs-uri-query")
 
 
 @pytest.mark.parametrize(
@@ -122,9 +132,7 @@ def test_value_lists_on_a_json_field_match_as_each_value_alone(tmp_path: Path, m
     )  # fmt: skip
     st.add_artifacts([{"id": 1, "path": "e.jsonl", "host": "EXCH01"}])
     case = st.ready_for_queries()
-    rule = rule_from_dict(
-        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "events",
-         "where": {"field": "data.F", op: LISTS[op], "case_sensitive": cs}, "group_by": ["computer"]}, "test")  # fmt: skip
+    rule = a_rule({"field": "data.F", op: LISTS[op], "case_sensitive": cs}, ["computer"], "events")
     together = sorted(f.group["computer"] for f in run_rule(case, rule, {}, None))
     monkeypatch.setattr(native, "ANCHORS", {})  # each value its own condition
     monkeypatch.setattr(native, "ascii_cases", lambda value: None)  # and the plain test (ILIKE or lower())
@@ -148,9 +156,7 @@ def test_evidence_samples_follow_time_then_file_and_line_not_storage_order(tmp_p
         )  # fmt: skip
     st.add_artifacts([{"id": 1, "path": "a.log", "host": "EXCH01"}, {"id": 2, "path": "b.log", "host": "EXCH01"}])
     case = st.ready_for_queries()
-    rule = rule_from_dict(
-        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
-         "where": {"field": "cs-uri-query", "equals": "x=1"}}, "test")  # fmt: skip
+    rule = a_rule({"field": "cs-uri-query", "equals": "x=1"})
     (found,) = run_rule(case, rule, {}, 4)
     ids = [rid for _, rid in found.rows]
     placed = dict(case.fetch("SELECT rowid, [_artifact, _line] FROM log_iis"))
@@ -191,10 +197,7 @@ def test_case_insensitive_tests_match_as_lowering_both_sides(tmp_path: Path, val
         case = st_.reader
         leaf = {"field": "cs-uri-query", op: value, "exists": True}  # two tests in one leaf
         cond = {"none": [leaf]} if negated else leaf
-        rule = rule_from_dict(
-            {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
-             "where": cond, "group_by": ["c-ip"]}, "test")  # fmt: skip
-        compiled = sorted(f.group["c-ip"] for f in run_rule(case, rule, {}, None))
+        compiled = grouped(case, cond, "c-ip")
         test = f"coalesce({LOWERED[op]}, false)"
         oracle = sorted(
             ip
@@ -264,13 +267,10 @@ def test_a_regex_asked_of_a_repeating_columns_values_matches_as_on_the_rows(tmp_
     st_ = iis_case(tmp_path / "v.duckdb", [stems[i % len(stems)] for i in range(70)])
     leaf = {"field": "cs-uri-query", "regex": pattern, "case_sensitive": cs}
     cond = {"none": [leaf]} if negated else leaf
-    rule = rule_from_dict(
-        {"id": "t", "title": "t", "description": "t", "severity": "low", "kind": "indicator", "source": "iis",
-         "where": cond, "group_by": ["c-ip"]}, "test")  # fmt: skip
-    rows = sorted(f.group["c-ip"] for f in run_rule(st_.reader, rule, {}, None))
+    rows = grouped(st_.reader, cond, "c-ip")
     frozen = st_.reader.cursor(frozen=True)
     assert frozen.matching_values("log_iis", "cs-uri-query", pattern, "" if cs else "i") is not None  # the path taken
-    by_values = sorted(f.group["c-ip"] for f in run_rule(frozen, rule, {}, None))
+    by_values = grouped(frozen, cond, "c-ip")
     frozen.close()
     st_.close()
     assert by_values == rows
