@@ -181,6 +181,28 @@ def test_spooled_and_stored_records_read_the_same(tmp_path: Path, spooled: bool)
     assert not spooled or any((tmp_path / "spool").glob("*.parquet"))
 
 
+def test_spooled_columns_get_a_dictionary_only_when_their_values_repeat(tmp_path: Path):
+    """A column whose first values repeat is written with a dictionary (DuckDB then runs ILIKE once per
+    distinct value); one of distinct values is written plain, and both read back the same."""
+    import pyarrow.parquet as pq
+
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+    n = 5000
+    rows = _rows(0, n, 1).append_column("Agent", pa.array([f"agent{i % 7}" for i in range(n)]))
+    st.append("log_x", rows.append_column("Half", pa.array([None] * 4000 + [f"h{i}" for i in range(1000)])))
+    reader = st.ready_for_queries()
+    assert reader.fetch('SELECT count(DISTINCT "Value"), count(DISTINCT "Agent"), count("Half") FROM log_x') == [
+        (n, 7, 1000)
+    ]
+    (path,) = st.spool.files["log_x"]
+    meta = pq.ParquetFile(path).metadata
+    encodings = {meta.schema.column(i).name: meta.row_group(0).column(i).encodings for i in range(meta.num_columns)}
+    with_dictionary = {name for name, used in encodings.items() if any("DICTIONARY" in e for e in used)}
+    assert {"Agent", "DateTime", "_artifact"} <= with_dictionary  # 7, 60 and 1 distinct values
+    assert not {"Value", "_line", "_rid", "Half"} & with_dictionary  # distinct (nulls do not count)
+    st.close()
+
+
 def test_a_log_field_named_rowid_never_stands_for_the_stores_row_id(tmp_path: Path):
     """A `#Fields` list naming `rowid` (the attacker writes the log) gets its own column name: a rule's
     hits are still found by the store's row ids, in the default scan and with a case file."""
