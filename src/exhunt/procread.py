@@ -42,7 +42,10 @@ from exhunt.sources.delimited import CHUNK_BYTES, NUL_ERROR, line_breaks
 from exhunt.sources.events import message_note
 
 WORTH_BYTES = 32 << 20  # JSON-named files in a collection from which a pool pays for its start
-FILE_BYTES = 1 << 20  # a smaller file is read on the thread (handing it over costs a few ms)
+# a smaller file is read on the thread. Python parses about 70 MB/s of JSON events on a core, so a
+# 256 KB file costs about what handing it over does; with 1 MB, the bench's 0.95 MB files held the GIL
+# (events bench: 0.96x the wall time with 256 KB)
+FILE_BYTES = 256 << 10
 SPLIT_BYTES = 32 << 20  # a splittable file this big is read in parts, one per worker
 JSON_NAMES = (".json", ".jsonl", ".ndjson")
 PRELOAD = ["exhunt.procread", "exhunt.sources.events"]  # imported once by the fork server, not per worker
