@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -249,3 +250,19 @@ def test_chunks_are_the_file_cut_at_line_ends(lines, chunk, bom, cut_short):
 def test_line_breaks_counts_like_bytes_count():
     data = (b"x" * 99 + b"\n") * 3000 + b"\r\n\n" + b"tail"  # past the size where numpy counts
     assert delimited.line_breaks(data) == data.count(b"\n") and delimited.line_breaks(b"a\nb") == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=3000), skip=st.integers(0, 3000), cuts=st.lists(st.integers(0, 3000), max_size=6))
+def test_a_file_hashed_after_its_head_hashes_as_the_whole_file(data: bytes, skip: int, cuts: list[int]):
+    """The reader hashes a file's head when sniffing and the source's reads after it: however the reads
+    fall against the head's end, the digest is the whole file's."""
+    from exhunt.sources.base import HashAfter
+
+    skip = min(skip, len(data))
+    hasher = hashlib.sha256(data[:skip])
+    after = HashAfter(hasher, skip)
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    for a, b in pairwise(bounds):  # the source reads the file again from its start
+        after.update(data[a:b])
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
