@@ -45,7 +45,7 @@ def main() -> None:
     store = CaseReader.open_saved(case, threads=1)
     ((n,),) = store.fetch(f"SELECT count(*) FROM {family('events').table}")
     folders = ([SHARED_SIGMA] if SHARED_SIGMA.exists() else []) + args.rules
-    from exhunt.rules.sigma import load_sigma
+    from exhunt.rules.sigma_load import load_sigma
 
     for folder in folders:
         os.environ["EXHUNT_CACHE"] = tempfile.mkdtemp(prefix="exhunt-bench-cache-")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exhunt.rules.sigma import load_sigma
+from exhunt.rules.sigma_load import load_sigma
 from exhunt.scan import ScanOptions, ScanResult, scan, select_rules
 from tests.conftest import SHARED, httpproxy_log, shared_path, write
 

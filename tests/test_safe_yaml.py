@@ -78,7 +78,7 @@ def test_billion_laughs_cli_ioc_is_one_line_exit_2(tmp_path: Path):
 
 
 def test_billion_laughs_sigma_file_is_refused(tmp_path: Path):
-    from exhunt.rules.sigma import check_sigma
+    from exhunt.rules.sigma_load import check_sigma
 
     path = tmp_path / "laughs.yml"
     path.write_text(SIGMA)

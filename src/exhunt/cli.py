@@ -472,7 +472,7 @@ def rules_check_sigma(
 ) -> None:
     """Load Sigma rules as 'scan --sigma' would, and list every rule that cannot run here, with the reason."""
     from exhunt.output.safe import terminal_text
-    from exhunt.rules.sigma import check_sigma
+    from exhunt.rules.sigma_load import check_sigma
 
     load = _guard(lambda: check_sigma(paths))
     if as_json:

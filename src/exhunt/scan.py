@@ -206,7 +206,7 @@ def select_rules(options: ScanOptions) -> list[Rule]:
     if options.iocs:
         rules = rules + ioc_rules(load_iocs(options.iocs))
     if options.sigma:
-        from exhunt.rules.sigma import load_sigma  # pySigma costs 0.12 s to import: only when asked
+        from exhunt.rules.sigma_load import load_sigma  # imports pySigma only to convert a file not in the cache
 
         rules = rules + load_sigma(options.sigma).rules
     if options.only:

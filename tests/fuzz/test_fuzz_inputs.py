@@ -147,7 +147,7 @@ level: high
 
 @given(data=st.one_of(mutated(SIGMA), st.binary(max_size=256)))
 def test_sigma_files_never_raise_but_rule_error(tmp_path_factory: pytest.TempPathFactory, data: bytes):
-    from exhunt.rules.sigma import check_sigma
+    from exhunt.rules.sigma_load import check_sigma
 
     path = tmp_path_factory.mktemp("s") / "rule.yml"
     path.write_bytes(data)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from exhunt.rules import literal_gate, native
 from exhunt.rules.literal_gate import _found, possible
-from exhunt.rules.sigma import load_sigma
+from exhunt.rules.sigma_load import load_sigma
 from exhunt.scan import ScanOptions, scan
 from tests.conftest import write
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from exhunt.errors import RuleError
-from exhunt.rules.sigma import SigmaLoad, load_sigma
+from exhunt.rules.sigma_load import SigmaLoad, load_sigma
 from exhunt.scan import ScanOptions, scan
 from tests.conftest import SHARED, iis_log, shared_path, write
 

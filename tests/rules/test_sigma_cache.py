@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exhunt.rules import sigma_cache
-from exhunt.rules.sigma import load_sigma
+from exhunt.rules.sigma_load import load_sigma
 
 RULE = """
 title: {title}
@@ -52,6 +52,26 @@ def test_warm_load_equals_cold_load(tmp_path, cache):
     assert warm.rules == cold.rules and [r.origin for r in warm.rules] == [r.origin for r in cold.rules]
     assert warm.skipped == cold.skipped
     assert {why.split(" ")[0] for _, _, why in cold.skipped} == {"invalid", "deprecated"}
+
+
+def test_a_warm_load_never_imports_pysigma(tmp_path, cache):
+    """Loading rules that were all converted before reads the cache only: pySigma (a quarter of a warm
+    load of 2,400 rules) is imported for a file that must be converted, never otherwise."""
+    import subprocess
+    import sys
+
+    _rules(tmp_path / "sigma")
+    load_sigma([tmp_path / "sigma"])  # converted once, into the cache
+    probe = (
+        "import sys; from exhunt.rules.sigma_load import load_sigma; "
+        f"load = load_sigma([{str(tmp_path / 'sigma')!r}]); "
+        "print(len(load.rules), len(load.skipped), 'sigma' in sys.modules)"
+    )
+    warm = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert warm.stdout.split() == ["2", "2", "False"]
+    (tmp_path / "sigma" / "new.yml").write_text(RULE.format(title="D", id_line="", image="klist.exe"))
+    cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert cold.stdout.split() == ["3", "2", "True"]
 
 
 def test_a_changed_or_renamed_file_is_converted_again(tmp_path, cache):

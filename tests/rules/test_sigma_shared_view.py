@@ -8,7 +8,7 @@ import json
 import pytest
 
 from exhunt.rules import sigma as sigma_mod
-from exhunt.rules.sigma import load_sigma
+from exhunt.rules.sigma_load import load_sigma
 from exhunt.scan import ScanOptions, scan
 
 RULES = {

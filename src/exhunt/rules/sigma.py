@@ -1,10 +1,10 @@
 """Community Sigma rules, converted to exhunt rules that run as DuckDB SQL on the case database.
 
-`load_sigma(paths)` reads every `*.yml`/`*.yaml` under the given files and folders with pySigma,
-converts each rule with `DuckDBBackend` (a pySigma `TextQueryBackend`: its tokens and templates
-describe the SQL) and a per-log-source `ProcessingPipeline` (field names, value normalisation), and
-returns the exhunt `Rule`s together with every rule it could not use and why (`SigmaLoad.skipped`).
-Nothing is dropped silently. `check_sigma(paths)` is the same load, for `exhunt rules check-sigma`.
+`convert_file(path)` reads one Sigma file with pySigma and converts each rule with `DuckDBBackend`
+(a pySigma `TextQueryBackend`: its tokens and templates describe the SQL) and a per-log-source
+`ProcessingPipeline` (field names, value normalisation) into exhunt `Rule`s, with every rule it
+could not use and why. `exhunt.rules.sigma_load` finds the files, keeps each conversion in the
+user's cache and imports this module only for a file it has not converted before.
 
 Log sources (Sigma `logsource` -> exhunt table, channel, event ids; see `targets_for`)
   windows/process_creation   events: Sysmon 1, or Security 4688 with Image -> NewProcessName and
@@ -91,16 +91,14 @@ import copy
 import dataclasses
 import re
 import threading
-import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
 import re2  # type: ignore[import-untyped]  # google-re2, a pySigma dependency
-import yaml
 from sigma.collection import SigmaCollection
 from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionNOT, ConditionOR
 from sigma.conversion.base import TextQueryBackend
@@ -121,26 +119,17 @@ from sigma.types import (
     SpecialChars,
 )
 
-from exhunt import safe_yaml
-from exhunt.errors import RuleError
 from exhunt.families import WEB_SOURCE, family
 from exhunt.rules import sigma_cache
 from exhunt.rules.field_view import events_base
 from exhunt.rules.literal_gate import Need
 from exhunt.rules.model import FieldView, Rule
 from exhunt.rules.native import re2_literal
+from exhunt.rules.sigma_load import Malformed, first_title, read_docs
 from exhunt.rules.sigma_needs import needs
 from exhunt.sql import literal, quote
 
-__all__ = ["DuckDBBackend", "SigmaLoad", "Target", "check_sigma", "load_sigma", "targets_for"]
-
-
-@dataclass
-class SigmaLoad:
-    """The rules that converted, and every rule that did not: (path, title, reason)."""
-
-    rules: list[Rule] = field(default_factory=list)
-    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+__all__ = ["DuckDBBackend", "Target", "convert_file", "targets_for"]
 
 
 class NotApplicable(Exception):
@@ -670,40 +659,6 @@ def _to_rule(
 # -- loading --------------------------------------------------------------------------------------
 
 
-class _Malformed(Exception):
-    """The file is not a readable Sigma file; the message is the one-line problem."""
-
-
-def _files(path: Path) -> list[Path]:
-    if path.is_dir():
-        found = [p for p in path.rglob("*") if p.suffix.lower() in (".yml", ".yaml") and p.is_file()]
-        return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(path).parts[:-1]))
-    return [path]
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = safe_yaml.read_text(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _Malformed(f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise _Malformed(f"invalid YAML: {safe_yaml.describe(exc)}") from None
-    try:
-        docs = [d for d in safe_yaml.load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise _Malformed(f"invalid YAML: {problem}{where}") from None
-    if not docs:
-        raise _Malformed("no Sigma rule in the file")
-    if not all(isinstance(d, dict) for d in docs):
-        raise _Malformed("not a Sigma rule: each YAML document must be a mapping")
-    if not any(k in d for d in docs for k in ("detection", "correlation", "filter", "logsource", "action")):
-        raise _Malformed("not a Sigma rule: no detection, logsource or correlation section")
-    return docs
-
-
 def _one_line(exc: Exception) -> str:
     """The first line of an exception's message, without pySigma's "(while converting rule ...)" tail."""
     text = str(exc.args[0]).strip() if exc.args else ""
@@ -761,82 +716,23 @@ def _convert_for(rule: SigmaRule, targets: list[Target]) -> tuple[str, tuple[obj
     return _assemble(parts, needs(c.parsed for r in processed for c in r.detection.parsed_condition))
 
 
-def _title(docs: list[dict[str, Any]] | None) -> str:
-    return str(next((d.get("title") for d in docs or [] if d.get("title")), ""))
-
-
-def _load_file(path: Path, out: SigmaLoad, seen: dict[str, str]) -> None:
-    """Convert one file (or take its earlier conversion from the cache) into `out`; raise
-    _Malformed for a file that is not Sigma."""
-    key = _cache_key(path)
-    cached = sigma_cache.load(key) if key else None
-    items = _cached_items(cached, path) if cached is not None else None
-    if items is None:  # not cached, or an entry that does not read back: convert again
-        outcome = _convert_file(path)
-        if key:
-            sigma_cache.store(key, outcome)
-        if outcome.get("malformed"):
-            raise _Malformed(outcome["malformed"])
-        items = [_item(x, path) for x in outcome["items"]]
-    for title, skip, converted in items:
-        if skip is not None:
-            out.skipped.append((str(path), title, skip))
-            continue
-        if converted[0].id in seen:
-            dup = converted[0].id
-            out.skipped.append((str(path), title, f"duplicate rule id {dup!r} (also in {seen[dup]})"))
-            continue
-        seen[converted[0].id] = str(path)
-        out.rules.extend(converted)
-
-
-def _item(doc: dict[str, Any], path: Path) -> tuple[str, str | None, list[Rule]]:
-    """(title, reason it was skipped, rules) of one converted Sigma rule."""
-    if "skip" in doc:
-        return str(doc["title"]), str(doc["skip"]), []
-    return str(doc["title"]), None, [sigma_cache.rule_from_json(r, str(path)) for r in doc["rules"]]
-
-
-def _cached_items(cached: dict[str, Any], path: Path) -> list[tuple[str, str | None, list[Rule]]] | None:
-    """A cache entry's items, or None when it does not read back as one (never trust it further)."""
-    if cached.get("malformed"):
-        raise _Malformed(str(cached["malformed"]))
-    try:
-        items = [_item(x, path) for x in cached["items"]]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    return items if all(skip is not None or rules for _, skip, rules in items) else None
-
-
-def _cache_key(path: Path) -> str | None:
-    """What a conversion of this file depends on: its bytes, its name (a rule without an id is named
-    after it) and whether it sits in a `deprecated` folder. None when it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(safe_yaml.MAX_BYTES + 1)
-    except OSError:
-        return None
-    deprecated = "deprecated" in (p.lower() for p in path.parts[:-1])
-    return sigma_cache.file_key(f"{path.stem}\0{deprecated}\0".encode() + data)
-
-
-def _convert_file(path: Path) -> dict[str, Any]:
+def convert_file(path: Path) -> dict[str, Any]:
     """{"malformed": reason} or {"items": [{"title", "rules": [...]} or {"title", "skip": reason}]}."""
     try:
-        docs = _read(path)
-    except _Malformed as exc:
+        docs = read_docs(path)
+    except Malformed as exc:
         return {"malformed": str(exc)}
     try:
         collection = SigmaCollection.from_dicts(copy.deepcopy(docs), source=SigmaRuleLocation(path), policy=POLICY)
     except SigmaRegularExpressionError as exc:  # valid Sigma, but RE2 (DuckDB's engine) rejects the regex
         detail = re.sub(r"b'(.*)'$", r"\1", _one_line(exc))
         why = f"regular expression not supported by RE2 (DuckDB's engine): {detail}"
-        return {"items": [{"title": _title(docs), "skip": why}]}
+        return {"items": [{"title": first_title(docs), "skip": why}]}
     except SigmaError as exc:
         return {"malformed": f"not a valid Sigma rule: {_one_line(exc)}"}
     items: list[dict[str, Any]] = []
     for rule in collection.rules:
-        title = str(getattr(rule, "title", "") or _title(docs))
+        title = str(getattr(rule, "title", "") or first_title(docs))
         if not isinstance(rule, SigmaRule):
             kind = "correlation" if "Correlation" in type(rule).__name__ else type(rule).__name__
             items.append({"title": title, "skip": f"{kind} rules are not supported"})
@@ -848,35 +744,3 @@ def _convert_file(path: Path) -> dict[str, Any]:
             continue
         items.append({"title": title, "rules": [sigma_cache.rule_to_json(r) for r in converted]})
     return {"items": items}
-
-
-def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
-    """Convert the Sigma rules in `paths` (files or folders). See the module docstring for the rules."""
-    out = SigmaLoad()
-    seen: dict[str, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pySigma's deprecation chatter: the CLI prints nothing it did not ask for
-        for given in paths:
-            given = Path(given)
-            if not given.exists():
-                raise RuleError(str(given), "no such file or folder")
-            for path in _files(given):
-                try:
-                    _load_file(path, out, seen)
-                except _Malformed as exc:
-                    if path == given:  # the user named this file: tell them now
-                        raise RuleError(str(path), str(exc)) from None
-                    out.skipped.append((str(path), _safe_title(path), str(exc)))
-    return out
-
-
-def _safe_title(path: Path) -> str:
-    try:
-        return _title([d for d in safe_yaml.load_all(safe_yaml.read_text(path)) if isinstance(d, dict)])
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # already known to be malformed; the title is a nicety
-        return ""
-
-
-def check_sigma(paths: Iterable[Path]) -> SigmaLoad:
-    """The same load as `load_sigma`, for `exhunt rules check-sigma`: loaded rules and skipped files."""
-    return load_sigma(paths)

@@ -31,6 +31,7 @@ def converter_key() -> str:
     versions = (__version__, metadata.version("pysigma"), metadata.version("duckdb"))
     return code_digest(
         here / "sigma.py",
+        here / "sigma_load.py",
         here / "sigma_needs.py",
         here / "sigma_cache.py",
         here / "model.py",
@@ -44,7 +45,7 @@ def file_key(data: bytes) -> str:
 
 
 def _entry(key: str) -> Path:
-    return cache_root() / "sigma" / converter_key() / key[:2] / f"{key}.json"
+    return Path(f"{cache_root()}/sigma/{converter_key()}/{key[:2]}/{key}.json")  # one Path, not four joins
 
 
 def load(key: str) -> dict[str, Any] | None:
