@@ -56,8 +56,9 @@ become LIKE with `\\` as escape; contains/startswith/endswith use DuckDB's strin
 is `regexp_matches` (RE2, as DuckDB; Sigma regexes are case-sensitive unless `|i`, and a regex RE2
 cannot compile makes the rule skipped); `|cidr` is expanded into address prefixes, `|windash` and
 `|base64offset` into alternatives; numbers compare as text, `|gt`/`|lt`... numerically; `null` is a
-missing or empty field; `|fieldref` compares two fields. Every comparison is `coalesce(..., false)`,
-so a missing field never matches and `not` behaves as in Sigma. Channels compare case-insensitively.
+missing or empty field; `|fieldref` compares two fields. A comparison with a missing field is NULL,
+which never counts as a match, and every `not` reads its operand as `coalesce(..., false)` first, so
+a missing field never matches and `not` behaves as in Sigma. Channels compare case-insensitively.
 
 Rule fields: id `sigma:<Sigma id>` (or `sigma:<file stem>` when the rule has none); severity from
 `level` (informational -> info); confidence from `status` (stable high, test medium, experimental
@@ -295,10 +296,6 @@ SAFE_FIELD = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_@.() -]{0,127}$")
 COMPACT_OR = 4  # values of one field in one OR from which a single pattern pays
 
 
-def _leaf(expr: str) -> str:
-    return f"coalesce({expr}, false)"
-
-
 class DuckDBBackend(TextQueryBackend):
     """Sigma condition -> SQL boolean over one row, with field tokens and value markers.
 
@@ -320,26 +317,26 @@ class DuckDBBackend(TextQueryBackend):
     not_token: ClassVar[str] = "NOT"
     eq_token: ClassVar[str] = " = "
 
-    eq_expression: ClassVar[str] = _leaf("lower({field}) = {value}")
-    startswith_expression: ClassVar[str] = _leaf("starts_with(lower({field}), {value})")
-    endswith_expression: ClassVar[str] = _leaf("ends_with(lower({field}), {value})")
-    contains_expression: ClassVar[str] = _leaf("contains(lower({field}), {value})")
-    wildcard_match_expression: ClassVar[str] = _leaf("lower({field}) LIKE {value} ESCAPE '\\'")
-    case_sensitive_match_expression: ClassVar[str] = _leaf("regexp_full_match({field}, {regex})")
-    case_sensitive_startswith_expression: ClassVar[str] = _leaf("starts_with({field}, {value})")
-    case_sensitive_endswith_expression: ClassVar[str] = _leaf("ends_with({field}, {value})")
-    case_sensitive_contains_expression: ClassVar[str] = _leaf("contains({field}, {value})")
-    re_expression: ClassVar[str] = _leaf("regexp_matches({field}, {regex})")
+    eq_expression: ClassVar[str] = "lower({field}) = {value}"
+    startswith_expression: ClassVar[str] = "starts_with(lower({field}), {value})"
+    endswith_expression: ClassVar[str] = "ends_with(lower({field}), {value})"
+    contains_expression: ClassVar[str] = "contains(lower({field}), {value})"
+    wildcard_match_expression: ClassVar[str] = "lower({field}) LIKE {value} ESCAPE '\\'"
+    case_sensitive_match_expression: ClassVar[str] = "regexp_full_match({field}, {regex})"
+    case_sensitive_startswith_expression: ClassVar[str] = "starts_with({field}, {value})"
+    case_sensitive_endswith_expression: ClassVar[str] = "ends_with({field}, {value})"
+    case_sensitive_contains_expression: ClassVar[str] = "contains({field}, {value})"
+    re_expression: ClassVar[str] = "regexp_matches({field}, {regex})"
     re_escape: ClassVar[list[str]] = []
     re_escape_escape_char = False
     re_flag_prefix = True
     field_null_expression: ClassVar[str] = "(coalesce({field}, '') = '')"
     field_exists_expression: ClassVar[str] = "({field} IS NOT NULL)"
     field_not_exists_expression: ClassVar[str] = "({field} IS NULL)"
-    field_equals_field_expression: ClassVar[str] = _leaf("lower({field1}) = lower({field2})")
-    field_equals_field_startswith_expression: ClassVar[str] = _leaf("starts_with(lower({field1}), lower({field2}))")
-    field_equals_field_endswith_expression: ClassVar[str] = _leaf("ends_with(lower({field1}), lower({field2}))")
-    field_equals_field_contains_expression: ClassVar[str] = _leaf("contains(lower({field1}), lower({field2}))")
+    field_equals_field_expression: ClassVar[str] = "lower({field1}) = lower({field2})"
+    field_equals_field_startswith_expression: ClassVar[str] = "starts_with(lower({field1}), lower({field2}))"
+    field_equals_field_endswith_expression: ClassVar[str] = "ends_with(lower({field1}), lower({field2}))"
+    field_equals_field_contains_expression: ClassVar[str] = "contains(lower({field1}), lower({field2}))"
     compare_operators: ClassVar[dict[CompareOperators, str]] = {
         CompareOperators.LT: "<", CompareOperators.LTE: "<=", CompareOperators.GT: ">", CompareOperators.GTE: ">=",
     }  # fmt: skip
@@ -357,6 +354,17 @@ class DuckDBBackend(TextQueryBackend):
             raise NotApplicable("the rule has no condition")
         text = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
         return text, self.values
+
+    def convert_condition_not(self, cond: ConditionNOT, state: ConversionState) -> Any:
+        """`NOT coalesce((x), false)`: a test of a missing field is NULL, which is not a match, and its
+        negation must be one (as in Sigma). Without a NOT above it, a NULL leaf already counts as false
+        (every consumer asks only whether a condition is true, and AND/OR are monotone), so only
+        negations carry a coalesce, not each of a rule's tests: DuckDB binds 1,500-test passes of
+        Sigma rules in a fifth less time without them."""
+        text = super().convert_condition_not(cond, state)
+        if not isinstance(text, str) or not text.startswith(self.not_token + self.token_separator):
+            return text
+        return f"{self.not_token} coalesce({text[len(self.not_token) + len(self.token_separator) :]}, false)"
 
     def convert_condition_or(self, cond: ConditionOR, state: ConversionState) -> Any:
         """A long `OR` of plain values of one field (`a`, `*a`, `a*`, `*a*`) becomes one RE2 pattern of
@@ -385,7 +393,7 @@ class DuckDBBackend(TextQueryBackend):
             text = re2_literal(inner.convert(escape_char=None, wildcard_multi=None, wildcard_single=None).lower())
             alts.append(("" if lead else "^") + text + ("" if trail else "$"))
         field = self.escape_and_quote_field(fields.pop())
-        return _leaf(f"regexp_matches(lower({field}), {self.bind('(?:' + '|'.join(alts) + ')')})")
+        return f"regexp_matches(lower({field}), {self.bind('(?:' + '|'.join(alts) + ')')})"
 
     # values: bound, never pasted
     def bind(self, value: object) -> str:
@@ -410,13 +418,13 @@ class DuckDBBackend(TextQueryBackend):
     def convert_condition_field_eq_val_num(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> str:
-        return _leaf(f"{self.escape_and_quote_field(cond.field)} = {self.bind(str(cond.value))}")
+        return f"{self.escape_and_quote_field(cond.field)} = {self.bind(str(cond.value))}"
 
     def convert_condition_field_eq_val_bool(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
     ) -> str:
         word = "true" if cond.value.boolean else "false"  # type: ignore[union-attr]
-        return _leaf(f"lower({self.escape_and_quote_field(cond.field)}) = {self.bind(word)}")
+        return f"lower({self.escape_and_quote_field(cond.field)}) = {self.bind(word)}"
 
     def convert_condition_field_compare_op_val(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -426,7 +434,7 @@ class DuckDBBackend(TextQueryBackend):
             raise NotApplicable("unsupported comparison")
         number = float(value.number.number)
         field_sql = self.escape_and_quote_field(cond.field)
-        return _leaf(f"TRY_CAST({field_sql} AS DOUBLE) {self.compare_operators[value.op]} {self.bind(number)}")
+        return f"TRY_CAST({field_sql} AS DOUBLE) {self.compare_operators[value.op]} {self.bind(number)}"
 
     def convert_condition_field_eq_val_null(
         self, cond: ConditionFieldEqualsValueExpression, state: ConversionState
@@ -558,17 +566,18 @@ def _assemble(
     targets = [t for t, _, _ in parts]
     if len(parts) == 1:
         where = f"{_source_filter(targets[0])} AND ({conds[0]})" if source == "events" else conds[0]
+        in_view = f"({conds[0]})"
     else:
         any_source = " OR ".join(f"({_source_filter(t)})" for t in targets)
-        alts = " OR ".join(f"({_source_filter(t)} AND ({c}))" for t, c in zip(targets, conds, strict=True))
-        where = f"({any_source}) AND ({alts})"
+        in_view = " OR ".join(f"({_source_filter(t)} AND ({c}))" for t, c in zip(targets, conds, strict=True))
+        where = f"({any_source}) AND ({in_view})"
+    # the view holds only its sources' rows: there the leading source test, true of every row, is left out
+    # (it was a tenth of what DuckDB binds for a pass of a hundred rules); the values come in the same order
     params = tuple(values[int(m.group(1))] for m in VALUE_MARK.finditer(where))
-    where = VALUE_MARK.sub("?", where)
     # fields: one projection column per field and form (lowered or as is), computed once per row
     lowered = list(dict.fromkeys(LOWER_FIELD.findall(where)))
-    where = LOWER_FIELD.sub(lambda m: "s." + quote("l:" + m.group(1)), where)
-    plain = list(dict.fromkeys(ANY_FIELD.findall(where)))
-    where = ANY_FIELD.sub(lambda m: "s." + quote("v:" + m.group(1)), where)
+    plain = list(dict.fromkeys(ANY_FIELD.findall(LOWER_FIELD.sub("", where))))
+    where, in_view = (_columns_of(text) for text in (where, in_view))
     used = list(dict.fromkeys([*lowered, *plain]))
     base, exprs = BASES[source](used)
     cols = ["b._rid"] + (["b.event_id AS _eid", "lower(b.channel) AS _chan"] if source == "events" else [])
@@ -578,8 +587,14 @@ def _assemble(
     view = None
     if source == "events":
         sources = " OR ".join(f"({_source_filter(t)})" for t in targets)
-        view = FieldView(sources, tuple(lowered), tuple(plain), where, needs)
+        view = FieldView(sources, tuple(lowered), tuple(plain), in_view, needs)
     return sql, params, view
+
+
+def _columns_of(text: str) -> str:
+    """A condition with `?` for its value markers and the view's columns for its field tokens."""
+    text = LOWER_FIELD.sub(lambda m: "s." + quote("l:" + m.group(1)), VALUE_MARK.sub("?", text))
+    return ANY_FIELD.sub(lambda m: "s." + quote("v:" + m.group(1)), text)
 
 
 _CHECK_LOCK = threading.Lock()
