@@ -7,7 +7,8 @@ shared SigmaHQ subset beside the repository by default, or --rules DIR (e.g. Sig
 Both tools run warm: exhunt from its cache of converted rules, Zircolite from the ruleset its first
 run saved (`--save-ruleset`); the first runs, which convert the rules, are printed apart.
 Zircolite runs from a checkout in a virtual environment of its own (never exhunt's), given by
---zircolite DIR and --python PATH; the runs alternate and each figure is a median.
+--zircolite DIR and --python PATH; the runs alternate and each time is a median. Times come from runs
+that nothing watches, and peak memory from one more run of each, sampled.
 Usage: python bench/zircolite.py --zircolite DIR --python PY [--copies 10] [--runs 3] [--rules DIR]
 """
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import treemem  # a sibling of this script (the benches run as scripts)
@@ -59,12 +62,24 @@ def _flat(doc: dict) -> dict:
     return {k: v for k, v in flat.items() if v is not None}
 
 
-def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak memory (MiB, PSS summed over the process and its workers) and output of one run."""
-    wall, pss, _, rc, output = treemem.run(cmd, cwd=cwd)
+def timed(cmd: list[str], cwd: Path | None = None) -> float:
+    """Wall seconds of one run, with nothing else watching it (sampling the process tree's memory
+    every 20 ms took a core's share from exhunt's two threads on a 2-core machine: 7.5 s against
+    5.1-5.5 s alone, while single-threaded Zircolite left it a core)."""
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        sys.exit(f"bench: {cmd[0]} failed with {done.returncode}:\n{(done.stdout + done.stderr)[-2000:]}")
+    return wall
+
+
+def peak_memory(cmd: list[str], cwd: Path | None = None) -> int:
+    """Peak memory of one more run (MiB, PSS summed over the process and its workers)."""
+    _, pss, _, rc, output = treemem.run(cmd, cwd=cwd)
     if rc not in (0, 1):
         sys.exit(f"bench: {cmd[0]} failed with {rc}:\n{output[-2000:]}")
-    return wall, pss, output
+    return pss
 
 
 def main() -> None:
@@ -84,29 +99,29 @@ def main() -> None:
     ]  # fmt: skip
     exhunt = [EXHUNT, "scan", str(events), "--sigma", str(args.rules), "--quiet", "--force"]
     exhunt += ["--json", str(DATA / "exhunt-out.json")]
-    cold_exhunt, _, _ = timed(exhunt)  # the first run converts the Sigma rules into exhunt's cache
+    cold_exhunt = timed(exhunt)  # the first run converts the Sigma rules into exhunt's cache
     # Zircolite converts the Sigma rules on every run unless handed a ruleset it saved: the first run
     # saves one, and the timed runs read it, so that both tools run warm
     before = set(args.zircolite.glob("ruleset-*.json"))
-    cold_zircolite, _, _ = timed([*zircolite, "--save-ruleset"], cwd=args.zircolite)
+    cold_zircolite = timed([*zircolite, "--save-ruleset"], cwd=args.zircolite)
     saved = sorted(set(args.zircolite.glob("ruleset-*.json")) - before, key=lambda p: p.stat().st_mtime)
     if saved:
         zircolite[zircolite.index("--ruleset") + 1] = str(saved[-1])
     print(f"first runs (rules converted): Zircolite {cold_zircolite:.1f} s, exhunt {cold_exhunt:.1f} s")
-    runs: dict[str, list[tuple[float, int]]] = {"Zircolite": [], "exhunt": []}
+    runs: dict[str, list[float]] = {"Zircolite": [], "exhunt": []}
     for _ in range(args.runs):
-        wall, rss, _ = timed(zircolite, cwd=args.zircolite)
-        runs["Zircolite"].append((wall, rss))
-        wall, rss, _ = timed(exhunt)
-        runs["exhunt"].append((wall, rss))
+        runs["Zircolite"].append(timed(zircolite, cwd=args.zircolite))
+        runs["exhunt"].append(timed(exhunt))
+    memory = {"Zircolite": peak_memory(zircolite, cwd=args.zircolite), "exhunt": peak_memory(exhunt)}
     print(
         f"{count:,} events ({sum(p.stat().st_size for p in events.rglob('*.jsonl')) / 1e6:.0f} MB), rules {args.rules}"
     )
-    print(f"{'tool':10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}  (memory: PSS of all its processes)")
+    print(
+        f"{'tool':10} {'wall s':>8} {'events/s':>10} {'peak MiB':>9}  (memory: PSS of all its processes, a run of its own)"
+    )
     med = {}
-    for tool, pairs in runs.items():
-        wall = statistics.median(w for w, _ in pairs)
-        rss = statistics.median(r for _, r in pairs)
+    for tool, walls in runs.items():
+        wall, rss = statistics.median(walls), memory[tool]
         med[tool] = (wall, rss)
         print(f"{tool:10} {wall:8.1f} {count / wall:10,.0f} {rss:9,}")
     ratio = med["Zircolite"][0] / med["exhunt"][0]
