@@ -205,6 +205,18 @@ def test_spooled_columns_get_a_dictionary_only_when_their_values_repeat(tmp_path
     st.close()
 
 
+def test_spooled_columns_of_any_type_are_stored(tmp_path: Path):
+    """A column whose values cannot be counted for the choice of a dictionary (all null, nested) is
+    written plain: its batch's rows are stored, not lost with their files."""
+    st = Store(tmp_path / "c.duckdb", spool=tmp_path / "spool")
+    rows = _rows(0, 3, 1).append_column("Empty", pa.nulls(3)).append_column("Parts", pa.array([[1], [2], [2]]))
+    st.append("log_x", rows)
+    reader = st.ready_for_queries()
+    assert st.failed == []
+    assert reader.fetch('SELECT count(*), count("Empty"), list_sum(flatten(list("Parts"))) FROM log_x') == [(3, 0, 5)]
+    st.close()
+
+
 def test_a_log_field_named_rowid_never_stands_for_the_stores_row_id(tmp_path: Path):
     """A `#Fields` list naming `rowid` (the attacker writes the log) gets its own column name: a rule's
     hits are still found by the store's row ids, in the default scan and with a case file."""

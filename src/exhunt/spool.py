@@ -127,7 +127,6 @@ class Lane:
         first = self.spool.reserve(table, batch.num_rows)
         batch = batch.append_column("_rid", pa.array(np.arange(first, first + batch.num_rows, dtype=np.int64)))
         if (table, batch.schema) not in self.writers:
-            path = self.spool.new_file(table)
             # min/max only of exhunt's own columns (row ids, artifact, line, time), which queries narrow
             # by; a log text column's range prunes nothing, and computing it cost ~20% of the write
             stats = [n for n in batch.schema.names if n.startswith("_")]
@@ -135,6 +134,7 @@ class Lane:
             # exhunt's own distinct numbers (row ids, lines, times) as deltas: IIS files 17% smaller, written
             # 4% and read 12% faster than plain
             deltas = {f.name: "DELTA_BINARY_PACKED" for f in batch.schema if _delta_column(f, dictionary)}
+            path = self.spool.new_file(table)  # named once the file's settings are worked out
             writer = pq.ParquetWriter(
                 path, batch.schema, compression="lz4", write_statistics=stats, use_dictionary=dictionary,
                 column_encoding=deltas or None,
@@ -162,14 +162,19 @@ class Lane:
 REPEAT_SAMPLE = 2048  # the values a column's encoding is chosen by (as `CaseReader.repeats` spells tests by)
 
 
-def repeats(values: pa.ChunkedArray) -> bool:
+def repeats(values: pa.ChunkedArray | pa.Array) -> bool:
     """Do a column's first values repeat (fewer distinct than half)? Only such columns are written
     with a dictionary: one of mostly distinct values (query strings, times, row ids) is given up by
     the writer once its dictionary page is full, after hashing every value (14% of writing IIS rows;
     their files came out 5% smaller without it). DuckDB reads dictionary pages as dictionary vectors,
-    on which ILIKE and lower() run once per distinct value, so a repeating column keeps one."""
+    on which ILIKE and lower() run once per distinct value, so a repeating column keeps one. A column
+    of a type that cannot be counted (all-null, nested) does not repeat: its rows are stored anyway."""
     head = values.slice(0, REPEAT_SAMPLE)
-    return pc.count_distinct(head).as_py() * 2 < len(head) - head.null_count
+    try:
+        distinct = pc.count_distinct(head).as_py()
+    except pa.ArrowNotImplementedError:
+        return False
+    return distinct * 2 < len(head) - head.null_count
 
 
 def _delta_column(field: pa.Field, dictionary: list[str]) -> bool:
