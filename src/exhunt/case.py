@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from exhunt import case_records
 from exhunt.errors import InputError
 from exhunt.families import Family, family, family_of_table, record_families
-from exhunt.spool import Failed, RowGroups, Spool, combined, store_parts, why
+from exhunt.spool import REPEAT_SAMPLE, Failed, RowGroups, Spool, combined, store_parts, why
 from exhunt.sql import literal, quote
 
 SCHEMA_ID = "exhunt.case"
@@ -177,14 +177,15 @@ class CaseReader:
         return list(cols)
 
     def repeats(self, table: str, column: str) -> bool:
-        """Do a column's values repeat (fewer distinct than half of its first 2,048 values)? DuckDB
+        """Do a column's values repeat (fewer distinct than half of its first REPEAT_SAMPLE values, as
+        `spool.repeats` chose the spool's dictionaries; counted by DuckDB, which counts any type)? DuckDB
         then runs some functions (ILIKE, lower) once per distinct value of a block, RE2 still once
         per row. Decides only how a test is spelt, never what it matches (~4 ms a column, once)."""
         key = (table, column)
         if key not in self._repeats:
             try:
                 ((distinct, values),) = self._con.execute(
-                    f"SELECT count(DISTINCT c), count(c) FROM (SELECT {quote(column)} AS c FROM {quote(table)} LIMIT 2048)"
+                    f"SELECT count(DISTINCT c), count(c) FROM (SELECT {quote(column)} AS c FROM {quote(table)} LIMIT {REPEAT_SAMPLE})"
                 ).fetchall()
             except duckdb.Error:  # the rule's own query then says what is wrong
                 distinct = values = 0

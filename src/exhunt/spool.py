@@ -159,7 +159,7 @@ class Lane:
         return failed, bad
 
 
-REPEAT_SAMPLE = 2048  # the values a column's encoding is chosen by (as `CaseReader.repeats` spells tests by)
+REPEAT_SAMPLE = 2048  # the first values a column's encoding (and its tests' spelling) is chosen by
 
 
 def repeats(values: pa.ChunkedArray | pa.Array) -> bool:
