@@ -21,12 +21,12 @@ from typing import Any
 
 def cache_root() -> Path:
     """The folder the cached results are kept in."""
-    env = os.environ
-    return _root(env.get("EXHUNT_CACHE"), env.get("XDG_CACHE_HOME"), env.get("HOME"))
+    env = os.environ  # every variable Path.home() reads is part of the key (HOME; USERPROFILE on Windows)
+    return _root(env.get("EXHUNT_CACHE"), env.get("XDG_CACHE_HOME"), env.get("HOME"), env.get("USERPROFILE"))
 
 
 @functools.lru_cache(maxsize=8)  # asked once per cached Sigma file: Path.home() cost 2,400 rules 0.15 s
-def _root(exhunt_cache: str | None, xdg_cache_home: str | None, home: str | None) -> Path:
+def _root(exhunt_cache: str | None, xdg_cache_home: str | None, *home: str | None) -> Path:
     if exhunt_cache:
         return Path(exhunt_cache)
     base = xdg_cache_home or str(Path.home() / ".cache")

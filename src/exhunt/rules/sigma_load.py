@@ -51,6 +51,7 @@ def yaml_files(path: Path) -> list[Path]:
 
 
 def read_docs(path: Path) -> list[dict[str, Any]]:
+    """The YAML documents of a Sigma file; Malformed, with the one-line reason, for anything else."""
     try:
         text = safe_yaml.read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
@@ -74,6 +75,7 @@ def read_docs(path: Path) -> list[dict[str, Any]]:
 
 
 def first_title(docs: list[dict[str, Any]] | None) -> str:
+    """The first title the documents give, else ""."""
     return str(next((d.get("title") for d in docs or [] if d.get("title")), ""))
 
 
@@ -135,7 +137,8 @@ def _cache_key(path: Path) -> str | None:
 
 
 def load_sigma(paths: Iterable[Path]) -> SigmaLoad:
-    """Convert the Sigma rules in `paths` (files or folders). See the module docstring for the rules."""
+    """Convert the Sigma rules in `paths` (files or folders); how a rule converts is told in
+    `exhunt.rules.sigma`'s docstring."""
     out = SigmaLoad()
     seen: dict[str, str] = {}
     with warnings.catch_warnings():
